@@ -1,0 +1,84 @@
+"""Settings: one frozen object, read from ``GOVLOOP_*`` variables at the edge.
+
+The CLI and the SDK build a :class:`Settings` once and pass it down; nothing
+below them reads the environment.  Unset service addresses mean "start the
+embedded one" (see :mod:`govloop.runtime`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """Every knob govloop has; each maps to ``GOVLOOP_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="GOVLOOP_", frozen=True, extra="ignore")
+
+    kafka: str | None = Field(
+        default=None,
+        description="Kafka bootstrap servers (host:port,...). Unset: start the embedded broker.",
+    )
+    redis_url: SecretStr | None = Field(
+        default=None,
+        description="Redis URL. Unset: use 127.0.0.1:6379 if it answers, else start a local one.",
+    )
+    db_url: SecretStr | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the system of record. Unset: SQLite under GOVLOOP_HOME.",
+    )
+    home: Path = Field(default=Path(".govloop"), description="Directory for local state.")
+    topic_prefix: str = Field(default="govloop.", description="Prefix of every topic name.")
+    partitions: int = Field(default=4, ge=1, description="Partitions of each created topic.")
+    replication: int = Field(default=1, ge=1, description="Replication factor of created topics.")
+    window_seconds: float = Field(default=60.0, gt=0, description="Tumbling metric window.")
+    window_grace_seconds: float = Field(
+        default=5.0, ge=0, description="Event-time lateness a window waits for before closing."
+    )
+    idle_close_seconds: float = Field(
+        default=30.0, gt=0, description="Close open windows after this long with no input."
+    )
+    join_horizon_seconds: float = Field(
+        default=86400.0, gt=0, description="How long a prediction waits for its feedback."
+    )
+    policies: str = Field(
+        default="", description="Gate policy files or directories, comma-separated."
+    )
+    session_timeout_seconds: float = Field(
+        default=8.0, gt=0, description="Consumer-group session timeout (6-10 s suits Tansu)."
+    )
+    batch_size: int = Field(default=1000, ge=1, description="Events per agent batch.")
+    sdk_buffer: int = Field(default=10000, ge=1, description="Events the SDK buffers at most.")
+    worker_web_port: int | None = Field(
+        default=None, description="faust web port of a worker; unset disables its web server."
+    )
+    log_level: str = Field(default="warn", description="Worker log level.")
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix_is_a_topic_name(cls, value: str) -> str:
+        allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+        if not value or set(value) - allowed:
+            raise ValueError("topic_prefix may hold only letters, digits, '.', '_' and '-'")
+        return value
+
+    def topic(self, name: str) -> str:
+        """Full topic name of a registry entry: ``settings.topic("predictions")``."""
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def database_url(self) -> str:
+        """The effective database URL (SQLite under ``home`` when unset)."""
+        if self.db_url is not None:
+            return self.db_url.get_secret_value()
+        return f"sqlite:///{self.home / 'govloop.db'}"
+
+    @property
+    def redis_prefix(self) -> str:
+        """Key prefix for Redis state, so two deployments on one Redis never mix."""
+        return self.topic_prefix

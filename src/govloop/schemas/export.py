@@ -1,0 +1,31 @@
+"""JSON Schema export, so services in any language can produce valid events."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from govloop.schemas.registry import TOPICS
+
+__all__ = ["export_json_schemas", "json_schema"]
+
+
+def json_schema(topic: str) -> dict[str, object]:
+    """The JSON Schema (draft 2020-12) of one topic's events, as produced on the wire."""
+    entry = TOPICS[topic]
+    schema = entry.model.model_json_schema(by_alias=True, mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = f"{entry.model.SCHEMA}"
+    schema["title"] = entry.model.__name__
+    return schema
+
+
+def export_json_schemas(directory: Path, prefix: str = "govloop.") -> list[Path]:
+    """Write ``<prefix><topic>.schema.json`` for every topic; return the paths written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in TOPICS:
+        path = directory / f"{prefix}{name}.schema.json"
+        path.write_text(json.dumps(json_schema(name), indent=2, sort_keys=True) + "\n")
+        written.append(path)
+    return written

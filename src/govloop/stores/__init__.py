@@ -1,0 +1,1 @@
+"""Stores: SQL (the system of record) and Redis (fast, disposable state)."""
