@@ -82,3 +82,15 @@ class Settings(BaseSettings):
     def redis_prefix(self) -> str:
         """Key prefix for Redis state, so two deployments on one Redis never mix."""
         return self.topic_prefix
+
+    def as_env(self) -> dict[str, str]:
+        """The ``GOVLOOP_*`` variables that reproduce these settings in a child process."""
+        env = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[f"GOVLOOP_{name.upper()}"] = str(value)
+        return env

@@ -1,0 +1,3 @@
+from govloop.cli import main
+
+main()

@@ -1,0 +1,29 @@
+"""The ``govloop`` command: one typer sub-app per command group.
+
+Heavy imports (faust, numpy, scikit-learn) happen inside commands, so
+``govloop --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from govloop.cli import demo, schemas, services
+
+app = typer.Typer(
+    name="govloop",
+    help="The governance and feedback loop for models in production.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.command("up")(services.up)
+app.command("worker")(services.worker)
+app.command("demo")(demo.demo)
+app.add_typer(services.topics_app, name="topics")
+app.add_typer(schemas.app, name="schemas")
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,154 @@
+"""Gate policies as code: a YAML file validated into a frozen pydantic model.
+
+A policy names the models it applies to and a list of rules::
+
+    name: quality
+    models: ["iris-*"]          # fnmatch patterns; default: every model
+    rules:
+      - kind: min_samples       # too little data is inconclusive, never pass
+        metric: count
+        value: 200
+      - name: accuracy-floor
+        metric: accuracy
+        op: ">="
+        value: 0.85
+      - metric: latency_p95_ms
+        op: "<="
+        value: 250
+        severity: warn          # a violated warn rule makes the gate warn, not fail
+
+Errors name the file, line and field of the problem (:class:`PolicyError`).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from govloop.errors import PolicyError
+
+__all__ = ["Policy", "Rule", "load_policies", "load_policy", "parse_policy"]
+
+Op = Literal[">=", ">", "<=", "<", "==", "!="]
+
+
+class Rule(BaseModel):
+    """One rule: a threshold on a metric, or the minimum sample size."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["threshold", "min_samples"] = "threshold"
+    name: str = ""
+    metric: str = Field(min_length=1)
+    op: Op = ">="
+    value: float
+    severity: Literal["fail", "warn"] = "fail"
+
+    @model_validator(mode="after")
+    def _named(self) -> Rule:
+        if not self.name:
+            label = "min_samples" if self.kind == "min_samples" else f"{self.metric} {self.op}"
+            object.__setattr__(self, "name", f"{label} {self.value:g}")
+        if self.kind == "min_samples" and self.op != ">=":
+            raise ValueError("a min_samples rule always means metric >= value; leave op out")
+        return self
+
+
+class Policy(BaseModel):
+    """A named list of rules, for the models whose names match ``models``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, max_length=128)
+    description: str = ""
+    models: list[str] = Field(default_factory=lambda: ["*"])
+    rules: list[Rule] = Field(min_length=1)
+
+    @property
+    def content_hash(self) -> str:
+        """SHA-256 of the policy's canonical JSON: equal policies, equal hashes."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def applies_to(self, model: str) -> bool:
+        return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+    """1-based line of the YAML node at pydantic location ``loc`` (or of its nearest parent)."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = [v for k, v in node.value if getattr(k, "value", None) == part]
+            if not match:
+                break
+            node = match[0]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                break
+            node = node.value[part]
+        else:
+            break
+        line = node.start_mark.line + 1
+    return line
+
+
+def parse_policy(text: str, source: str = "<policy>") -> Policy:
+    """Validate YAML text into a :class:`Policy`; errors name the line and the field.
+
+    >>> parse_policy("name: q\\nrules:\\n  - metric: accuracy\\n    value: 0.9\\n").rules[0].name
+    'accuracy >= 0.9'
+    >>> parse_policy("name: q\\nrules:\\n  - metric: accuracy\\n    value: high\\n")
+    Traceback (most recent call last):
+    ...
+    govloop.errors.PolicyError: <policy>:4: rules.0.value: Input should be a valid number, unable to parse string as a number
+    """
+    try:
+        node = yaml.compose(text)
+        data: Any = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"{source}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise PolicyError(f"{source}: a policy is a YAML mapping with 'name' and 'rules'")
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            where = ".".join(str(p) for p in loc) or "policy"
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{source}:{_line_of(node, loc)}: {where}: {msg}")
+        raise PolicyError("\n".join(problems)) from exc
+
+
+def load_policy(path: Path) -> Policy:
+    """Read and validate one policy file."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise PolicyError(f"{path}: cannot read policy: {exc.strerror}") from exc
+    return parse_policy(text, source=str(path))
+
+
+def load_policies(spec: str) -> list[Policy]:
+    """Policies from a comma-separated list of files and directories (``*.yaml``, ``*.yml``)."""
+    policies: list[Policy] = []
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        path = Path(part)
+        if path.is_dir():
+            files = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
+            policies.extend(load_policy(f) for f in files)
+        else:
+            policies.append(load_policy(path))
+    names = [p.name for p in policies]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise PolicyError(f"two policies share the name {', '.join(duplicates)}")
+    return policies

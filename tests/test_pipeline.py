@@ -1,0 +1,70 @@
+"""End to end through the real broker, Redis and SQL: join, windows, snapshots, gates."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session, select
+
+from govloop.config import Settings
+from govloop.schemas import Feedback, GateResult, MetricSnapshot, Prediction
+from govloop.stores.sql import GateResultRow, create_engine_for
+from tests.kafka_helpers import WorkerProcess, consume, produce
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+
+POLICY = """
+name: acc
+rules:
+  - {kind: min_samples, metric: count, value: 10}
+  - {metric: accuracy, op: ">=", value: 0.8}
+"""
+
+
+def traffic(n: int, wrong_every: int, start: datetime, model: str = "clf") -> list:
+    """n predictions 'a' with feedback; every wrong_every-th true label is 'b'."""
+    events: list = []
+    for i in range(n):
+        ts = start + timedelta(seconds=i * 50 / n)
+        rid = f"{start.timestamp()}-{i}"
+        events.append(Prediction(model=model, model_version="1", request_id=rid,
+                                 prediction="a", latency_ms=10 + i % 5, ts=ts))
+        label = "b" if wrong_every and i % wrong_every == 0 else "a"
+        events.append(Feedback(request_id=rid, label=label, positive=label == "a", ts=ts))
+    return events
+
+
+def fast(settings: Settings, tmp_path: Path) -> Settings:
+    policy = tmp_path / "acc.yaml"
+    policy.write_text(POLICY)
+    return settings.model_copy(update={"idle_close_seconds": 3.0, "window_grace_seconds": 1.0,
+                                       "policies": str(policy)})
+
+
+def test_snapshots_and_gate_results(settings: Settings, tmp_path: Path) -> None:
+    s = fast(settings, tmp_path)
+    good = traffic(40, 0, T0)
+    bad = traffic(40, 2, T0 + timedelta(minutes=1))
+    preds = [e for e in good + bad if isinstance(e, Prediction)]
+    fbs = [e for e in good + bad if isinstance(e, Feedback)]
+    produce(s, "predictions", preds)
+    produce(s, "feedback", fbs)
+    with WorkerProcess(s, tmp_path / "worker.log"):
+        snaps = consume(s, "metrics", 2, timeout=90)
+        gates = consume(s, "gates", 2, timeout=30)
+    assert len(snaps) == 2, (tmp_path / "worker.log").read_text()[-3000:]
+    by_start = {x.window_start: x for x in snaps if isinstance(x, MetricSnapshot)}
+    first, second = by_start[T0], by_start[T0 + timedelta(minutes=1)]
+    assert (first.count, first.feedback_count, first.accuracy) == (40, 40, 1.0)
+    assert (second.count, second.labelled_count, second.correct_count) == (40, 40, 20)
+    assert second.accuracy == 0.5 and second.positive_rate == 0.5
+    assert first.latency_p50_ms == pytest.approx(12, rel=0.011)
+    outcomes = {g.window_start: g.outcome for g in gates if isinstance(g, GateResult)}
+    assert outcomes == {T0: "pass", T0 + timedelta(minutes=1): "fail"}
+    with Session(create_engine_for(s)) as session:
+        rows = session.exec(select(GateResultRow)).all()
+    assert sorted(r.outcome for r in rows) == ["fail", "pass"]
