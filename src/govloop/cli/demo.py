@@ -1,5 +1,263 @@
-"""``govloop demo``: placeholder replaced below."""
+"""``govloop demo``: the whole loop against a simulated production service, live.
+
+Starts what ``govloop up`` starts (under a fresh topic prefix, so earlier runs
+never mix in), runs one stream worker, and replays fourteen minutes of a real
+scikit-learn classifier's traffic at high speed through the SDK, with the
+inputs drifting from minute seven.  The table fills in as the worker publishes
+each window's metrics and the gate's verdict.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import typer
+
+from govloop.cli.output import console, fail
+
+OUTCOME_STYLE = {"pass": "bold green", "warn": "bold yellow", "fail": "bold red",
+                 "inconclusive": "dim"}
 
 
-def demo() -> None:
-    """Run the whole loop against a simulated production service."""
+@dataclass
+class Board:
+    """What the demo has seen so far, one row per window."""
+
+    start: datetime
+    drift_minute: int
+    rows: dict[int, dict[str, Any]] = field(default_factory=dict)
+    emitted: int = 0
+    feedback: int = 0
+    dropped: int = 0
+
+    def minute_of(self, when: datetime) -> int:
+        return int((when - self.start).total_seconds() // 60)
+
+    def add_snapshot(self, snap: Any) -> None:
+        self.rows.setdefault(self.minute_of(snap.window_start), {})["snap"] = snap
+
+    def add_gate(self, gate: Any) -> None:
+        if gate.window_start is not None:
+            self.rows.setdefault(self.minute_of(gate.window_start), {})["gate"] = gate
+
+    def gates(self) -> list[tuple[int, str]]:
+        return sorted((m, r["gate"].outcome) for m, r in self.rows.items() if "gate" in r)
+
+    def table(self) -> Any:
+        from rich.table import Table
+
+        table = Table(title="cancer-screen 2.3.0 — one row per 1-minute window",
+                      title_justify="left")
+        for name in ("min", "inputs", "preds", "labelled", "accuracy", "feedback",
+                     "p95 ms", "gate"):
+            table.add_column(name, justify="left" if name == "inputs" else "right", no_wrap=True)
+        table.add_column("why", justify="left", overflow="fold")
+        for minute in sorted(self.rows):
+            row = self.rows[minute]
+            snap, gate = row.get("snap"), row.get("gate")
+            if snap is None:
+                continue
+            drifting = minute >= self.drift_minute
+            why = "" if gate is None else ", ".join(
+                f"{r.metric} {r.observed:.4g} (needs {r.op} {r.threshold:g})"
+                for r in gate.rules if r.outcome != "pass" and r.observed is not None
+            )
+            table.add_row(
+                str(minute),
+                "[yellow]drifting[/]" if drifting else "normal",
+                str(snap.count),
+                str(snap.labelled_count),
+                "-" if snap.accuracy is None else f"{snap.accuracy:.3f}",
+                "-" if snap.feedback_rate is None else f"{snap.feedback_rate:.0%}",
+                "-" if snap.latency_p95_ms is None else f"{snap.latency_p95_ms:.0f}",
+                "…" if gate is None else f"[{OUTCOME_STYLE[gate.outcome]}]{gate.outcome}[/]",
+                why,
+            )
+        return table
+
+
+def _emit_traffic(client: Any, service: Any, board: Board, pace: float,
+                  errors: list[BaseException]) -> None:
+    try:
+        for tick in service.ticks():
+            began = time.monotonic()
+            for kwargs in tick.predictions:
+                client.emit_prediction(**kwargs)
+            for kwargs in tick.feedback:
+                client.emit_feedback(**kwargs)
+            client.flush(10.0)
+            board.emitted += len(tick.predictions)
+            board.feedback += len(tick.feedback)
+            time.sleep(max(0.0, pace - (time.monotonic() - began)))
+    except BaseException as exc:  # reported by the main thread
+        errors.append(exc)
+
+
+def _clear_redis(url: str, prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    for i in range(0, len(keys), 500):
+        client.delete(*keys[i:i + 500])
+    client.close()
+
+
+def demo(
+    minutes: Annotated[int, typer.Option(help="Simulated minutes of traffic.", min=4)] = 14,
+    drift_minute: Annotated[int, typer.Option(help="Minute the inputs start drifting.")] = 7,
+    pace: Annotated[float, typer.Option(help="Wall seconds per simulated minute.")] = 2.0,
+    timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 110.0,
+) -> None:
+    """Run the whole loop against a simulated production service, live."""
+    from govloop.config import Settings
+    from govloop.demo import POLICY_FILE
+    from govloop.runtime import LocalStack
+
+    began = time.monotonic()
+    console.rule("[bold]govloop demo")
+    console.print(
+        "A scikit-learn classifier serves traffic through the govloop SDK. govloop joins\n"
+        "each prediction with its late feedback, publishes per-minute metrics, and a\n"
+        f"quality gate ([cyan]{POLICY_FILE.name}[/]: accuracy >= 0.85) judges every window.\n"
+        f"From minute {drift_minute} the inputs drift. Watch the gate.\n"
+    )
+    base = Settings()
+    settings = base.model_copy(update={
+        "topic_prefix": f"demo{uuid.uuid4().hex[:8]}.",
+        "window_seconds": 60.0,
+        "window_grace_seconds": 2.0,
+        "idle_close_seconds": 3.0,
+        "join_horizon_seconds": 900.0,
+        "policies": str(POLICY_FILE),
+    })
+    stack = LocalStack(settings, write_runtime_file=False)
+    worker = None
+    try:
+        with console.status("starting broker, Redis and SQLite..."):
+            settings = stack.start()
+        info = stack.describe()
+        console.print(f"[green]✓[/] Kafka  {info['kafka']} ({info['kafka_source']})")
+        console.print(f"[green]✓[/] Redis  {info['redis_url']} ({info['redis_source']})")
+        console.print(f"[green]✓[/] SQL    {info['db_url']}")
+        worker = _start_worker(settings)
+        console.print(f"[green]✓[/] stream worker pid {worker.pid} "
+                      f"(log: {settings.home / 'demo-worker.log'})")
+        board, service = _prepare(settings, minutes, drift_minute)
+        ok = _run(settings, board, service, pace, minutes, began + timeout)
+        _summary(settings, board, service, time.monotonic() - began)
+    finally:
+        if worker is not None:
+            from govloop.cli.services import stop_processes
+
+            stop_processes([worker])
+        if settings.redis_url is not None:
+            _clear_redis(settings.redis_url.get_secret_value(), settings.redis_prefix)
+        stack.stop()
+    if not ok:
+        fail("the gate did not go from pass to fail; see the worker log", code=1)
+
+
+def _start_worker(settings: Any) -> Any:
+    import os
+    import subprocess
+    import sys
+
+    log = open(settings.home / "demo-worker.log", "wb")  # noqa: SIM115 - child keeps it
+    with log:
+        return subprocess.Popen([sys.executable, "-m", "govloop", "worker"],
+                                env=os.environ | settings.as_env(), stdout=log, stderr=log)
+
+
+def _prepare(settings: Any, minutes: int, drift_minute: int) -> tuple[Board, Any]:
+    from govloop.demo import SimulatedService
+
+    with console.status("training the classifier (scikit-learn breast-cancer data)..."):
+        now = datetime.now(UTC).replace(second=0, microsecond=0)
+        start = now - timedelta(minutes=minutes + 1)
+        service = SimulatedService(start, minutes=minutes, drift_minute=drift_minute)
+    console.print(f"[green]✓[/] model trained: hold-out accuracy {service.holdout_accuracy:.3f}\n")
+    return Board(start=start, drift_minute=drift_minute), service
+
+
+def _run(settings: Any, board: Board, service: Any, pace: float, minutes: int,
+         deadline: float) -> bool:
+    from kafka import KafkaConsumer
+    from rich.live import Live
+
+    from govloop.client import Govloop
+    from govloop.schemas import decode
+
+    consumer = KafkaConsumer(settings.topic("metrics"), settings.topic("gates"),
+                             bootstrap_servers=settings.kafka, auto_offset_reset="earliest",
+                             enable_auto_commit=False)
+    client = Govloop.connect(settings)
+    errors: list[BaseException] = []
+    sender = threading.Thread(target=_emit_traffic, args=(client, service, board, pace, errors),
+                              daemon=True)
+    sender.start()
+    short = {settings.topic("metrics"): "metrics", settings.topic("gates"): "gates"}
+    # a live table on a terminal; one line per window when the output is a log
+    live = Live(board.table(), console=console, refresh_per_second=4) if console.is_terminal \
+        else contextlib.nullcontext()
+    printed: set[int] = set()
+    try:
+        with live:
+            while time.monotonic() < deadline and not errors:
+                for batch in consumer.poll(timeout_ms=250).values():
+                    for message in batch:
+                        event = decode(short[message.topic], message.value)
+                        if short[message.topic] == "metrics":
+                            board.add_snapshot(event)
+                        else:
+                            board.add_gate(event)
+                if isinstance(live, Live):
+                    live.update(board.table())
+                else:
+                    printed |= _print_new(board, printed)
+                if len(board.gates()) >= minutes:
+                    break
+    finally:
+        consumer.close()
+        client.close()
+        board.dropped = client.stats.dropped
+    if errors:
+        raise errors[0]
+    outcomes = [o for _, o in board.gates()]
+    return "pass" in outcomes and "fail" in outcomes[outcomes.index("pass"):]
+
+
+def _print_new(board: Board, printed: set[int]) -> set[int]:
+    done = {m for m, r in board.rows.items() if "gate" in r and "snap" in r}
+    for minute in sorted(done - printed):
+        snap, gate = board.rows[minute]["snap"], board.rows[minute]["gate"]
+        acc = "-" if snap.accuracy is None else f"{snap.accuracy:.3f}"
+        console.print(f"minute {minute:2d}: {snap.count} predictions, accuracy {acc}, "
+                      f"gate [{OUTCOME_STYLE[gate.outcome]}]{gate.outcome}[/]")
+    return done
+
+
+def _summary(settings: Any, board: Board, service: Any, elapsed: float) -> None:
+    from rich.panel import Panel
+
+    gates = board.gates()
+    first_fail = next((m for m, o in gates if o == "fail"), None)
+    passes = sum(1 for _, o in gates if o == "pass")
+    lines = [
+        f"emitted {board.emitted} predictions and {board.feedback} feedback events "
+        f"({board.dropped} dropped) in {elapsed:.0f} s",
+        f"{len(gates)} windows judged: {passes} pass, "
+        f"{sum(1 for _, o in gates if o == 'fail')} fail",
+        f"inputs began drifting at minute {board.drift_minute}; "
+        + (f"the gate failed first at minute {first_fail}" if first_fail is not None
+           else "the gate never failed"),
+        f"gate results are in the [cyan]{settings.topic('gates')}[/] topic and in SQL "
+        f"({settings.database_url})",
+    ]
+    console.print(Panel("\n".join(lines), title="summary", expand=False))

@@ -29,7 +29,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from govloop.errors import PolicyError
 
@@ -70,6 +77,16 @@ class Policy(BaseModel):
     models: list[str] = Field(default_factory=lambda: ["*"])
     rules: list[Rule] = Field(min_length=1)
 
+    @field_validator("rules")
+    @classmethod
+    def _distinct_names(cls, rules: list[Rule]) -> list[Rule]:
+        # results name their rule, and combine() looks each rule's kind up by name
+        names = [r.name for r in rules]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"two rules share the name {', '.join(map(repr, duplicates))}")
+        return rules
+
     @property
     def content_hash(self) -> str:
         """SHA-256 of the policy's canonical JSON: equal policies, equal hashes."""
@@ -104,18 +121,22 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
 
     >>> parse_policy("name: q\\nrules:\\n  - metric: accuracy\\n    value: 0.9\\n").rules[0].name
     'accuracy >= 0.9'
-    >>> parse_policy("name: q\\nrules:\\n  - metric: accuracy\\n    value: high\\n")
+    >>> parse_policy("name: q\\nrules:\\n  - metric: accuracy\\n    op: '=>'\\n    value: 1\\n")
     Traceback (most recent call last):
     ...
-    govloop.errors.PolicyError: <policy>:4: rules.0.value: Input should be a valid number, unable to parse string as a number
+    govloop.errors.PolicyError: <policy>:4: rules.0.op: Input should be '>=', '>', ...'!='
     """
     try:
         node = yaml.compose(text)
         data: Any = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise PolicyError(f"{source}: not valid YAML: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise PolicyError(f"{where}: not valid YAML: {problem}") from exc
     if not isinstance(data, dict):
-        raise PolicyError(f"{source}: a policy is a YAML mapping with 'name' and 'rules'")
+        where = f"{source}:{node.start_mark.line + 1}" if node is not None else source
+        raise PolicyError(f"{where}: a policy is a YAML mapping with 'name' and 'rules'")
     try:
         return Policy.model_validate(data)
     except ValidationError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from govloop.config import Settings
@@ -48,10 +49,9 @@ def ensure_topics(settings: Settings, names: list[str] | None = None) -> list[st
         missing = [t for t in wanted if t not in existing]
         if missing:
             new = [NewTopic(t, settings.partitions, settings.replication) for t in missing]
-            try:
+            # another process creating them at the same moment is what we wanted anyway
+            with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(new)
-            except TopicAlreadyExistsError:
-                pass  # created concurrently by another process: what we wanted
         return missing
     finally:
         admin.close()

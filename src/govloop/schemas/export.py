@@ -17,6 +17,10 @@ def json_schema(topic: str) -> dict[str, object]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = f"{entry.model.SCHEMA}"
     schema["title"] = entry.model.__name__
+    # the tag may be left out (decode fills it in), but when present it must be this one
+    tag = schema["properties"]["schema"]
+    tag["const"] = entry.model.SCHEMA
+    tag["default"] = entry.model.SCHEMA
     return schema
 
 

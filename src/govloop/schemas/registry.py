@@ -85,10 +85,10 @@ def decode(topic: str, raw: bytes | str | None) -> Event:
 
     >>> decode("feedback", b'{"request_id": "r1", "positive": true}').positive
     True
-    >>> decode("feedback", b'{"request_id": "r1"}')
+    >>> decode("feedback", b'{"request_id": "r1", "rating": "high"}')
     Traceback (most recent call last):
     ...
-    govloop.errors.EventError: invalid govloop.feedback/1: event: feedback needs one of label, positive or rating
+    govloop.errors.EventError: invalid govloop.feedback/1: rating: Input should be a valid number...
     """
     model = TOPICS[topic].model
     if raw is None:

@@ -79,7 +79,7 @@ class RuleResult(BaseModel):
     metric: str
     op: str
     threshold: float
-    observed: float | None
+    observed: float | None = None
     outcome: Outcome
     detail: str = ""
 

@@ -10,7 +10,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Engine, Text, event
+from sqlalchemy import Column, Engine, Text, event, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
@@ -84,9 +84,16 @@ def create_engine_for(settings: Settings) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+#: Key of the PostgreSQL advisory lock that serialises schema creation.
+_SCHEMA_LOCK = 0x6F766C70
+
+
 def init_db(engine: Engine) -> None:
-    """Create every table that does not exist yet."""
-    SQLModel.metadata.create_all(engine)
+    """Create every table that does not exist yet (safe when several workers start at once)."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+        SQLModel.metadata.create_all(conn)
 
 
 def _insert_once(session: Session, row: SQLModel) -> bool:

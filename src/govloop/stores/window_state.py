@@ -194,7 +194,10 @@ class WindowStore:
         self._close = redis.register_script(_CLOSE)
 
     async def apply(self, records: Sequence[Sequence[Any]]) -> int:
-        """Apply a batch of records (see :mod:`govloop.streams.records`); return how many were new."""
+        """Apply a batch of records (:func:`govloop.streams.records.record_of`).
+
+        Returns how many of them were new (not redelivered, not duplicates).
+        """
         if not records:
             return 0
         args = [

@@ -18,6 +18,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import faust
@@ -52,6 +53,12 @@ def dead_letter(source_topic: str, partition: int | None, offset: int | None,
                       reason=reason[:2000], payload=text[:PAYLOAD_LIMIT])
 
 
+def _save_all(save: Callable[[Session, Any], bool], items: Sequence[Any],
+              session: Session) -> int:
+    """Insert-once every item; return how many were new."""
+    return sum(save(session, item) for item in items)
+
+
 def create_app(settings: Settings, policies: Sequence[Policy] | None = None) -> faust.App:
     """Build the stream worker's faust app for ``settings``."""
     import redis.asyncio as aioredis
@@ -83,11 +90,15 @@ def create_app(settings: Settings, policies: Sequence[Policy] | None = None) -> 
         idle_close_seconds=settings.idle_close_seconds,
         horizon_seconds=settings.join_horizon_seconds,
     )
-    raw = {"value_serializer": "raw", "key_serializer": "raw"}
-    inputs = app.topic(settings.topic("predictions"), settings.topic("feedback"), **raw)
-    metrics_topic = app.topic(settings.topic("metrics"), **raw)
-    gates_topic = app.topic(settings.topic("gates"), **raw)
-    deadletter_topic = app.topic(settings.topic("deadletter"), **raw)
+    def raw_topic(*names: str) -> Any:
+        """Topics whose keys and values stay bytes: decoding is ours, not faust's."""
+        return app.topic(*(settings.topic(n) for n in names),
+                         value_serializer="raw", key_serializer="raw")
+
+    inputs = raw_topic("predictions", "feedback")
+    metrics_topic = raw_topic("metrics")
+    gates_topic = raw_topic("gates")
+    deadletter_topic = raw_topic("deadletter")
     short = {settings.topic(n): n for n in ("predictions", "feedback", "metrics")}
 
     def in_db(fn: Callable[[Session], Any]) -> Awaitable[Any]:
@@ -147,7 +158,7 @@ def create_app(settings: Settings, policies: Sequence[Policy] | None = None) -> 
         ]
         for snap in snaps:
             await metrics_topic.send(key=snap.model.encode(), value=snap.to_json())
-        await in_db(lambda session: [save_snapshot(session, s) for s in snaps])
+        await in_db(partial(_save_all, save_snapshot, snaps))
         await store.acknowledge(windows)
 
     @app.agent(metrics_topic)
@@ -163,7 +174,7 @@ def create_app(settings: Settings, policies: Sequence[Policy] | None = None) -> 
             ]
             for result in results:
                 await gates_topic.send(key=result.model.encode(), value=result.to_json())
-            await in_db(lambda session: [save_gate_result(session, r) for r in results])
+            await in_db(partial(_save_all, save_gate_result, results))
             await send_dead(bad)
 
     app.govloop_store = store  # type: ignore[attr-defined]
