@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     join_horizon_seconds: float = Field(
         default=86400.0, gt=0, description="How long a prediction waits for its feedback."
     )
+    dedupe_seconds: float = Field(
+        default=900.0, gt=0, description="How long an event_id is remembered to drop duplicates."
+    )
     policies: str = Field(
         default="", description="Gate policy files or directories, comma-separated."
     )

@@ -106,7 +106,10 @@ def worker() -> None:
     if settings.kafka is None or settings.redis_url is None:
         fail("no broker or Redis configured: set GOVLOOP_KAFKA and GOVLOOP_REDIS_URL, "
              "or run `govloop up`")
-    run_worker(settings)
+    try:
+        run_worker(settings)
+    except GovloopError as exc:
+        fail(str(exc), code=1)
 
 
 @topics_app.command("create")

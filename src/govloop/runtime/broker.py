@@ -44,14 +44,18 @@ class EmbeddedBroker:
             raise RuntimeUnavailable(f"embedded broker: {exc}") from exc
         url = f"tcp://{self.bootstrap}"
         log = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
-        self._process = subprocess.Popen(
-            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
-            stdout=log,
-            stderr=log,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        try:
+            self._process = subprocess.Popen(
+                [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+                 "--storage-engine", "memory://tansu/"],
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        finally:
+            if not isinstance(log, int):  # the child has its own copy of the descriptor
+                log.close()
         if not wait_for_port(self.host, self.port, timeout):
             code = self._process.poll()
             self.stop()

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, Engine, Text, event, text
+from sqlalchemy import Column, Engine, Text, event, make_url, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
@@ -69,6 +70,9 @@ def create_engine_for(settings: Settings) -> Engine:
     """An engine for ``settings.database_url`` (SQLite files get WAL and a busy timeout)."""
     url = settings.database_url
     if url.startswith("sqlite"):
+        path = make_url(url).database
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")

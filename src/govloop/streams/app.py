@@ -89,6 +89,7 @@ def create_app(settings: Settings, policies: Sequence[Policy] | None = None) -> 
         grace_seconds=settings.window_grace_seconds,
         idle_close_seconds=settings.idle_close_seconds,
         horizon_seconds=settings.join_horizon_seconds,
+        dedupe_seconds=settings.dedupe_seconds,
     )
     def raw_topic(*names: str) -> Any:
         """Topics whose keys and values stay bytes: decoding is ours, not faust's."""

@@ -3,8 +3,29 @@
 from __future__ import annotations
 
 from govloop.config import Settings
+from govloop.errors import RuntimeUnavailable
 
-__all__ = ["run_worker"]
+__all__ = ["check_services", "run_worker"]
+
+
+def check_services(settings: Settings) -> None:
+    """Fail fast, with the address, when Kafka, Redis or the database does not answer."""
+    import redis
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from govloop.runtime import wait_for_broker
+    from govloop.stores.sql import create_engine_for, init_db
+
+    wait_for_broker(settings.kafka or "", timeout=15.0)
+    url = settings.redis_url.get_secret_value() if settings.redis_url else ""
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=5).ping()
+    except (redis.RedisError, ValueError) as exc:
+        raise RuntimeUnavailable(f"Redis at {url} did not answer: {exc}") from exc
+    try:
+        init_db(create_engine_for(settings))
+    except SQLAlchemyError as exc:
+        raise RuntimeUnavailable(f"database {settings.database_url}: {exc}") from exc
 
 
 def run_worker(settings: Settings) -> None:
@@ -13,6 +34,7 @@ def run_worker(settings: Settings) -> None:
 
     from govloop.streams.app import create_app
 
+    check_services(settings)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()

@@ -1,0 +1,336 @@
+"""The SDK's background sender: a bounded buffer drained by one thread that owns the producer.
+
+Callers only :meth:`Sender.offer` already-serialized records: a length check
+and a ``deque.append``, no lock, no I/O.  The thread creates the kafka-python
+``KafkaProducer`` lazily (after a plain TCP probe, so a broker that is down
+costs neither threads nor sockets), retries with exponential backoff while the
+broker is unreachable, and does all accounting itself.
+
+Accounting (see :class:`~govloop.client.sdk.SdkStats`):
+
+* ``buffered``: records queued here or handed to the producer and not yet
+  acknowledged.  Their sum is bounded by ``capacity``: an offer beyond it is
+  refused and counted in ``dropped``.
+* a record whose delivery fails with a *retriable* error (broker down, timeout)
+  is put back at the front of the queue and retried, up to ``MAX_ATTEMPTS``
+  deliveries in all; each failure counts in ``errors``.  A record that fails
+  ``MAX_ATTEMPTS`` times, or with a non-retriable error, counts in ``dropped``.
+* at :meth:`Sender.close` what could not be delivered within the timeout
+  counts in ``dropped``.  Nothing leaves the books silently:
+  ``accepted == sent + buffered + dropped_after_accept``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from govloop.runtime.ports import answers
+
+__all__ = ["MAX_ATTEMPTS", "PRODUCER_DEFAULTS", "Record", "Sender"]
+
+log = logging.getLogger("govloop.client")
+
+#: (topic, key, value, deliveries attempted so far)
+Record = tuple[str, bytes | None, bytes, int]
+
+#: Deliveries attempted per record before it is counted as dropped.
+MAX_ATTEMPTS = 3
+
+#: kafka-python ``KafkaProducer`` settings the SDK uses unless overridden.
+PRODUCER_DEFAULTS: dict[str, Any] = {
+    "acks": "all",
+    "enable_idempotence": True,
+    "linger_ms": 5,
+    "batch_size": 65536,
+    "max_block_ms": 2000,
+    "bootstrap_timeout_ms": 5000,
+    "request_timeout_ms": 10000,
+    "delivery_timeout_ms": 30000,
+    "client_id": "govloop-sdk",
+}
+
+_MIN_BACKOFF = 0.05
+_MAX_BACKOFF = 5.0
+_PUMP_BATCH = 2000
+_LOG_EVERY = 10.0
+
+
+def _servers(bootstrap: str) -> list[tuple[str, int]]:
+    out = []
+    for part in bootstrap.split(","):
+        host, _, port = part.strip().rpartition(":")
+        out.append((host.strip("[]") or "localhost", int(port)))
+    return out
+
+
+class Sender:
+    """A bounded buffer of records and the daemon thread that delivers them."""
+
+    def __init__(
+        self, bootstrap: str, capacity: int, producer_options: Mapping[str, Any] | None = None
+    ) -> None:
+        import kafka  # imported here, in the caller's thread, so import problems surface early
+
+        self._kafka = kafka
+        self._bootstrap = bootstrap
+        self._addresses = _servers(bootstrap)
+        self._capacity = capacity
+        self._options = {**PRODUCER_DEFAULTS, **(producer_options or {})}
+        self._queue: deque[Record] = deque()
+        self._inflight: deque[tuple[Any, Record]] = deque()
+        self._producer: Any = None
+        self.sent = 0
+        self.errors = 0
+        self._dropped_late = 0  # written by the sender thread only
+        self._dropped_full = 0  # written by callers, under _drop_lock
+        self._drop_lock = threading.Lock()
+        self._wake = threading.Event()  # records arrived or acks came back
+        self._interrupt = threading.Event()  # flush or close: cut a backoff short
+        self._idle = threading.Condition()
+        self._closing = False
+        self._deadline = 0.0
+        self._hook = _make_exit_hook(self)
+        self._thread = threading.Thread(target=self._run, name="govloop-sdk-sender", daemon=True)
+        self._thread.start()
+
+    # -- caller side ---------------------------------------------------------------------
+
+    def has_room(self) -> bool:
+        """Whether an offer would be accepted now (racy by design: a hint, not a promise)."""
+        return len(self._queue) + len(self._inflight) < self._capacity and not self._closing
+
+    def offer(self, record: Record) -> bool:
+        """Queue ``record`` unless the buffer is full or closed; never blocks."""
+        if len(self._queue) + len(self._inflight) >= self._capacity or self._closing:
+            self.refuse()
+            return False
+        self._queue.append(record)
+        if not self._wake.is_set():
+            self._wake.set()
+        return True
+
+    def refuse(self) -> None:
+        """Count one record that was not accepted."""
+        with self._drop_lock:
+            self._dropped_full += 1
+
+    @property
+    def dropped(self) -> int:
+        return self._dropped_full + self._dropped_late
+
+    @property
+    def buffered(self) -> int:
+        return len(self._queue) + len(self._inflight)
+
+    @property
+    def connected(self) -> bool:
+        return self._producer is not None
+
+    def flush(self, timeout: float | None) -> bool:
+        """Wait until nothing is buffered (True) or ``timeout`` seconds pass (False)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._interrupt.set()
+        self._wake.set()
+        with self._idle:
+            while self.buffered:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                if not self._thread.is_alive():
+                    return False
+                self._idle.wait(0.5 if remaining is None else min(remaining, 0.5))
+        return True
+
+    def close(self, timeout: float) -> None:
+        """Deliver what can be delivered within ``timeout`` s, drop the rest, stop the thread."""
+        if not self._closing:
+            self._deadline = time.monotonic() + timeout
+            self._closing = True
+        self._interrupt.set()
+        self._wake.set()
+        atexit.unregister(self._hook)
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout + 2.0)
+
+    # -- sender thread -------------------------------------------------------------------
+
+    def _run(self) -> None:
+        delay = _MIN_BACKOFF
+        last_log, logged_drops = 0.0, 0
+        try:
+            while True:
+                try:
+                    if self._producer is None:
+                        if self._connect():
+                            delay = _MIN_BACKOFF
+                            continue
+                        if self._closing:
+                            break
+                        self._interrupt.wait(delay)
+                        self._interrupt.clear()
+                        delay = min(delay * 2, _MAX_BACKOFF)
+                        continue
+                    self._wake.clear()
+                    moved = self._pump()
+                    self._reap()
+                    if self._closing and self._finish_closing():
+                        break
+                    if not moved:
+                        self._wake.wait(0.05 if self._inflight else 0.5)
+                except Exception:  # the thread must survive anything; the caller never sees it
+                    log.exception("govloop SDK sender failed; reconnecting")
+                    self.errors += 1
+                    self._drop_producer()
+                    time.sleep(delay)
+                finally:
+                    self._notify_if_idle()
+                if self.dropped > logged_drops and time.monotonic() - last_log > _LOG_EVERY:
+                    log.warning("govloop SDK: %d events dropped so far", self.dropped)
+                    last_log, logged_drops = time.monotonic(), self.dropped
+        finally:
+            self._abandon()
+
+    def _connect(self) -> bool:
+        """Create the producer if a bootstrap server answers; False (quietly) if none does."""
+        if self._closing and not self.buffered:
+            return False
+        if not any(answers(host, port, timeout=0.5) for host, port in self._addresses):
+            return False
+        made: list[Any] = []
+        try:
+            from kafka.net.compat import KafkaNetClient
+
+            def client(**configs: Any) -> Any:
+                made.append(KafkaNetClient(**configs))
+                return made[-1]
+
+            factory: dict[str, Any] = {"kafka_client": client}
+        except ImportError:  # another kafka-python layout: let it build its own client
+            factory = {}
+        try:
+            self._producer = self._kafka.KafkaProducer(
+                bootstrap_servers=self._bootstrap, **self._options, **factory
+            )
+        except Exception as exc:
+            for c in made:  # kafka-python leaves its selector open when bootstrap fails
+                c.close()
+            log.warning("govloop SDK: cannot connect to Kafka at %s: %s", self._bootstrap, exc)
+            return False
+        # registered after the producer's own atexit hook, so ours runs first (LIFO)
+        atexit.unregister(self._hook)
+        atexit.register(self._hook)
+        log.info("govloop SDK: connected to Kafka at %s", self._bootstrap)
+        return True
+
+    def _pump(self) -> int:
+        """Hand queued records to the producer (peek, send, then pop: never a false zero)."""
+        queue, inflight, send = self._queue, self._inflight, self._producer.send
+        timeout_error = self._kafka.errors.KafkaTimeoutError
+        moved, future = 0, None
+        while queue and moved < _PUMP_BATCH:
+            record = queue[0]
+            try:
+                future = send(record[0], value=record[2], key=record[1])
+            except timeout_error:  # no metadata yet (broker down or topic being created)
+                break
+            except (TypeError, ValueError, self._kafka.errors.MessageSizeTooLargeError) as exc:
+                log.warning("govloop SDK: record for %s rejected: %s", record[0], exc)
+                self.errors += 1
+                self._dropped_late += 1
+                queue.popleft()
+                continue
+            inflight.append((future, record))
+            queue.popleft()
+            moved += 1
+        if future is not None:
+            future.add_both(lambda *_: self._wake.set())
+        return moved
+
+    def _reap(self) -> None:
+        """Account for every completed delivery at the front of the in-flight queue."""
+        inflight = self._inflight
+        while inflight and inflight[0][0].is_done:
+            future, record = inflight[0]
+            if future.succeeded():
+                self.sent += 1
+            else:
+                self.errors += 1
+                exc = future.exception
+                if future.retriable() and record[3] + 1 < MAX_ATTEMPTS:
+                    self._queue.appendleft((record[0], record[1], record[2], record[3] + 1))
+                else:
+                    log.warning("govloop SDK: dropped a record for %s: %s", record[0], exc)
+                    self._dropped_late += 1
+            inflight.popleft()
+
+    def _finish_closing(self) -> bool:
+        """While closing: flush within the deadline; True when there is nothing left to do."""
+        remaining = self._deadline - time.monotonic()
+        if self._queue and remaining > 0:
+            return False
+        if self._inflight and remaining > 0:
+            with contextlib.suppress(self._kafka.errors.KafkaTimeoutError):
+                self._producer.flush(timeout=remaining)
+            self._reap()
+        return not self.buffered or self._deadline <= time.monotonic()
+
+    def _notify_if_idle(self) -> None:
+        if not self.buffered:
+            with self._idle:
+                self._idle.notify_all()
+
+    def _drop_producer(self, timeout: float = 0.0) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                producer.close(timeout=timeout)
+            except self._kafka.errors.KafkaTimeoutError:
+                # kafka-python 3.0 raises from close() when its flush times out and leaves the
+                # I/O thread running (reconnecting forever): force it shut, then close again.
+                io_thread = getattr(producer, "_sender", None)
+                if io_thread is not None:
+                    io_thread.force_close()
+                    io_thread.join(1.0)
+                with contextlib.suppress(Exception):
+                    producer.close(timeout=0)
+            except Exception as exc:
+                log.warning("govloop SDK: closing the producer: %s", exc)
+        # records it had not delivered go back to the queue (or to dropped when closing)
+        undelivered = []
+        for future, record in self._inflight:
+            if future.is_done and future.succeeded():
+                self.sent += 1
+            else:
+                undelivered.append(record)
+        self._queue.extendleft(reversed(undelivered))
+        self._inflight.clear()
+
+    def _abandon(self) -> None:
+        """Thread exit: close the producer and count whatever is left as dropped."""
+        self._drop_producer(timeout=max(0.0, self._deadline - time.monotonic()))
+        left = len(self._queue)
+        self._queue.clear()
+        self._dropped_late += left
+        if left:
+            log.warning("govloop SDK: closed with %d undelivered events (dropped)", left)
+        with self._idle:
+            self._idle.notify_all()
+
+
+def _make_exit_hook(sender: Sender) -> Callable[[], None]:
+    ref = weakref.ref(sender)
+
+    def close_at_exit() -> None:
+        s = ref()
+        if s is not None:
+            s.close(timeout=2.0)
+
+    return close_at_exit

@@ -1,0 +1,273 @@
+"""The SDK production services import: emit predictions, feedback and A/B assignments.
+
+>>> from govloop.client import Govloop
+>>> gl = Govloop.connect()  # doctest: +SKIP
+>>> gl.emit_prediction(model="churn", model_version="3", request_id="r1",
+...                    probabilities={"yes": 0.8, "no": 0.2})  # doctest: +SKIP
+'6f1c...'
+>>> gl.assign("new-ranker", "user-42", ["control", "treatment"])  # doctest: +SKIP
+'treatment'
+
+Malformed arguments raise :class:`~govloop.errors.EventError` (a ``ValueError``)
+at once, naming the field.  Everything after that never raises into, and never
+blocks, the caller: validated events are serialized in the caller's thread and
+put in a bounded in-memory buffer that a background thread delivers to Kafka,
+retrying while the broker is down.  When the buffer is full new events are
+dropped and counted; :attr:`Govloop.stats` says how many.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from pydantic import ValidationError
+
+from govloop.client._sender import MAX_ATTEMPTS, PRODUCER_DEFAULTS, Sender
+from govloop.config import Settings
+from govloop.errors import ConfigError, EventError
+from govloop.schemas import (
+    TOPICS,
+    Assignment,
+    Event,
+    Feedback,
+    Label,
+    Prediction,
+    Topic,
+    describe_validation_error,
+)
+
+__all__ = ["MAX_ATTEMPTS", "PRODUCER_DEFAULTS", "Govloop", "SdkStats", "pick_variant"]
+
+#: Largest serialized event the SDK accepts (the producer's default max_request_size).
+MAX_EVENT_BYTES = 1_000_000
+_ASSIGNED_CACHE = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class SdkStats:
+    """A snapshot of the SDK's accounting.
+
+    ``sent``: acknowledged by the broker.  ``buffered``: accepted, not yet
+    acknowledged.  ``dropped``: refused because the buffer was full or the
+    client closed, failed :data:`MAX_ATTEMPTS` deliveries or a non-retriable
+    one, or undelivered at :meth:`Govloop.close`.  ``errors``: failed delivery
+    attempts, retried or not.  ``connected``: a producer to the broker exists.
+    """
+
+    sent: int
+    buffered: int
+    dropped: int
+    errors: int
+    connected: bool
+
+
+def pick_variant(
+    experiment: str,
+    subject_id: str,
+    variants: Sequence[str],
+    weights: Sequence[float] | None = None,
+) -> str:
+    """The variant of ``subject_id`` in ``experiment``: deterministic, sticky, weighted.
+
+    The first 8 bytes of ``sha256(experiment + "\\0" + subject_id)`` give a
+    number ``u`` uniform in [0, 1); the subject gets the first variant whose
+    cumulative normalized weight exceeds ``u``.  The same inputs give the same
+    variant in every process and on every machine, without shared state;
+    adding a variant or changing weights re-buckets only the subjects whose
+    ``u`` crosses a moved boundary.
+
+    >>> pick_variant("exp", "user-1", ["a", "b"]) == pick_variant("exp", "user-1", ["a", "b"])
+    True
+    >>> pick_variant("exp", "user-1", ["a", "b"], weights=[0, 1])
+    'b'
+    """
+    if not variants:
+        raise ValueError("variants: give at least one variant")
+    if weights is None:
+        weights = [1.0] * len(variants)
+    elif len(weights) != len(variants):
+        raise ValueError(f"weights: {len(weights)} weights for {len(variants)} variants")
+    if any(not math.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
+        raise ValueError("weights: must be finite, non-negative and not all zero")
+    digest = hashlib.sha256(f"{experiment}\0{subject_id}".encode()).digest()
+    u = int.from_bytes(digest[:8], "big") / 2.0**64
+    total, cumulative = float(sum(weights)), 0.0
+    for variant, weight in zip(variants, weights, strict=True):
+        cumulative += weight / total
+        if u < cumulative and weight > 0:
+            return variant
+    return next(v for v, w in zip(reversed(variants), reversed(weights), strict=True) if w > 0)
+
+
+class Govloop:
+    """A connection to govloop's input topics; thread-safe; one per process is plenty.
+
+    Build it with :meth:`connect`.  Events are keyed with their topic's key
+    field (``request_id``, ``subject_id``, ``sample_id``) and sent to
+    ``settings.topic(<short name>)``.
+    """
+
+    def __init__(
+        self, settings: Settings, producer_options: Mapping[str, Any] | None = None
+    ) -> None:
+        """Start the background sender for ``settings.kafka``; returns at once.
+
+        ``producer_options`` override :data:`PRODUCER_DEFAULTS` (kafka-python
+        ``KafkaProducer`` keyword arguments).
+        """
+        if settings.kafka is None:
+            raise ConfigError(
+                "no Kafka to send to: set GOVLOOP_KAFKA=host:port or start one with `govloop up`"
+            )
+        self.settings = settings
+        self._routes: dict[type[Event], tuple[str, Topic]] = {
+            t.model: (settings.topic(t.name), t) for t in TOPICS.values()
+        }
+        self._assigned: OrderedDict[tuple[str, str, str], None] = OrderedDict()
+        self._assigned_lock = threading.Lock()
+        self._sender = Sender(settings.kafka, settings.sdk_buffer, producer_options)
+        self._closed = False
+
+    @classmethod
+    def connect(cls, settings: Settings | None = None) -> Govloop:
+        """Settings from the environment (if not given), completed by a running ``govloop up``.
+
+        Raises :class:`~govloop.errors.ConfigError` if no broker address is known.
+        Never waits for the broker: a broker that is down is retried in the background.
+        """
+        from govloop.runtime import discover
+
+        return cls(discover(settings if settings is not None else Settings()))
+
+    # -- emitting ------------------------------------------------------------------------
+
+    def emit_prediction(self, **fields: Any) -> str:
+        """Emit a :class:`~govloop.schemas.Prediction`; returns its ``event_id``."""
+        return self._submit(_build(Prediction, fields))
+
+    def emit_feedback(self, **fields: Any) -> str:
+        """Emit a :class:`~govloop.schemas.Feedback`; returns its ``event_id``."""
+        return self._submit(_build(Feedback, fields))
+
+    def emit_assignment(self, **fields: Any) -> str:
+        """Emit an :class:`~govloop.schemas.Assignment`; returns its ``event_id``."""
+        return self._submit(_build(Assignment, fields))
+
+    def emit_label(self, **fields: Any) -> str:
+        """Emit a :class:`~govloop.schemas.Label`; returns its ``event_id``."""
+        return self._submit(_build(Label, fields))
+
+    def emit(self, event: Event) -> str:
+        """Emit an already-built event of any registry topic; returns its ``event_id``."""
+        if not isinstance(event, Event):
+            raise TypeError(f"expected a govloop Event, got {type(event).__name__}")
+        return self._submit(event)
+
+    def assign(
+        self,
+        experiment: str,
+        subject_id: str,
+        variants: Sequence[str],
+        weights: Sequence[float] | None = None,
+    ) -> str:
+        """The subject's variant (see :func:`pick_variant`); emits an Assignment the first time.
+
+        The Assignment's ``event_id`` is derived from (experiment, subject,
+        variant), so repeats from other processes are duplicates that consumers
+        drop by ``event_id``; this process remembers the last 65,536 it emitted
+        and does not send those again.
+        """
+        variant = pick_variant(experiment, subject_id, variants, weights)
+        seen = (experiment, subject_id, variant)
+        with self._assigned_lock:
+            if seen in self._assigned:
+                self._assigned.move_to_end(seen)
+                return variant
+        event_id = hashlib.sha256("\0".join(seen).encode()).hexdigest()[:32]
+        event = _build(
+            Assignment,
+            {"experiment": experiment, "subject_id": subject_id, "variant": variant,
+             "event_id": event_id},
+        )
+        if self._enqueue(event):
+            with self._assigned_lock:
+                self._assigned[seen] = None
+                if len(self._assigned) > _ASSIGNED_CACHE:
+                    self._assigned.popitem(last=False)
+        return variant
+
+    def _submit(self, event: Event) -> str:
+        self._enqueue(event)
+        return event.event_id
+
+    def _enqueue(self, event: Event) -> bool:
+        try:
+            topic, entry = self._routes[type(event)]
+        except KeyError:
+            raise EventError(f"no topic carries {type(event).__name__}") from None
+        if not self._sender.has_room():
+            self._sender.refuse()
+            return False
+        value = event.to_json()
+        if len(value) > MAX_EVENT_BYTES:
+            raise EventError(f"event: {len(value)} bytes serialized, more than {MAX_EVENT_BYTES}")
+        return self._sender.offer((topic, entry.key(event), value, 0))
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    @property
+    def stats(self) -> SdkStats:
+        """Sent, buffered, dropped and error counts (a consistent-enough snapshot)."""
+        s = self._sender
+        return SdkStats(
+            sent=s.sent, buffered=s.buffered, dropped=s.dropped, errors=s.errors,
+            connected=s.connected,
+        )
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every buffered event is acknowledged (True) or ``timeout`` s pass (False)."""
+        return self._sender.flush(timeout)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Deliver what can be delivered within ``timeout`` s, then stop; the rest is dropped.
+
+        Returns at once (after one connection attempt) when the broker was never
+        reached.  Events emitted after ``close`` are dropped and counted.
+        """
+        self._closed = True
+        self._sender.close(timeout)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> Govloop:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Govloop(kafka={self.settings.kafka!r}, {self.stats})"
+
+
+def _build(model: type[Event], fields: Mapping[str, Any]) -> Event:
+    """Validate ``fields`` into ``model``; a ValueError naming each failing field if invalid."""
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        raise EventError(
+            f"invalid {model.SCHEMA}: {describe_validation_error(exc)}"
+        ) from exc
