@@ -1,0 +1,80 @@
+"""The public API, pinned: a change to these lists is a deliberate, reviewed decision."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+PUBLIC = {
+    "govloop": ["GovloopError", "Settings", "__version__"],
+    "govloop.schemas": [
+        "TOPICS",
+        "Assignment",
+        "DatasetEvent",
+        "DeadLetter",
+        "DriftAlert",
+        "Event",
+        "ExperimentEvent",
+        "Feedback",
+        "GateResult",
+        "Label",
+        "MetricSnapshot",
+        "Outcome",
+        "Prediction",
+        "RuleResult",
+        "SampleSelected",
+        "Scalar",
+        "Topic",
+        "decode",
+        "describe_validation_error",
+        "export_json_schemas",
+        "json_schema",
+        "new_event_id",
+        "topic_of",
+        "utcnow",
+    ],
+    "govloop.gates": [
+        "Policy",
+        "Rule",
+        "combine",
+        "evaluate",
+        "evaluate_rule",
+        "judge_snapshot",
+        "load_policies",
+        "load_policy",
+        "parse_policy",
+    ],
+    "govloop.stats": [
+        "COUNTERS",
+        "bucket_of",
+        "bucket_value",
+        "quantile_from_buckets",
+        "summarize_window",
+        "window_start",
+    ],
+}
+
+
+@pytest.mark.parametrize("module", PUBLIC)
+def test_all_is_pinned(module: str) -> None:
+    assert importlib.import_module(module).__all__ == PUBLIC[module]
+
+
+@pytest.mark.parametrize(("module", "name"), [(m, n) for m, names in PUBLIC.items() for n in names])
+def test_each_name_is_importable(module: str, name: str) -> None:
+    namespace: dict[str, object] = {}
+    exec(f"from {module} import {name}", namespace)
+    assert namespace[name] is getattr(importlib.import_module(module), name)
+
+
+@pytest.mark.parametrize("module", PUBLIC)
+def test_all_has_no_duplicates(module: str) -> None:
+    names = importlib.import_module(module).__all__
+    assert len(set(names)) == len(names)
+
+
+def test_version_matches_the_distribution() -> None:
+    import govloop
+
+    assert govloop.__version__ == importlib.metadata.version("govloop")

@@ -1,0 +1,251 @@
+"""The zero-setup runtime against real processes: Tansu, LocalStack, runtime.json, SQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from kafka import KafkaAdminClient, KafkaConsumer
+from pydantic import SecretStr
+from sqlmodel import Session, func, select
+
+from govloop.config import Settings
+from govloop.runtime import EmbeddedBroker, LocalStack, answers, discover, ensure_topics, free_port
+from govloop.schemas import TOPICS, GateResult, MetricSnapshot, RuleResult
+from govloop.stores.sql import (
+    GatePolicyRow,
+    GateResultRow,
+    MetricSnapshotRow,
+    create_engine_for,
+    init_db,
+    save_gate_result,
+    save_policy,
+    save_snapshot,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No GOVLOOP_* variable of the surrounding shell leaks into Settings()."""
+    for name in list(os.environ):
+        if name.startswith("GOVLOOP_"):
+            monkeypatch.delenv(name)
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Nothing answers on ``host:port`` and a new server could listen there."""
+    if answers(host, port):
+        return False
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+            sock.listen()
+        except OSError:
+            return False
+    return True
+
+
+def process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+# --- the embedded broker -----------------------------------------------------------------------
+
+
+def test_embedded_broker_lifecycle(tmp_path: Path) -> None:
+    broker = EmbeddedBroker(log_file=tmp_path / "broker.log")
+    host, port = broker.host, broker.port
+    assert broker.bootstrap == f"127.0.0.1:{port}"
+    assert not broker.running()
+    try:
+        broker.start()
+        assert broker.running()
+        assert broker._process is not None
+        pid = broker._process.pid
+        admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=5000)
+        try:
+            cluster = admin.describe_cluster()
+            assert [(b["host"], b["port"]) for b in cluster["brokers"]] == [(host, port)]
+            assert admin.list_topics() == []
+        finally:
+            admin.close()
+    finally:
+        broker.stop()
+    assert not broker.running()
+    assert process_gone(pid)
+    assert port_is_free(host, port)
+    broker.stop()  # stopping twice is harmless
+
+
+def test_embedded_broker_on_a_chosen_port() -> None:
+    port = free_port()
+    with EmbeddedBroker(port=port) as broker:
+        assert broker.bootstrap == f"127.0.0.1:{port}"
+        assert answers("127.0.0.1", port)
+    assert port_is_free("127.0.0.1", port)
+
+
+# --- LocalStack and discover -------------------------------------------------------------------
+
+
+def topic_partitions(bootstrap: str, topics: list[str]) -> dict[str, int]:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    try:
+        described = admin.describe_topics(topics)
+    finally:
+        admin.close()
+    assert all(t["error_code"] == 0 for t in described), described
+    return {t["name"]: len(t["partitions"]) for t in described}
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_local_stack(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    requested = Settings(home=home, db_url=SecretStr(f"sqlite:///{tmp_path / 'db.sqlite'}"),
+                         partitions=3)
+    assert requested.kafka is None and requested.redis_url is None
+    runtime_file = home / "runtime.json"
+    stack = LocalStack(requested)
+    try:
+        settings = stack.start()
+        assert stack.broker is not None and stack.broker.running()
+        assert settings.kafka == stack.broker.bootstrap
+        assert settings.redis_url is not None
+        names = [settings.topic(n) for n in TOPICS]
+        assert sorted(stack.created_topics) == sorted(names)
+
+        assert topic_partitions(settings.kafka, names) == dict.fromkeys(names, 3)
+        consumer = KafkaConsumer(bootstrap_servers=settings.kafka)
+        try:
+            assert consumer.partitions_for_topic(settings.topic("predictions")) == {0, 1, 2}
+        finally:
+            consumer.close()
+        assert ensure_topics(settings) == []  # already there
+
+        info = json.loads(runtime_file.read_text())
+        assert info["kafka"] == settings.kafka
+        assert info["kafka_source"] == "embedded Tansu"
+        assert info["redis_url"] == settings.redis_url.get_secret_value()
+        assert info["db_url"] == "(configured)"  # a configured URL may hold a password
+        assert info["pid"] == os.getpid()
+        assert (tmp_path / "db.sqlite").exists()
+
+        found = discover(Settings(home=home))
+        assert found.kafka == settings.kafka
+        assert found.redis_url == settings.redis_url
+        # what is configured wins over what is discovered
+        assert discover(Settings(home=home, kafka="10.0.0.1:9092")).kafka == "10.0.0.1:9092"
+        broker = stack.broker
+    finally:
+        stack.stop()
+    assert not runtime_file.exists()
+    assert not broker.running()
+    host, port = settings.kafka.rsplit(":", 1)
+    assert port_is_free(host, int(port))
+    assert discover(Settings(home=home)).kafka is None
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_discover_ignores_a_stale_or_broken_runtime_file(tmp_path: Path) -> None:
+    plain = Settings(home=tmp_path)
+    assert discover(plain) == plain  # no file
+    (tmp_path / "runtime.json").write_text(
+        json.dumps({"kafka": f"127.0.0.1:{free_port()}", "redis_url": "redis://x:1/0"})
+    )
+    assert discover(plain) == plain  # nothing answers there: a leftover of a crashed `up`
+    (tmp_path / "runtime.json").write_text('{"kafka": "127.0.0.1:')
+    assert discover(plain) == plain  # half-written
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_local_stack_reuses_configured_services(broker: EmbeddedBroker, redis_url: str,
+                                                tmp_path: Path) -> None:
+    s = Settings(home=tmp_path / "h", kafka=broker.bootstrap, redis_url=SecretStr(redis_url),
+                 db_url=SecretStr(f"sqlite:///{tmp_path / 'db.sqlite'}"),
+                 topic_prefix=f"t{uuid.uuid4().hex[:12]}.", partitions=1)
+    with LocalStack(s, write_runtime_file=False) as settings:
+        assert settings == s
+        assert not (tmp_path / "h" / "runtime.json").exists()
+    assert answers(broker.host, broker.port)  # not ours to stop
+    assert topic_partitions(broker.bootstrap, [s.topic("gates")]) == {s.topic("gates"): 1}
+
+
+# --- SQL ---------------------------------------------------------------------------------------
+
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def gate_result(event_id: str) -> GateResult:
+    return GateResult(
+        event_id=event_id, ts=T0, policy="quality", policy_hash="h" * 64, model="clf",
+        model_version="7", outcome="fail", trigger_event_id="snap-1",
+        rules=[RuleResult(rule="accuracy >= 0.9", metric="accuracy", op=">=", threshold=0.9,
+                          observed=0.75, outcome="fail")],
+        window_start=T0, window_end=T0 + timedelta(minutes=1),
+    )
+
+
+def count(session: Session, table: type, event_id: str) -> int:
+    return session.exec(
+        select(func.count()).select_from(table).where(table.event_id == event_id)
+    ).one()
+
+
+def test_sql_insert_once(db_url: str, tmp_path: Path) -> None:
+    engine = create_engine_for(Settings(home=tmp_path, db_url=SecretStr(db_url)))
+    try:
+        init_db(engine)
+        init_db(engine)  # idempotent
+        eid = uuid.uuid4().hex  # PostgreSQL is shared between runs
+        result = gate_result(eid)
+        with Session(engine) as session:
+            assert save_gate_result(session, result) is True
+            assert save_gate_result(session, result) is False  # same session
+            session.commit()
+        with Session(engine) as session:
+            assert save_gate_result(session, result) is False  # after a restart
+            # a duplicate does not spoil the rest of the batch
+            other = gate_result(uuid.uuid4().hex)
+            assert save_gate_result(session, other) is True
+            session.commit()
+        with Session(engine) as session:
+            assert count(session, GateResultRow, eid) == 1
+            row = session.get(GateResultRow, eid)
+            assert row is not None
+            assert (row.policy, row.model, row.outcome, row.trigger_event_id) == (
+                "quality", "clf", "fail", "snap-1"
+            )
+            assert GateResult.model_validate_json(row.body) == result
+            assert count(session, GateResultRow, other.event_id) == 1
+
+            snap = MetricSnapshot(
+                event_id=uuid.uuid4().hex, model="clf", model_version="7", window_start=T0,
+                window_end=T0 + timedelta(minutes=1), count=10, feedback_count=0,
+                labelled_count=0, correct_count=0, positive_count=0, judged_count=0,
+            )
+            assert save_snapshot(session, snap) is True
+            assert save_snapshot(session, snap) is False
+            session.commit()
+            assert count(session, MetricSnapshotRow, snap.event_id) == 1
+
+            policy_hash = uuid.uuid4().hex
+            body = {"name": "quality", "rules": []}
+            assert save_policy(session, "quality", policy_hash, body, T0) is True
+            assert save_policy(session, "quality", policy_hash, body, T0) is False
+            session.commit()
+            stored = session.get(GatePolicyRow, policy_hash)
+            assert stored is not None and json.loads(stored.body) == body
+    finally:
+        engine.dispose()
