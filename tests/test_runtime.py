@@ -249,3 +249,31 @@ def test_sql_insert_once(db_url: str, tmp_path: Path) -> None:
             assert stored is not None and json.loads(stored.body) == body
     finally:
         engine.dispose()
+
+
+def test_local_stack_forgets_state_of_an_earlier_embedded_broker(tmp_path: Path) -> None:
+    """A new embedded broker starts empty: Redis state about the old one must not skip events."""
+    import redis
+
+    prefix = f"t{uuid.uuid4().hex[:12]}."
+    requested = Settings(home=tmp_path / "h", topic_prefix=prefix,
+                         db_url=SecretStr(f"sqlite:///{tmp_path / 'db.sqlite'}"))
+    first = LocalStack(requested, write_runtime_file=False)
+    settings = first.start()
+    assert settings.redis_url is not None
+    client = redis.Redis.from_url(settings.redis_url.get_secret_value())
+    try:
+        client.hset(f"{prefix}offsets", f"{prefix}predictions:0", 41)
+        client.set(f"{prefix}seen:abc", 1)
+        client.set("unrelated-key-" + prefix, 1)
+        first.stop()
+        second = LocalStack(requested, write_runtime_file=False)
+        second.start()
+        try:
+            assert client.exists(f"{prefix}offsets", f"{prefix}seen:abc") == 0
+            assert client.exists("unrelated-key-" + prefix) == 1
+        finally:
+            second.stop()
+    finally:
+        client.delete("unrelated-key-" + prefix)
+        client.close()

@@ -99,16 +99,6 @@ def _emit_traffic(client: Any, service: Any, board: Board, pace: float,
         errors.append(exc)
 
 
-def _clear_redis(url: str, prefix: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(url)
-    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-    for i in range(0, len(keys), 500):
-        client.delete(*keys[i:i + 500])
-    client.close()
-
-
 def demo(
     minutes: Annotated[int, typer.Option(help="Simulated minutes of traffic.", min=4)] = 14,
     drift_minute: Annotated[int, typer.Option(help="Minute the inputs start drifting.")] = 7,
@@ -119,6 +109,7 @@ def demo(
     from govloop.config import Settings
     from govloop.demo import POLICY_FILE
     from govloop.runtime import LocalStack
+    from govloop.stores.window_state import clear_state
 
     began = time.monotonic()
     console.rule("[bold]govloop demo")
@@ -158,7 +149,7 @@ def demo(
 
             stop_processes([worker])
         if settings.redis_url is not None:
-            _clear_redis(settings.redis_url.get_secret_value(), settings.redis_prefix)
+            clear_state(settings.redis_url.get_secret_value(), settings.redis_prefix)
         stack.stop()
     if not ok:
         fail("the gate did not go from pass to fail; see the worker log", code=1)

@@ -30,7 +30,7 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
 }
 
 
-def evaluate_rule(rule: Rule, metrics: Mapping[str, float | int | None]) -> RuleResult:
+def evaluate_rule(rule: Rule, metrics: Mapping[str, object]) -> RuleResult:
     """One rule's verdict on ``metrics``.
 
     >>> from govloop.gates.policy import Rule
@@ -45,6 +45,9 @@ def evaluate_rule(rule: Rule, metrics: Mapping[str, float | int | None]) -> Rule
         return RuleResult(
             **common, observed=None, outcome="inconclusive", detail=f"no value for {rule.metric}"
         )
+    if isinstance(observed, bool) or not isinstance(observed, int | float):
+        return RuleResult(**common, observed=None, outcome="inconclusive",
+                          detail=f"{rule.metric} is not a number: {observed!r}")
     value = float(observed)
     ok = _OPS[rule.op](value, rule.value)
     if rule.kind == "min_samples":
@@ -68,9 +71,7 @@ def combine(policy: Policy, results: list[RuleResult]) -> Outcome:
     return "pass"
 
 
-def evaluate(
-    policy: Policy, metrics: Mapping[str, float | int | None]
-) -> tuple[Outcome, list[RuleResult]]:
+def evaluate(policy: Policy, metrics: Mapping[str, object]) -> tuple[Outcome, list[RuleResult]]:
     """Evaluate every rule of ``policy`` on ``metrics``.
 
     >>> from govloop.gates.policy import parse_policy

@@ -18,6 +18,7 @@ from govloop.runtime.broker import EmbeddedBroker
 from govloop.runtime.ports import answers
 from govloop.runtime.redis_server import LocalRedis
 from govloop.runtime.topics import ensure_topics, wait_for_broker
+from govloop.stores.window_state import clear_state
 
 __all__ = ["LocalStack", "discover"]
 
@@ -33,10 +34,10 @@ def discover(settings: Settings) -> Settings:
         return settings
     try:
         found = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return settings
-    host, _, port = str(found.get("kafka", "")).rpartition(":")
-    if not host or not answers(host, int(port)):
+        host, _, port = str(found.get("kafka", "")).rpartition(":")
+        if not host or not answers(host, int(port)):
+            return settings
+    except (OSError, ValueError, AttributeError):  # absent, half-written or not ours
         return settings
     update: dict[str, object] = {}
     if settings.kafka is None:
@@ -68,6 +69,10 @@ class LocalStack:
             self.redis = LocalRedis().start()
             update["redis_url"] = SecretStr(self.redis.url)
         self.settings = settings.model_copy(update=update)
+        if self.broker is not None and self.settings.redis_url is not None:
+            # The new broker starts empty, so state kept in Redis about an earlier
+            # broker's topics (applied offsets above all) would skip new events.
+            clear_state(self.settings.redis_url.get_secret_value(), self.settings.redis_prefix)
         wait_for_broker(self.settings.kafka or "")
         self.created_topics = ensure_topics(self.settings)
         from govloop.stores.sql import create_engine_for, init_db

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ClosedWindow", "WindowStore"]
+__all__ = ["ClosedWindow", "WindowStore", "clear_state"]
 
 _APPLY = """
 local P = ARGV[1]
@@ -242,6 +242,20 @@ class WindowStore:
         """Events that arrived after their window closed, per ``model\\x1fversion``."""
         raw = await self.redis.hgetall(f"{self.prefix}late")
         return {_text(k): int(v) for k, v in raw.items()}
+
+
+def clear_state(redis_url: str, prefix: str) -> int:
+    """Delete every key under ``prefix`` (synchronously); return how many were deleted."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        for i in range(0, len(keys), 500):
+            client.delete(*keys[i : i + 500])
+        return len(keys)
+    finally:
+        client.close()
 
 
 def _text(value: bytes | str) -> str:
