@@ -12,12 +12,14 @@ Accounting (see :class:`~govloop.client.sdk.SdkStats`):
   acknowledged.  Their sum is bounded by ``capacity``: an offer beyond it is
   refused and counted in ``dropped``.
 * a record whose delivery fails with a *retriable* error (broker down, timeout)
-  is put back at the front of the queue and retried, up to ``MAX_ATTEMPTS``
+  is put back at the front of the queue and retried, up to ``max_attempts``
   deliveries in all; each failure counts in ``errors``.  A record that fails
-  ``MAX_ATTEMPTS`` times, or with a non-retriable error, counts in ``dropped``.
+  ``max_attempts`` times, or with a non-retriable error, counts in ``dropped``.
+* when the broker stops answering, the producer is closed and the records it
+  had not delivered go back to the queue (no attempt used up); the thread
+  returns to probing with backoff.
 * at :meth:`Sender.close` what could not be delivered within the timeout
-  counts in ``dropped``.  Nothing leaves the books silently:
-  ``accepted == sent + buffered + dropped_after_accept``.
+  counts in ``dropped``.  Nothing leaves the books silently.
 """
 
 from __future__ import annotations
@@ -34,56 +36,41 @@ from typing import Any
 
 from govloop.runtime.ports import answers
 
-__all__ = ["MAX_ATTEMPTS", "PRODUCER_DEFAULTS", "Record", "Sender"]
+__all__ = ["Record", "Sender"]
 
 log = logging.getLogger("govloop.client")
 
 #: (topic, key, value, deliveries attempted so far)
 Record = tuple[str, bytes | None, bytes, int]
 
-#: Deliveries attempted per record before it is counted as dropped.
-MAX_ATTEMPTS = 3
-
-#: kafka-python ``KafkaProducer`` settings the SDK uses unless overridden.
-PRODUCER_DEFAULTS: dict[str, Any] = {
-    "acks": "all",
-    "enable_idempotence": True,
-    "linger_ms": 5,
-    "batch_size": 65536,
-    "max_block_ms": 2000,
-    "bootstrap_timeout_ms": 5000,
-    "request_timeout_ms": 10000,
-    "delivery_timeout_ms": 30000,
-    "client_id": "govloop-sdk",
-}
-
 _MIN_BACKOFF = 0.05
 _MAX_BACKOFF = 5.0
 _PUMP_BATCH = 2000
 _LOG_EVERY = 10.0
+_STALL = 3.0  # no ack for this long with work pending: check that the broker still answers
 
 
 def _servers(bootstrap: str) -> list[tuple[str, int]]:
-    out = []
-    for part in bootstrap.split(","):
-        host, _, port = part.strip().rpartition(":")
-        out.append((host.strip("[]") or "localhost", int(port)))
-    return out
+    """``"h1:9092,[::1]:9093"`` -> ``[("h1", 9092), ("::1", 9093)]``."""
+    pairs = [part.strip().rpartition(":") for part in bootstrap.split(",")]
+    return [(host.strip("[]") or "localhost", int(port)) for host, _, port in pairs]
 
 
 class Sender:
     """A bounded buffer of records and the daemon thread that delivers them."""
 
     def __init__(
-        self, bootstrap: str, capacity: int, producer_options: Mapping[str, Any] | None = None
+        self, bootstrap: str, capacity: int, options: Mapping[str, Any], max_attempts: int
     ) -> None:
+        """``options``: ``KafkaProducer`` keyword arguments; starts the thread at once."""
         import kafka  # imported here, in the caller's thread, so import problems surface early
 
         self._kafka = kafka
         self._bootstrap = bootstrap
         self._addresses = _servers(bootstrap)
         self._capacity = capacity
-        self._options = {**PRODUCER_DEFAULTS, **(producer_options or {})}
+        self._options = dict(options)
+        self._max_attempts = max_attempts
         self._queue: deque[Record] = deque()
         self._inflight: deque[tuple[Any, Record]] = deque()
         self._producer: Any = None
@@ -97,6 +84,7 @@ class Sender:
         self._idle = threading.Condition()
         self._closing = False
         self._deadline = 0.0
+        self._checked_at = 0.0  # last ack, connect or successful liveness probe
         self._hook = _make_exit_hook(self)
         self._thread = threading.Thread(target=self._run, name="govloop-sdk-sender", daemon=True)
         self._thread.start()
@@ -109,7 +97,7 @@ class Sender:
 
     def offer(self, record: Record) -> bool:
         """Queue ``record`` unless the buffer is full or closed; never blocks."""
-        if len(self._queue) + len(self._inflight) >= self._capacity or self._closing:
+        if not self.has_room():
             self.refuse()
             return False
         self._queue.append(record)
@@ -141,12 +129,10 @@ class Sender:
         self._wake.set()
         with self._idle:
             while self.buffered:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
+                remaining = 0.5 if deadline is None else min(deadline - time.monotonic(), 0.5)
+                if remaining <= 0 or not self._thread.is_alive():
                     return False
-                if not self._thread.is_alive():
-                    return False
-                self._idle.wait(0.5 if remaining is None else min(remaining, 0.5))
+                self._idle.wait(remaining)
         return True
 
     def close(self, timeout: float) -> None:
@@ -181,10 +167,13 @@ class Sender:
                     self._wake.clear()
                     moved = self._pump()
                     self._reap()
+                    self._notify_if_idle()  # before any wait below: flush() is waiting on it
                     if self._closing and self._finish_closing():
                         break
-                    if not moved:
-                        self._wake.wait(0.05 if self._inflight else 0.5)
+                    if self._stalled():
+                        continue
+                    if not moved:  # acks wake us through the last future of each batch
+                        self._wake.wait(0.005 if self._inflight else 0.5)
                 except Exception:  # the thread must survive anything; the caller never sees it
                     log.exception("govloop SDK sender failed; reconnecting")
                     self.errors += 1
@@ -200,9 +189,7 @@ class Sender:
 
     def _connect(self) -> bool:
         """Create the producer if a bootstrap server answers; False (quietly) if none does."""
-        if self._closing and not self.buffered:
-            return False
-        if not any(answers(host, port, timeout=0.5) for host, port in self._addresses):
+        if (self._closing and not self.buffered) or not self._reachable():
             return False
         made: list[Any] = []
         try:
@@ -224,10 +211,30 @@ class Sender:
                 c.close()
             log.warning("govloop SDK: cannot connect to Kafka at %s: %s", self._bootstrap, exc)
             return False
+        self._checked_at = time.monotonic()
         # registered after the producer's own atexit hook, so ours runs first (LIFO)
         atexit.unregister(self._hook)
         atexit.register(self._hook)
         log.info("govloop SDK: connected to Kafka at %s", self._bootstrap)
+        return True
+
+    def _reachable(self) -> bool:
+        return any(answers(host, port, timeout=0.5) for host, port in self._addresses)
+
+    def _stalled(self) -> bool:
+        """Work pending, no ack for a while and no broker answering: back to probing.
+
+        kafka-python would keep the producer spinning (and leaking a socket per
+        reconnect attempt) through an outage; a plain TCP probe with backoff is cheaper.
+        Records the producer had not delivered go back to the buffer.
+        """
+        if not self.buffered or time.monotonic() - self._checked_at < _STALL:
+            return False
+        if self._reachable():
+            self._checked_at = time.monotonic()
+            return False
+        log.warning("govloop SDK: Kafka at %s stopped answering; buffering", self._bootstrap)
+        self._drop_producer()
         return True
 
     def _pump(self) -> int:
@@ -261,10 +268,11 @@ class Sender:
             future, record = inflight[0]
             if future.succeeded():
                 self.sent += 1
+                self._checked_at = time.monotonic()
             else:
                 self.errors += 1
                 exc = future.exception
-                if future.retriable() and record[3] + 1 < MAX_ATTEMPTS:
+                if future.retriable() and record[3] + 1 < self._max_attempts:
                     self._queue.appendleft((record[0], record[1], record[2], record[3] + 1))
                 else:
                     log.warning("govloop SDK: dropped a record for %s: %s", record[0], exc)
@@ -326,11 +334,6 @@ class Sender:
 
 
 def _make_exit_hook(sender: Sender) -> Callable[[], None]:
+    """An atexit hook that closes ``sender`` (2 s to deliver) without keeping it alive."""
     ref = weakref.ref(sender)
-
-    def close_at_exit() -> None:
-        s = ref()
-        if s is not None:
-            s.close(timeout=2.0)
-
-    return close_at_exit
+    return lambda: None if (s := ref()) is None else s.close(timeout=2.0)

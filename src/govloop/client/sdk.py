@@ -4,7 +4,7 @@
 >>> gl = Govloop.connect()  # doctest: +SKIP
 >>> gl.emit_prediction(model="churn", model_version="3", request_id="r1",
 ...                    probabilities={"yes": 0.8, "no": 0.2})  # doctest: +SKIP
-'6f1c...'
+'6f1c0b6e...'
 >>> gl.assign("new-ranker", "user-42", ["control", "treatment"])  # doctest: +SKIP
 'treatment'
 
@@ -14,6 +14,12 @@ blocks, the caller: validated events are serialized in the caller's thread and
 put in a bounded in-memory buffer that a background thread delivers to Kafka,
 retrying while the broker is down.  When the buffer is full new events are
 dropped and counted; :attr:`Govloop.stats` says how many.
+
+Delivery failures the producer reports are never lost silently: a retriable
+one (broker gone, timeout) puts the event back in the buffer, for up to
+:data:`MAX_ATTEMPTS` deliveries in all; after that, or after a non-retriable
+one, the event is counted in ``stats.dropped``.  Every failure counts in
+``stats.errors``.  Delivery is at least once: consumers drop repeats by ``event_id``.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from govloop.client._sender import MAX_ATTEMPTS, PRODUCER_DEFAULTS, Sender
+from govloop.client._sender import Sender
 from govloop.config import Settings
 from govloop.errors import ConfigError, EventError
 from govloop.schemas import (
@@ -47,6 +53,20 @@ __all__ = ["MAX_ATTEMPTS", "PRODUCER_DEFAULTS", "Govloop", "SdkStats", "pick_var
 
 #: Largest serialized event the SDK accepts (the producer's default max_request_size).
 MAX_EVENT_BYTES = 1_000_000
+#: Deliveries attempted per event (retriable failures) before it is counted as dropped.
+MAX_ATTEMPTS = 3
+#: kafka-python ``KafkaProducer`` settings the SDK uses unless overridden.
+PRODUCER_DEFAULTS: dict[str, Any] = {
+    "acks": "all",
+    "enable_idempotence": True,
+    "linger_ms": 5,
+    "batch_size": 65536,
+    "max_block_ms": 2000,
+    "bootstrap_timeout_ms": 5000,
+    "request_timeout_ms": 10000,
+    "delivery_timeout_ms": 30000,
+    "client_id": "govloop-sdk",
+}
 _ASSIGNED_CACHE = 65536
 
 
@@ -132,7 +152,13 @@ class Govloop:
         }
         self._assigned: OrderedDict[tuple[str, str, str], None] = OrderedDict()
         self._assigned_lock = threading.Lock()
-        self._sender = Sender(settings.kafka, settings.sdk_buffer, producer_options)
+        options = {**PRODUCER_DEFAULTS, **(producer_options or {})}
+        try:
+            self._sender = Sender(settings.kafka, settings.sdk_buffer, options, MAX_ATTEMPTS)
+        except ValueError as exc:
+            raise ConfigError(
+                f"GOVLOOP_KAFKA={settings.kafka!r}: expected host:port[,host:port...]"
+            ) from exc
         self._closed = False
 
     @classmethod
@@ -266,7 +292,7 @@ class Govloop:
 def _build(model: type[Event], fields: Mapping[str, Any]) -> Event:
     """Validate ``fields`` into ``model``; a ValueError naming each failing field if invalid."""
     try:
-        return model(**fields)
+        return model.model_validate(fields)
     except ValidationError as exc:
         raise EventError(
             f"invalid {model.SCHEMA}: {describe_validation_error(exc)}"

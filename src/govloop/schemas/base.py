@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import os
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -16,7 +16,7 @@ Scalar = str | int | float | bool
 
 def new_event_id() -> str:
     """A fresh random event id (32 hex characters)."""
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 def utcnow() -> datetime:
