@@ -7,8 +7,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
 
@@ -89,3 +90,114 @@ class WorkerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def consume_raw(settings: Settings, topic: str, want: int, timeout: float = 60.0) -> list[Any]:
+    """Like :func:`consume`, but the undecoded records (topic, partition, offset, key, value)."""
+    consumer = KafkaConsumer(
+        settings.topic(topic),
+        bootstrap_servers=settings.kafka,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=1000,
+    )
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < want and time.monotonic() < deadline:
+            for message in consumer:
+                out.append(message)
+                if len(out) >= want:
+                    break
+    finally:
+        consumer.close()
+    return out
+
+
+def wait_until(condition: Callable[[], object], timeout: float, interval: float = 0.05) -> bool:
+    """Poll ``condition`` until it is truthy (True) or ``timeout`` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return bool(condition())
+
+
+def produce_located(
+    settings: Settings,
+    topic: str,
+    messages: Iterable[Event | bytes | None],
+    partition: int | None = None,
+) -> list[tuple[int, int]]:
+    """Like :func:`produce`, but return each message's (partition, offset).
+
+    ``None`` sends a tombstone; ``partition`` sends everything to that partition.
+    """
+    producer = KafkaProducer(bootstrap_servers=settings.kafka, acks="all", linger_ms=5)
+    name = settings.topic(topic)
+    futures = []
+    for m in messages:
+        if isinstance(m, Event):
+            key, value = topic_of(type(m)).key(m), m.to_json()
+        else:
+            key, value = (b"tombstone" if m is None else None), m  # a record needs one of them
+        futures.append(producer.send(name, key=key, value=value, partition=partition))
+    producer.flush()
+    located = []
+    for f in futures:
+        meta = f.get(timeout=30)
+        located.append((meta.partition, meta.offset))
+    producer.close()
+    return located
+
+
+class TopicTail:
+    """Reads a short-named topic from its start, keeping every decoded event it has seen.
+
+    ``wait_for(condition)`` polls until ``condition(events)`` holds, so a test can wait for
+    exactly what it expects instead of for a count that something else may also fill.
+    """
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        self.topic = topic
+        self.events: list[Event] = []
+        self.records: list[Any] = []
+        self.consumer = KafkaConsumer(
+            settings.topic(topic),
+            bootstrap_servers=settings.kafka,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+
+    def poll(self, timeout_ms: int = 200) -> list[Event]:
+        new: list[Event] = []
+        for records in self.consumer.poll(timeout_ms=timeout_ms).values():
+            for r in records:
+                self.records.append(r)
+                new.append(decode(self.topic, r.value))
+        self.events.extend(new)
+        return new
+
+    def wait_for(self, condition: Callable[[list[Event]], object], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not condition(self.events):
+            if time.monotonic() >= deadline:
+                return False
+            self.poll()
+        return True
+
+    def drain(self, seconds: float) -> None:
+        """Keep reading for ``seconds`` more (to catch duplicates that come late)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.poll()
+
+    def close(self) -> None:
+        self.consumer.close()
+
+    def __enter__(self) -> TopicTail:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

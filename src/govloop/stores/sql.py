@@ -7,6 +7,8 @@ build one with :func:`create_engine_for` and pass a ``Session`` down.
 from __future__ import annotations
 
 import json
+import sqlite3
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -78,8 +80,17 @@ def create_engine_for(settings: Settings) -> Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             cursor = dbapi_conn.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA busy_timeout=30000")
+            # switching a new file to WAL while another process does the same can fail at
+            # once with "database is locked" (SQLite skips the busy handler there): retry
+            for attempt in range(100):
+                try:
+                    cursor.execute("PRAGMA journal_mode=WAL")
+                    break
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or attempt == 99:
+                        raise
+                    time.sleep(0.05)
             cursor.close()
 
         return engine
@@ -97,6 +108,10 @@ def init_db(engine: Engine) -> None:
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+        elif conn.dialect.name == "sqlite":
+            # take the write lock before create_all looks: its check-then-CREATE otherwise
+            # races another process ("table ... already exists", "database is locked")
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
         SQLModel.metadata.create_all(conn)
 
 
