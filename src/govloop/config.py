@@ -8,6 +8,7 @@ embedded one" (see :mod:`govloop.runtime`).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,6 +49,25 @@ class Settings(BaseSettings):
     )
     dedupe_seconds: float = Field(
         default=900.0, gt=0, description="How long an event_id is remembered to drop duplicates."
+    )
+    reference_events: int = Field(
+        default=1000, ge=0,
+        description="Without a stored reference, the first N events of a version become it "
+        "(0: wait for `govloop drift reference set`).",
+    )
+    drift_alpha: float = Field(
+        default=0.01, gt=0, lt=1,
+        description="False-alarm budget per evaluation round, shared by every feature of "
+        "every model (Holm: P(any false drift alert in a round) <= alpha).",
+    )
+    drift_budget: Literal["holm", "bh"] = Field(
+        default="holm", description="How the budget is spent: holm (FWER) or bh (FDR)."
+    )
+    drift_recover_windows: int = Field(
+        default=2, ge=1, description="Clean windows before a drifting feature recovers."
+    )
+    drift_min_count: int = Field(
+        default=50, ge=1, description="Values a feature needs in a window to be tested."
     )
     policies: str = Field(
         default="", description="Gate policy files or directories, comma-separated."

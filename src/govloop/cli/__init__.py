@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from govloop.cli import demo, schemas, services
+from govloop.cli import demo, drift, schemas, services
 
 app = typer.Typer(
     name="govloop",
@@ -21,6 +21,8 @@ app.command("worker")(services.worker)
 app.command("demo")(demo.demo)
 app.add_typer(services.topics_app, name="topics")
 app.add_typer(schemas.app, name="schemas")
+app.add_typer(drift.app, name="drift")
+app.add_typer(drift.metrics_app, name="metrics")
 
 __all__ = ["app", "main"]
 

@@ -21,6 +21,8 @@ import typer
 
 from govloop.cli.output import console, fail
 
+#: How a broken rule reads: ``accuracy 0.788 < 0.85`` for a rule ``accuracy >= 0.85``.
+VIOLATED = {">=": "<", "<=": ">", ">": "<=", "<": ">=", "==": "!=", "!=": "=="}
 OUTCOME_STYLE = {"pass": "bold green", "warn": "bold yellow", "fail": "bold red",
                  "inconclusive": "dim"}
 
@@ -46,6 +48,14 @@ class Board:
         if gate.window_start is not None:
             self.rows.setdefault(self.minute_of(gate.window_start), {})["gate"] = gate
 
+    def add_drift(self, alert: Any) -> None:
+        minute = self.minute_of(alert.ts) - 1  # an alert is stamped with its window's end
+        self.rows.setdefault(minute, {}).setdefault("drift", []).append(alert)
+
+    def drift_alerts(self) -> list[tuple[int, Any]]:
+        return sorted(((m, a) for m, r in self.rows.items() for a in r.get("drift", [])),
+                      key=lambda item: (item[0], item[1].feature))
+
     def gates(self) -> list[tuple[int, str]]:
         return sorted((m, r["gate"].outcome) for m, r in self.rows.items() if "gate" in r)
 
@@ -55,7 +65,7 @@ class Board:
         table = Table(title="cancer-screen 2.3.0 — one row per 1-minute window",
                       title_justify="left")
         for name in ("min", "inputs", "preds", "labelled", "accuracy", "feedback",
-                     "p95 ms", "gate"):
+                     "p95 ms", "drift", "gate"):
             table.add_column(name, justify="left" if name == "inputs" else "right", no_wrap=True)
         table.add_column("why", justify="left", overflow="fold")
         for minute in sorted(self.rows):
@@ -65,7 +75,7 @@ class Board:
                 continue
             drifting = minute >= self.drift_minute
             why = "" if gate is None else ", ".join(
-                f"{r.metric} {r.observed:.4g} (needs {r.op} {r.threshold:g})"
+                f"{r.metric} {r.observed:.3g} {VIOLATED[r.op]} {r.threshold:g}"
                 for r in gate.rules if r.outcome != "pass" and r.observed is not None
             )
             table.add_row(
@@ -76,10 +86,18 @@ class Board:
                 "-" if snap.accuracy is None else f"{snap.accuracy:.3f}",
                 "-" if snap.feedback_rate is None else f"{snap.feedback_rate:.0%}",
                 "-" if snap.latency_p95_ms is None else f"{snap.latency_p95_ms:.0f}",
+                _drift_cell(row.get("drift", [])),
                 "…" if gate is None else f"[{OUTCOME_STYLE[gate.outcome]}]{gate.outcome}[/]",
                 why,
             )
         return table
+
+
+def _drift_cell(alerts: list[Any]) -> str:
+    """New drift alerts of a window: how many features started drifting."""
+    started = [a for a in alerts if a.state == "drift"]
+    n = len(started)
+    return f"[bold magenta]+{n} feature{'s' if n > 1 else ''}[/]" if started else ""
 
 
 def _emit_traffic(client: Any, service: Any, board: Board, pace: float,
@@ -186,6 +204,7 @@ def _run(settings: Any, board: Board, service: Any, pace: float, minutes: int,
     from govloop.schemas import decode
 
     consumer = KafkaConsumer(settings.topic("metrics"), settings.topic("gates"),
+                             settings.topic("drift"),
                              bootstrap_servers=settings.kafka, auto_offset_reset="earliest",
                              enable_auto_commit=False)
     client = Govloop.connect(settings)
@@ -193,7 +212,7 @@ def _run(settings: Any, board: Board, service: Any, pace: float, minutes: int,
     sender = threading.Thread(target=_emit_traffic, args=(client, service, board, pace, errors),
                               daemon=True)
     sender.start()
-    short = {settings.topic("metrics"): "metrics", settings.topic("gates"): "gates"}
+    short = {settings.topic(n): n for n in ("metrics", "gates", "drift")}
     # a live table on a terminal; one line per window when the output is a log
     live = Live(board.table(), console=console, refresh_per_second=4) if console.is_terminal \
         else contextlib.nullcontext()
@@ -204,10 +223,13 @@ def _run(settings: Any, board: Board, service: Any, pace: float, minutes: int,
                 for batch in consumer.poll(timeout_ms=250).values():
                     for message in batch:
                         event = decode(short[message.topic], message.value)
-                        if short[message.topic] == "metrics":
+                        kind = short[message.topic]
+                        if kind == "metrics":
                             board.add_snapshot(event)
-                        else:
+                        elif kind == "gates":
                             board.add_gate(event)
+                        else:
+                            board.add_drift(event)
                 if isinstance(live, Live):
                     live.update(board.table())
                 else:
@@ -229,8 +251,10 @@ def _print_new(board: Board, printed: set[int]) -> set[int]:
     for minute in sorted(done - printed):
         snap, gate = board.rows[minute]["snap"], board.rows[minute]["gate"]
         acc = "-" if snap.accuracy is None else f"{snap.accuracy:.3f}"
+        drift = _drift_cell(board.rows[minute].get("drift", []))
         console.print(f"minute {minute:2d}: {snap.count} predictions, accuracy {acc}, "
-                      f"gate [{OUTCOME_STYLE[gate.outcome]}]{gate.outcome}[/]")
+                      f"gate [{OUTCOME_STYLE[gate.outcome]}]{gate.outcome}[/]"
+                      + (f", drift {drift}" if drift else ""))
     return done
 
 
@@ -251,4 +275,11 @@ def _summary(settings: Any, board: Board, service: Any, elapsed: float) -> None:
         f"gate results are in the [cyan]{settings.topic('gates')}[/] topic and in SQL "
         f"({settings.database_url})",
     ]
+    started = [(m, a) for m, a in board.drift_alerts() if a.state == "drift"]
+    if started:
+        first = started[0][0]
+        worst = sorted((a for _, a in started), key=lambda a: a.p_value or 0.0)[:3]
+        lines.insert(3, f"drift alerts: {len(started)} features, the first at minute {first} "
+                     f"(strongest: {', '.join(a.feature for a in worst)}); "
+                     "see [cyan]govloop drift status[/]")
     console.print(Panel("\n".join(lines), title="summary", expand=False))

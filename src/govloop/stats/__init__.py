@@ -1,17 +1,107 @@
-"""Pure statistics: sketches, window metrics, drift tests, sequential tests.
+"""Pure statistics: sketches, drift tests, change detectors, online metrics.
 
 Plain data in, plain data out, deterministic with a seed, no I/O: importing
-this package loads no faust, redis or sqlmodel.
+this package loads numpy, scipy, scikit-learn and datasketches, and no faust,
+redis or sqlmodel.  The stream worker and the CLI are thin adapters around it.
+
+* sketches       bounded-memory summaries of numeric and categorical values
+* drift_tests    two-sample tests between sketches (KS, PSI, Wasserstein, JS, chi-square)
+* multivariate   domain-classifier and MMD tests over windows of rows or embeddings
+* fleet          one false-alarm budget for many tests (Holm, Benjamini-Hochberg)
+* profile        a sketch per feature, and drift between two profiles
+* adwin, page_hinkley, cusum   sequential change detectors with River's contract
+* metrics, cbpe  online metrics, and accuracy estimated before labels arrive
+* quantiles, windows           latency sketch and window counters of the stream worker
 """
 
+from govloop.stats.adwin import ADWIN
+from govloop.stats.cbpe import (
+    AccuracyEstimate,
+    Calibrator,
+    ConfidenceBasedAccuracy,
+    EstimateCheck,
+    top_class,
+)
+from govloop.stats.cusum import CUSUM
+from govloop.stats.detector import DriftDetector
+from govloop.stats.drift_tests import (
+    DriftTestResult,
+    categorical_drift,
+    chi_square,
+    jensen_shannon,
+    ks,
+    numeric_drift,
+    psi,
+    wasserstein,
+)
+from govloop.stats.fleet import FleetBudget, benjamini_hochberg, holm
+from govloop.stats.metrics import (
+    ECE,
+    F1,
+    MAE,
+    RMSE,
+    Accuracy,
+    Brier,
+    ErrorRate,
+    LatencyQuantiles,
+    MacroF1,
+    MeanRating,
+    Metric,
+    PositiveRate,
+)
+from govloop.stats.multivariate import MultivariateDriftResult, domain_classifier_test, mmd_test
+from govloop.stats.page_hinkley import PageHinkley
+from govloop.stats.profile import FeatureDrift, Profile, compare, drifted_features
 from govloop.stats.quantiles import bucket_of, bucket_value, quantile_from_buckets
+from govloop.stats.sketches import CategoricalCounts, NumericSketch
 from govloop.stats.windows import COUNTERS, summarize_window, window_start
 
 __all__ = [
+    "ADWIN",
     "COUNTERS",
+    "CUSUM",
+    "ECE",
+    "F1",
+    "MAE",
+    "RMSE",
+    "Accuracy",
+    "AccuracyEstimate",
+    "Brier",
+    "Calibrator",
+    "CategoricalCounts",
+    "ConfidenceBasedAccuracy",
+    "DriftDetector",
+    "DriftTestResult",
+    "ErrorRate",
+    "EstimateCheck",
+    "FeatureDrift",
+    "FleetBudget",
+    "LatencyQuantiles",
+    "MacroF1",
+    "MeanRating",
+    "Metric",
+    "MultivariateDriftResult",
+    "NumericSketch",
+    "PageHinkley",
+    "PositiveRate",
+    "Profile",
+    "benjamini_hochberg",
     "bucket_of",
     "bucket_value",
+    "categorical_drift",
+    "chi_square",
+    "compare",
+    "domain_classifier_test",
+    "drifted_features",
+    "holm",
+    "jensen_shannon",
+    "ks",
+    "mmd_test",
+    "numeric_drift",
+    "psi",
     "quantile_from_buckets",
     "summarize_window",
+    "top_class",
+    "wasserstein",
     "window_start",
 ]

@@ -18,16 +18,25 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 from govloop.config import Settings
-from govloop.schemas import GateResult, MetricSnapshot
+from govloop.schemas import DriftAlert, GateResult, MetricSnapshot
 
 __all__ = [
+    "DriftAlertRow",
+    "DriftStatusRow",
     "GatePolicyRow",
     "GateResultRow",
     "MetricSnapshotRow",
+    "ReferenceProfileRow",
     "create_engine_for",
+    "drift_status",
+    "gate_results",
     "init_db",
+    "latest_reference",
+    "references",
+    "save_drift_alert",
     "save_gate_result",
     "save_policy",
+    "save_reference",
     "save_snapshot",
 ]
 
@@ -66,6 +75,53 @@ class GateResultRow(SQLModel, table=True):
     ts: datetime = Field(index=True)
     trigger_event_id: str | None = None
     body: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class ReferenceProfileRow(SQLModel, table=True):
+    """A versioned reference profile of one model version: what 'no drift' looks like."""
+
+    __tablename__ = "reference_profiles"
+
+    id: int | None = Field(default=None, primary_key=True)
+    model: str = Field(index=True)
+    model_version: str = Field(index=True)
+    version: int
+    source: str
+    created_at: datetime
+    n: int
+    body: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class DriftAlertRow(SQLModel, table=True):
+    __tablename__ = "drift_alerts"
+
+    event_id: str = Field(primary_key=True)
+    model: str = Field(index=True)
+    model_version: str
+    feature: str
+    state: str
+    ts: datetime = Field(index=True)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class DriftStatusRow(SQLModel, table=True):
+    """The latest drift test of one feature of one model version, and its state."""
+
+    __tablename__ = "drift_status"
+
+    model: str = Field(primary_key=True)
+    model_version: str = Field(primary_key=True)
+    feature: str = Field(primary_key=True)
+    test: str
+    statistic: float
+    threshold: float
+    p_value: float | None = None
+    drifted: bool
+    state: str  # "drift" | "ok"
+    since: datetime | None = None
+    window_end: datetime
+    reference_version: str
+    n_current: int
 
 
 def create_engine_for(settings: Settings) -> Engine:
@@ -167,6 +223,58 @@ def save_policy(session: Session, name: str, policy_hash: str, body: dict[str, A
         GatePolicyRow(policy_hash=policy_hash, name=name, created_at=created_at,
                       body=json.dumps(body, sort_keys=True)),
     )
+
+
+def save_drift_alert(session: Session, alert: DriftAlert) -> bool:
+    return _insert_once(
+        session,
+        DriftAlertRow(event_id=alert.event_id, model=alert.model,
+                      model_version=alert.model_version, feature=alert.feature,
+                      state=alert.state, ts=alert.ts, body=alert.model_dump_json(by_alias=True)),
+    )
+
+
+def drift_status(session: Session, model: str | None = None) -> list[DriftStatusRow]:
+    """Latest drift status per feature, drifting features first."""
+    query = select(DriftStatusRow)
+    if model is not None:
+        query = query.where(DriftStatusRow.model == model)
+    rows = list(session.exec(query))
+    return sorted(rows, key=lambda r: (r.model, r.model_version, r.state != "drift", r.feature))
+
+
+def save_reference(session: Session, model: str, model_version: str, source: str,
+                   n: int, body: dict[str, Any], created_at: datetime) -> ReferenceProfileRow:
+    """Store a new version of a model version's reference profile and return it."""
+    latest = latest_reference(session, model, model_version)
+    row = ReferenceProfileRow(model=model, model_version=model_version,
+                              version=1 if latest is None else latest.version + 1,
+                              source=source, created_at=created_at, n=n,
+                              body=json.dumps(body))
+    session.add(row)
+    session.flush()
+    return row
+
+
+def latest_reference(session: Session, model: str,
+                     model_version: str) -> ReferenceProfileRow | None:
+    """The newest reference profile of a model version, if any."""
+    query = (select(ReferenceProfileRow)
+             .where(ReferenceProfileRow.model == model,
+                    ReferenceProfileRow.model_version == model_version)
+             .order_by(ReferenceProfileRow.version.desc())  # type: ignore[attr-defined]
+             .limit(1))
+    return session.exec(query).first()
+
+
+def references(session: Session, model: str | None = None) -> list[ReferenceProfileRow]:
+    """Every stored reference profile (of one model), newest version first."""
+    query = select(ReferenceProfileRow)
+    if model is not None:
+        query = query.where(ReferenceProfileRow.model == model)
+    return list(session.exec(query.order_by(
+        ReferenceProfileRow.model, ReferenceProfileRow.model_version,
+        ReferenceProfileRow.version.desc())))  # type: ignore[attr-defined]
 
 
 def gate_results(session: Session, limit: int = 100) -> list[GateResult]:

@@ -15,9 +15,13 @@ delivery count every event exactly once:
 
 Windows close when the watermark (the slowest active partition's event time)
 passes their end plus the grace period, or when no input has arrived for
-``idle_close_seconds``.  Closing is two-step (claim, then acknowledge after
-the snapshot is published), so a crash in between re-publishes the same
-snapshot, with the same event id, instead of losing it.
+``idle_close_seconds``.  In the first ``idle_close_seconds`` after input
+begins, an input partition that has delivered nothing yet holds every window
+open, so a worker that starts on a backlog does not close windows early.
+
+Closing is two-step (claim, then acknowledge after the snapshot is
+published), so a crash in between re-publishes the same snapshot, with the
+same event id, instead of losing it.
 """
 
 from __future__ import annotations
@@ -113,6 +117,7 @@ for _, r in ipairs(records) do
 end
 for tp, offset in pairs(offsets) do redis.call('HSET', P .. 'offsets', tp, offset) end
 redis.call('SET', P .. 'last_input', now)
+redis.call('SET', P .. 'first_input', now, 'NX')
 return applied
 """
 
@@ -134,6 +139,14 @@ for i = 1, #times, 2 do
 end
 local limit = '+inf'
 if watermark ~= nil then limit = tostring(watermark - grace) end
+-- an input partition that has not delivered yet holds every window open for the
+-- first `idle` seconds: a backlog read partition by partition closes nothing early
+local first = tonumber(redis.call('GET', P .. 'first_input') or '0')
+if watermark ~= nil and now - first <= idle then
+  for i = 6, #ARGV do
+    if redis.call('HEXISTS', P .. 'ptime', ARGV[i]) == 0 then limit = '-inf' end
+  end
+end
 local claimed = {}
 for _, member in ipairs(redis.call('ZRANGEBYSCORE', P .. 'open', '-inf', limit)) do
   redis.call('ZREM', P .. 'open', member)
@@ -181,6 +194,7 @@ class WindowStore:
         horizon_seconds: float,
         dedupe_seconds: float = 900.0,
         retry_seconds: float = 30.0,
+        partitions: Sequence[str] = (),
     ) -> None:
         self.redis = redis
         self.prefix = prefix
@@ -190,6 +204,7 @@ class WindowStore:
         self.horizon_seconds = horizon_seconds
         self.dedupe_seconds = dedupe_seconds
         self.retry_seconds = retry_seconds
+        self.partitions = list(partitions)  # every input "topic:partition" to wait for
         self._apply = redis.register_script(_APPLY)
         self._close = redis.register_script(_CLOSE)
 
@@ -217,6 +232,7 @@ class WindowStore:
             self.idle_close_seconds,
             self.horizon_seconds,
             self.retry_seconds,
+            *self.partitions,
         ]
         flat = await self._close(keys=[], args=args)
         windows = []

@@ -36,6 +36,7 @@ from govloop.stores.sql import (
     save_snapshot,
 )
 from govloop.stores.window_state import WindowStore
+from govloop.streams.monitor import DriftMonitor
 from govloop.streams.records import record_of, snapshot_of
 
 __all__ = ["create_app"]
@@ -57,6 +58,19 @@ def _save_all(save: Callable[[Session, Any], bool], items: Sequence[Any],
               session: Session) -> int:
     """Insert-once every item; return how many were new."""
     return sum(save(session, item) for item in items)
+
+
+def input_partitions(settings: Settings) -> list[str]:
+    """Every ``topic:partition`` of the input topics, as the broker reports them."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka)
+    try:
+        return [f"{topic}:{p}" for topic in (settings.topic("predictions"),
+                                             settings.topic("feedback"))
+                for p in sorted(consumer.partitions_for_topic(topic) or ())]
+    finally:
+        consumer.close()
 
 
 def create_app(settings: Settings, policies: Sequence[Policy] | None = None) -> faust.App:
@@ -90,6 +104,7 @@ def create_app(settings: Settings, policies: Sequence[Policy] | None = None) -> 
         idle_close_seconds=settings.idle_close_seconds,
         horizon_seconds=settings.join_horizon_seconds,
         dedupe_seconds=settings.dedupe_seconds,
+        partitions=input_partitions(settings),
     )
     def raw_topic(*names: str) -> Any:
         """Topics whose keys and values stay bytes: decoding is ours, not faust's."""
@@ -100,6 +115,8 @@ def create_app(settings: Settings, policies: Sequence[Policy] | None = None) -> 
     metrics_topic = raw_topic("metrics")
     gates_topic = raw_topic("gates")
     deadletter_topic = raw_topic("deadletter")
+    drift_topic = raw_topic("drift")
+    drift = DriftMonitor(settings, redis, engine)
     short = {settings.topic(n): n for n in ("predictions", "feedback", "metrics")}
 
     def in_db(fn: Callable[[Session], Any]) -> Awaitable[Any]:
@@ -145,6 +162,8 @@ def create_app(settings: Settings, policies: Sequence[Policy] | None = None) -> 
                 if isinstance(e, Prediction | Feedback)
             ]
             await store.apply(records)
+            await drift.observe([(e, f"{m.topic}:{m.partition}", m.offset)
+                                 for e, m in good if isinstance(e, Prediction)])
             await send_dead(bad)
 
     @app.timer(interval=0.5)
@@ -160,7 +179,10 @@ def create_app(settings: Settings, policies: Sequence[Policy] | None = None) -> 
         for snap in snaps:
             await metrics_topic.send(key=snap.model.encode(), value=snap.to_json())
         await in_db(partial(_save_all, save_snapshot, snaps))
+        await drift.close(windows, lambda alert: drift_topic.send(
+            key=alert.model.encode(), value=alert.to_json()))
         await store.acknowledge(windows)
+        await drift.forget(windows)
 
     @app.agent(metrics_topic)
     async def judge(stream: Any) -> None:

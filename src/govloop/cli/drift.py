@@ -1,0 +1,162 @@
+"""``govloop drift`` and ``govloop metrics``: what the stream worker has seen."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from govloop.cli.output import console, fail
+
+app = typer.Typer(help="Data and prediction drift.", no_args_is_help=True)
+reference_app = typer.Typer(help="Reference profiles: what 'no drift' looks like.",
+                            no_args_is_help=True)
+app.add_typer(reference_app, name="reference")
+metrics_app = typer.Typer(help="Online metric snapshots.", no_args_is_help=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+ModelOption = Annotated[str | None, typer.Option(help="Only this model.")]
+
+
+def _session() -> Any:
+    from sqlmodel import Session
+
+    from govloop.cli.services import resolved_settings
+    from govloop.stores.sql import create_engine_for, init_db
+
+    engine = create_engine_for(resolved_settings())
+    init_db(engine)
+    return Session(engine)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.replace(tzinfo=UTC).isoformat()
+
+
+@app.command("status")
+def status(model: ModelOption = None, as_json: JsonOption = False) -> None:
+    """Per model: each feature's latest test, threshold, state and since when."""
+    from rich.table import Table
+
+    from govloop.stores.sql import drift_status
+
+    with _session() as session:
+        rows = drift_status(session, model)
+    if as_json:
+        print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
+        return
+    if not rows:
+        console.print("no drift results yet: the worker tests each closed window once a "
+                      "reference exists (`govloop drift reference show`)")
+        return
+    groups: dict[tuple[str, str], list[Any]] = {}
+    for r in rows:
+        groups.setdefault((r.model, r.model_version), []).append(r)
+    for (name, version), items in groups.items():
+        drifting = sum(r.state == "drift" for r in items)
+        table = Table(title=f"{name} {version}: {drifting} of {len(items)} features drifting "
+                      f"(reference {items[0].reference_version})", title_justify="left")
+        widest = max(len(r.feature) for r in items)
+        table.add_column("feature", no_wrap=True, min_width=min(32, widest))
+        for col in ("test", "statistic", "threshold", "p-value", "n", "state", "since"):
+            table.add_column(col, justify="left" if col in ("test", "state") else "right")
+        for r in items:
+            table.add_row(
+                r.feature, r.test, f"{r.statistic:.4f}", f"{r.threshold:.4f}",
+                "-" if r.p_value is None else f"{r.p_value:.2g}", str(r.n_current),
+                "[bold red]drift[/]" if r.state == "drift" else "[green]ok[/]",
+                "" if r.since is None else f"{r.since:%m-%d %H:%M}",
+            )
+        console.print(table)
+
+
+@reference_app.command("set")
+def reference_set(
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[str, typer.Argument(help="Model version.")],
+    source: Annotated[Path, typer.Option("--from", help="JSONL or Parquet of predictions "
+                                         "(prediction events, or rows of feature values).")],
+    as_json: JsonOption = False,
+) -> None:
+    """Store a new reference profile version for a model version from a dataset file."""
+    from govloop.errors import GovloopError
+    from govloop.stores.sql import save_reference
+    from govloop.streams.reference import profile_from_file
+
+    try:
+        profile = profile_from_file(source, model, version)
+    except GovloopError as exc:
+        fail(str(exc))
+    with _session() as session:
+        row = save_reference(session, model, version, f"file {source.name}", profile.n,
+                             profile.to_dict(), datetime.now(UTC))
+        session.commit()
+        out: dict[str, Any] = {"model": model, "model_version": version, "version": row.version,
+               "n": profile.n, "features": sorted([*profile.numeric, *profile.categorical])}
+    if as_json:
+        print(json.dumps(out))
+    else:
+        console.print(f"reference v{out['version']} of {model} {version}: {profile.n} events, "
+                      f"{len(out['features'])} features")
+
+
+@reference_app.command("show")
+def reference_show(model: ModelOption = None, as_json: JsonOption = False) -> None:
+    """List stored reference profiles, newest version first."""
+    from rich.table import Table
+
+    from govloop.stores.sql import references
+
+    with _session() as session:
+        rows = references(session, model)
+    items: list[dict[str, Any]] = []
+    for r in rows:
+        body = json.loads(r.body)
+        items.append({"model": r.model, "model_version": r.model_version, "version": r.version,
+                      "source": r.source, "n": r.n, "created_at": _iso(r.created_at),
+                      "features": len(body["numeric"]) + len(body["categorical"])})
+    if as_json:
+        print(json.dumps(items, indent=2))
+        return
+    table = Table("model", "model version", "ref", "source", "events", "features", "created")
+    for i in items:
+        table.add_row(i["model"], i["model_version"], f"v{i['version']}", i["source"],
+                      str(i["n"]), str(i["features"]), str(i["created_at"])[:19])
+    console.print(table)
+
+
+@metrics_app.command("show")
+def metrics_show(model: ModelOption = None,
+                 last: Annotated[int, typer.Option(help="Windows to show.")] = 20,
+                 as_json: JsonOption = False) -> None:
+    """The latest metric snapshots, oldest first."""
+    from rich.table import Table
+    from sqlmodel import select
+
+    from govloop.schemas import MetricSnapshot
+    from govloop.stores.sql import MetricSnapshotRow
+
+    with _session() as session:
+        query = select(MetricSnapshotRow)
+        if model is not None:
+            query = query.where(MetricSnapshotRow.model == model)
+        query = query.order_by(MetricSnapshotRow.window_start.desc()).limit(last)  # type: ignore[attr-defined]
+        snaps = [MetricSnapshot.model_validate_json(r.body) for r in session.exec(query)][::-1]
+    if as_json:
+        print(json.dumps([s.model_dump(mode="json", by_alias=True) for s in snaps], indent=2))
+        return
+    table = Table("model", "version", "window start", "count", "labelled", "accuracy",
+                  "feedback", "positive", "p50 ms", "p95 ms")
+
+    def fmt(x: float | None, spec: str) -> str:
+        return "-" if x is None else format(x, spec)
+
+    for s in snaps:
+        table.add_row(s.model, s.model_version, f"{s.window_start:%Y-%m-%d %H:%M:%S}",
+                      str(s.count), str(s.labelled_count), fmt(s.accuracy, ".3f"),
+                      fmt(s.feedback_rate, ".0%"), fmt(s.positive_rate, ".0%"),
+                      fmt(s.latency_p50_ms, ".1f"), fmt(s.latency_p95_ms, ".1f"))
+    console.print(table)
