@@ -92,3 +92,34 @@ def test_status_and_metrics_show(env: Settings) -> None:
     snaps = json.loads(run("metrics", "show", "--json")[1])
     assert [(s["model"], s["accuracy"]) for s in snaps] == [("churn", 0.8)]
     assert "0.800" in run("metrics", "show")[1]
+
+
+@pytest.mark.integration
+def test_reference_from_a_time_range_of_the_stream(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from datetime import timedelta
+
+    from tests.kafka_helpers import produce
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    events = [Prediction(model="ranker", model_version="4", request_id=f"r{i}",
+                         ts=now - timedelta(minutes=30 - i), features={"k": i}, score=0.5)
+              for i in range(20)]
+    events.append(Prediction(model="other", model_version="4", request_id="x",
+                             ts=now - timedelta(minutes=20), features={"k": 1}, score=0.5))
+    produce(settings, "predictions", events)
+    for name, value in settings.as_env().items():
+        monkeypatch.setenv(name, value)
+    since = (now - timedelta(minutes=25)).strftime("%Y-%m-%dT%H:%M:%S")
+    until = (now - timedelta(minutes=15)).strftime("%Y-%m-%dT%H:%M:%S")
+    code, out = run("drift", "reference", "set", "ranker", "4", "--since", since,
+                    "--until", until, "--json")
+    assert code == 0, out
+    # the events whose own time lies in the range: 10 of the 20
+    assert json.loads(out)["n"] == 10
+    later = (now - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S")
+    code, out = run("drift", "reference", "set", "ranker", "4", "--since", later)
+    assert code == 2 and "no predictions" in out
+    code, out = run("drift", "reference", "set", "ranker", "4")
+    assert code == 2 and "either --from" in out

@@ -77,25 +77,46 @@ def status(model: ModelOption = None, as_json: JsonOption = False) -> None:
 def reference_set(
     model: Annotated[str, typer.Argument(help="Model name.")],
     version: Annotated[str, typer.Argument(help="Model version.")],
-    source: Annotated[Path, typer.Option("--from", help="JSONL or Parquet of predictions "
-                                         "(prediction events, or rows of feature values).")],
+    source: Annotated[Path | None, typer.Option(
+        "--from", help="JSONL or Parquet of predictions (events, or rows of feature values).")
+    ] = None,
+    since: Annotated[datetime | None, typer.Option(
+        help="Instead of a file: the version's predictions on the stream from this time (UTC).")
+    ] = None,
+    until: Annotated[datetime | None, typer.Option(
+        help="End of that time range (default: now).")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Store a new reference profile version for a model version from a dataset file."""
+    """Store a new reference profile version for a model version, from a file or the stream."""
+    from govloop.cli.services import resolved_settings
     from govloop.errors import GovloopError
     from govloop.stores.sql import save_reference
-    from govloop.streams.reference import profile_from_file
+    from govloop.streams.reference import profile_from_file, profile_from_stream
 
+    if (source is None) == (since is None):
+        fail("give either --from FILE or --since TIME [--until TIME]")
     try:
-        profile = profile_from_file(source, model, version)
+        if source is not None:
+            profile = profile_from_file(source, model, version)
+            origin = f"file {source.name}"
+        else:
+            assert since is not None
+            start = since.replace(tzinfo=UTC) if since.tzinfo is None else since
+            end = until or datetime.now(UTC)
+            end = end.replace(tzinfo=UTC) if end.tzinfo is None else end
+            profile = profile_from_stream(resolved_settings(), model, version, start, end)
+            origin = f"stream {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}"
     except GovloopError as exc:
         fail(str(exc))
+    if profile.n == 0:
+        fail(f"no predictions of {model} {version} in that range")
     with _session() as session:
-        row = save_reference(session, model, version, f"file {source.name}", profile.n,
+        row = save_reference(session, model, version, origin, profile.n,
                              profile.to_dict(), datetime.now(UTC))
         session.commit()
-        out: dict[str, Any] = {"model": model, "model_version": version, "version": row.version,
-               "n": profile.n, "features": sorted([*profile.numeric, *profile.categorical])}
+        out: dict[str, Any] = {
+            "model": model, "model_version": version, "version": row.version,
+            "n": profile.n, "features": sorted([*profile.numeric, *profile.categorical])}
     if as_json:
         print(json.dumps(out))
     else:

@@ -1,20 +1,23 @@
-"""Reference profiles from a dataset file (JSONL or Parquet)."""
+"""Reference profiles from a dataset file (JSONL or Parquet) or a time range of the stream."""
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from govloop.config import Settings
 from govloop.errors import ConfigError
 from govloop.schemas import Prediction, describe_validation_error
 from govloop.stats.profile import Profile, Row
 from govloop.streams.features import observed_features
 
-__all__ = ["profile_from_file", "profile_from_records"]
+__all__ = ["profile_from_file", "profile_from_records", "profile_from_stream"]
 
 
 def _row(record: dict[str, Any], model: str, version: str, where: str) -> Row:
@@ -75,3 +78,51 @@ def profile_from_file(path: Path, model: str, version: str) -> Profile:
     if profile.n == 0:
         raise ConfigError(f"{path}: no records")
     return profile
+
+
+def profile_from_stream(settings: Settings, model: str, version: str, since: datetime,
+                        until: datetime, idle: float = 2.0, timeout: float = 300.0) -> Profile:
+    """The profile of a model version's predictions with ``since <= ts < until``.
+
+    Reads the predictions topic from the start of what the broker retains until
+    nothing new arrives for ``idle`` seconds, keeping the version's events whose
+    own timestamp lies in the range (record timestamps are when they were
+    produced, which need not be when they happened).  Invalid records are
+    skipped: the stream worker has sent them to the dead-letter topic.
+    """
+    from kafka import KafkaConsumer, TopicPartition
+
+    from govloop.errors import EventError
+    from govloop.schemas import decode
+
+    if settings.kafka is None:
+        raise ConfigError("no broker configured: set GOVLOOP_KAFKA or run `govloop up`")
+    topic = settings.topic("predictions")
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka, enable_auto_commit=False)
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            raise ConfigError(f"topic {topic} does not exist")
+        consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
+        consumer.seek_to_beginning()
+        profile = Profile()
+        deadline = time.monotonic() + timeout
+        quiet_since = time.monotonic()
+        while time.monotonic() - quiet_since < idle:
+            if time.monotonic() > deadline:
+                raise ConfigError(f"reading {topic} took longer than {timeout:.0f}s")
+            batch: list[Row] = []
+            for records in consumer.poll(timeout_ms=200, max_records=5000).values():
+                quiet_since = time.monotonic()
+                for record in records:
+                    try:
+                        event = decode("predictions", record.value)
+                    except EventError:
+                        continue
+                    if (isinstance(event, Prediction) and event.model == model
+                            and event.model_version == version and since <= event.ts < until):
+                        batch.append(observed_features(event))
+            profile.update_many(batch)
+        return profile
+    finally:
+        consumer.close()
