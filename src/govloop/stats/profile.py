@@ -15,9 +15,9 @@ raw results; :func:`drifted_features` spends a fleet's false-alarm budget
 from __future__ import annotations
 
 import base64
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -25,9 +25,52 @@ from govloop.stats.drift_tests import DriftTestResult, categorical_drift, numeri
 from govloop.stats.fleet import FleetBudget
 from govloop.stats.sketches import CategoricalCounts, NumericSketch
 
-__all__ = ["FeatureDrift", "Profile", "compare", "drifted_features"]
+__all__ = ["Columns", "FeatureDrift", "Profile", "compare", "drifted_features"]
 
 Row = tuple[Mapping[str, float], Mapping[str, str]]
+
+
+class Columns(NamedTuple):
+    """A batch of events feature by feature: ``n`` events, then the values of each feature.
+
+    A feature an event does not have is simply absent from its list, so the
+    lists can be shorter than ``n``.
+    """
+
+    n: int
+    numeric: dict[str, list[float]]
+    categorical: dict[str, list[str]]
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[Row]) -> Columns:
+        """Rows (numeric features, categorical features) turned feature by feature."""
+        numbers: dict[str, list[float]] = {}
+        labels: dict[str, list[str]] = {}
+        count = 0
+        for numeric, categorical in rows:
+            count += 1
+            for name, x in numeric.items():
+                numbers.setdefault(name, []).append(x)
+            for name, v in categorical.items():
+                labels.setdefault(name, []).append(v)
+        return cls(count, numbers, labels)
+
+    @classmethod
+    def concat(cls, parts: Sequence[Columns]) -> Columns:
+        """Several batches as one, in order (the parts are not modified).
+
+        >>> a = Columns(2, {"x": [1.0, 2.0]}, {"c": ["u"]})
+        >>> Columns.concat([a, Columns(1, {"y": [3.0]}, {"c": ["v"]})])
+        Columns(n=3, numeric={'x': [1.0, 2.0], 'y': [3.0]}, categorical={'c': ['u', 'v']})
+        """
+        numbers: dict[str, list[float]] = {}
+        labels: dict[str, list[str]] = {}
+        for part in parts:
+            for name, xs in part.numeric.items():
+                numbers.setdefault(name, []).extend(xs)
+            for name, vs in part.categorical.items():
+                labels.setdefault(name, []).extend(vs)
+        return cls(sum(part.n for part in parts), numbers, labels)
 
 
 class Profile:
@@ -70,21 +113,22 @@ class Profile:
 
     def update_many(self, rows: Iterable[Row]) -> None:
         """Add a batch of events, each a (numeric features, categorical features) pair."""
-        numbers: dict[str, list[float]] = {}
-        labels: dict[str, list[str]] = {}
-        count = 0
-        for numeric, categorical in rows:
-            count += 1
-            for name, x in numeric.items():
-                numbers.setdefault(name, []).append(x)
-            for name, v in categorical.items():
-                labels.setdefault(name, []).append(v)
-        self.n += count
-        for name, xs in numbers.items():
+        self.update_columns(Columns.from_rows(rows))
+
+    def update_columns(self, columns: Columns) -> None:
+        """Add a batch of events given feature by feature (what :meth:`update_many` builds).
+
+        >>> p = Profile()
+        >>> p.update_columns(Columns(3, {"age": [30.0, 40.0, 50.0]}, {"plan": ["a", "b"]}))
+        >>> p.n, p.numeric["age"].mean, p.categorical["plan"].n
+        (3, 40.0, 2)
+        """
+        self.n += columns.n
+        for name, xs in columns.numeric.items():
             if self._room(name):
                 sketch = self.numeric.setdefault(name, NumericSketch(self.k))
                 sketch.update_many(np.asarray(xs, dtype=float))
-        for name, vs in labels.items():
+        for name, vs in columns.categorical.items():
             if self._room(name):
                 self._counts(name).update_many(vs)
 

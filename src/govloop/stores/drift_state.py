@@ -17,12 +17,15 @@ first drifted window and leaves it (one ``recovered`` alert) only after
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from govloop.stats.profile import Profile, Row
+from govloop.stats.profile import Columns, Profile, Row
 
 __all__ = ["DriftStore", "Transition", "next_state"]
 
@@ -57,53 +60,182 @@ def next_state(state: Mapping[str, Any] | None, drifted: bool, window_start: flo
     return Transition({"since": state["since"], "clean": clean}, None)
 
 
-class DriftStore:
-    """Partial profiles, live drift results and hysteresis state under ``prefix``."""
+#: Staged rows a partial collects before they go into its sketches (fewer, larger updates).
+FOLD_ROWS = 2048
 
-    def __init__(self, redis: Any, prefix: str, horizon_seconds: float) -> None:
+
+@dataclass
+class _Partial:
+    """One (window member, partition) partial profile as this worker holds it."""
+
+    profile: Profile
+    offset: int  # highest offset whose row is in ``profile`` or ``pending``
+    saved: int  # highest offset whose row is in Redis
+    since: float  # monotonic time of the oldest unsaved row (0.0: none)
+    pending: list[Columns] = field(default_factory=list)  # staged, not yet in the sketches
+    pending_n: int = 0
+
+    def add(self, columns: Columns) -> None:
+        self.pending.append(columns)
+        self.pending_n += columns.n
+        if self.pending_n >= FOLD_ROWS:
+            self.fold()
+
+    def fold(self) -> Profile:
+        """The profile, with every staged row in it."""
+        if self.pending:
+            self.profile.update_columns(Columns.concat(self.pending))
+            self.pending, self.pending_n = [], 0
+        return self.profile
+
+
+Key = tuple[str, str]  # (window member, topic:partition)
+Saving = list[tuple[_Partial, int]]  # partials being written, each with the offset written
+
+
+class DriftStore:
+    """Partial profiles, live drift results and hysteresis state under ``prefix``.
+
+    Partials are cached by the worker that owns their partition and written
+    back (:meth:`flush`) rather than read and rewritten for every batch.  The
+    stored offset travels with each stored partial, so rows that were staged
+    but not yet stored when a worker died are applied again by the next owner
+    (Kafka redelivers them: the worker commits only offsets it has flushed).
+    The cache keeps at most ``cache_size`` clean partials; call
+    :meth:`invalidate` when partition ownership changes.  Writes of partials
+    take :attr:`writing`, so a later write never lands before an earlier one.
+    """
+
+    def __init__(self, redis: Any, prefix: str, horizon_seconds: float,
+                 cache_size: int = 256) -> None:
         self.redis = redis
         self.prefix = prefix
         self.ttl = int(horizon_seconds)
+        self.cache_size = cache_size
+        self.writing = asyncio.Lock()
+        self._cache: OrderedDict[Key, _Partial] = OrderedDict()
 
     def _partial(self, member: str) -> str:
         return f"{self.prefix}dprof:{member}"
 
-    async def add(self, groups: Mapping[tuple[str, str], list[tuple[int, Row]]]) -> int:
-        """Add rows grouped by (window member, topic:partition); return rows applied.
+    async def add(self, groups: Mapping[Key, list[tuple[int, Row]]]) -> int:
+        """Add rows grouped by (window member, topic:partition) and store them; return rows applied.
 
         Rows at or below the partition's stored offset were applied before and
         are skipped.
         """
-        if not groups:
-            return 0
-        keys = list(groups)
-        pipe = self.redis.pipeline(transaction=False)
-        for member, tp in keys:
-            pipe.hmget(self._partial(member), f"{tp}#offset", tp)
-        stored = await pipe.execute()
+        await self.load(groups)
         applied = 0
-        pipe = self.redis.pipeline(transaction=True)
-        for (member, tp), (offset_raw, blob) in zip(keys, stored, strict=True):
-            done = int(offset_raw) if offset_raw is not None else -1
-            fresh = [row for offset, row in groups[(member, tp)] if offset > done]
-            if not fresh:
+        for key, rows in groups.items():
+            done = self.applied_offset(key)
+            if done is None:
                 continue
-            profile = Profile.from_dict(json.loads(blob)) if blob else Profile()
-            profile.update_many(fresh)
-            applied += len(fresh)
-            last = max(offset for offset, _ in groups[(member, tp)])
-            key = self._partial(member)
-            pipe.hset(key, mapping={tp: json.dumps(profile.to_dict()), f"{tp}#offset": last})
-            pipe.expire(key, self.ttl)
-        await pipe.execute()
+            fresh = [row for offset, row in rows if offset > done]
+            if fresh:
+                self._cache[key].add(Columns.from_rows(fresh))
+                self._staged(key, max(offset for offset, _ in rows))
+                applied += len(fresh)
+        await self.flush()
         return applied
+
+    async def load(self, keys: Iterable[Key]) -> None:
+        """Read the partials of ``keys`` that are not cached yet."""
+        missing = [key for key in keys if key not in self._cache]
+        if not missing:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for member, tp in missing:
+            pipe.hmget(self._partial(member), f"{tp}#offset", tp)
+        for key, (offset_raw, blob) in zip(missing, await pipe.execute(), strict=True):
+            done = int(offset_raw) if offset_raw is not None else -1
+            profile = Profile.from_dict(json.loads(blob)) if blob else Profile()
+            self._cache.setdefault(key, _Partial(profile, done, done, 0.0))
+
+    def applied_offset(self, key: Key) -> int | None:
+        """The highest offset in a cached partial (None: not cached, or forgotten)."""
+        partial = self._cache.get(key)
+        return None if partial is None else partial.offset
+
+    def put(self, key: Key, offset: int, columns: Columns) -> None:
+        """Stage rows (all above the partial's offset, up to ``offset``) into a cached partial."""
+        partial = self._cache.get(key)
+        if partial is None:  # forgotten since it was loaded: its window has closed
+            return
+        partial.add(columns)
+        self._staged(key, offset)
+
+    def _staged(self, key: Key, offset: int) -> None:
+        partial = self._cache[key]
+        self._cache.move_to_end(key)
+        partial.offset = max(partial.offset, offset)
+        if not partial.since:
+            partial.since = time.monotonic()
+
+    def unsaved(self) -> dict[Key, float]:
+        """Every (member, topic:partition) with unsaved rows, and since when (monotonic)."""
+        return {key: p.since for key, p in self._cache.items() if p.offset > p.saved}
+
+    def queue_flush(self, pipe: Any, keys: Iterable[Key] | None = None) -> Saving:
+        """Add the writes of unsaved partials (all, or of ``keys``) to a transaction.
+
+        Hold :attr:`writing` from here until :meth:`saved` (or an error).
+        """
+        chosen = self.unsaved() if keys is None else keys
+        saving = []
+        for member, tp in chosen:
+            partial = self._cache.get((member, tp))
+            if partial is None or partial.offset <= partial.saved:
+                continue
+            key = self._partial(member)
+            pipe.hset(key, mapping={tp: json.dumps(partial.fold().to_dict()),
+                                    f"{tp}#offset": partial.offset})
+            pipe.expire(key, self.ttl)
+            saving.append((partial, partial.offset))
+        return saving
+
+    def saved(self, saving: Saving) -> None:
+        """The transaction of :meth:`queue_flush` succeeded."""
+        for partial, offset in saving:
+            partial.saved = max(partial.saved, offset)
+            if partial.offset == partial.saved:
+                partial.since = 0.0
+        self._trim()
+
+    async def flush(self, keys: Iterable[Key] | None = None) -> int:
+        """Store cached partials with unsaved rows (all, or those of ``keys``); return how many."""
+        async with self.writing:
+            pipe = self.redis.pipeline(transaction=True)
+            saving = self.queue_flush(pipe, keys)
+            if saving:
+                try:
+                    await pipe.execute()
+                except BaseException:
+                    self.invalidate()  # what Redis holds is unknown now: read it again
+                    raise
+            self.saved(saving)
+            return len(saving)
+
+    def invalidate(self) -> None:
+        """Forget every cached partial (partition ownership changed); unsaved rows are dropped.
+
+        Flush first to keep them: a new owner re-applies what was not stored.
+        """
+        self._cache.clear()
+
+    def _trim(self) -> None:
+        """Drop the least recently used clean partials beyond ``cache_size``."""
+        excess = len(self._cache) - self.cache_size
+        if excess <= 0:
+            return
+        for key in [k for k, p in self._cache.items() if p.offset == p.saved][:excess]:
+            del self._cache[key]
 
     async def window_profile(self, member: str) -> Profile | None:
         """The merged profile of a window, or None when no partition saw features."""
         raw = await self.redis.hgetall(self._partial(member))
         profile: Profile | None = None
-        for field, blob in raw.items():
-            name = field.decode() if isinstance(field, bytes) else field
+        for raw_name, blob in raw.items():
+            name = raw_name.decode() if isinstance(raw_name, bytes) else raw_name
             if name.endswith("#offset"):
                 continue
             part = Profile.from_dict(json.loads(blob))
@@ -114,7 +246,11 @@ class DriftStore:
         return profile
 
     async def forget(self, members: Iterable[str]) -> None:
-        keys = [self._partial(m) for m in members]
+        """Delete the partials of closed windows, here and in Redis."""
+        gone = set(members)
+        for key in [k for k in self._cache if k[0] in gone]:
+            del self._cache[key]
+        keys = [self._partial(m) for m in gone]
         if keys:
             await self.redis.delete(*keys)
 

@@ -27,11 +27,13 @@ same event id, instead of losing it.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["ClosedWindow", "WindowStore", "clear_state"]
+from redis.exceptions import NoScriptError
+
+__all__ = ["ClosedWindow", "Encoded", "WindowStore", "clear_state"]
 
 _APPLY = """
 local P = ARGV[1]
@@ -41,81 +43,118 @@ local dedupe = math.floor(tonumber(ARGV[4]))
 local records = cjson.decode(ARGV[5])
 local now = tonumber(redis.call('TIME')[1])
 local applied = 0
+-- what a batch touches more than once is read once and written once, at the end:
+-- offsets, event and wall times per partition, window counters, closed windows, late counts
+local stored, offsets, ptimes, closed, counts, ends, late = {}, {}, {}, {}, {}, {}, {}
 
-local function window_key(m, v, t)
+local members = {}  -- model -> version -> window start -> member (formatted once per batch)
+
+-- add one to each field named (nil: none) in the window of (m, v, t), or count the event late
+local function add(m, v, t, f1, f2, f3, f4, f5)
   local w = math.floor(t / size) * size
-  return m .. '\\31' .. v .. '\\31' .. string.format('%.3f', w), w
-end
-
-local function add(m, v, t, fields)
-  local member, w = window_key(m, v, t)
-  if redis.call('EXISTS', P .. 'closed:' .. member) == 1 then
-    redis.call('HINCRBY', P .. 'late', m .. '\\31' .. v, 1)
-    return
+  local by_version = members[m]
+  if by_version == nil then by_version = {}; members[m] = by_version end
+  local by_start = by_version[v]
+  if by_start == nil then by_start = {}; by_version[v] = by_start end
+  local member = by_start[w]
+  if member == nil then
+    member = m .. '\\31' .. v .. '\\31' .. string.format('%.3f', w)
+    by_start[w] = member
   end
-  local key = P .. 'win:' .. member
-  for i = 1, #fields, 2 do
-    redis.call('HINCRBY', key, fields[i], fields[i + 1])
+  local c = counts[member]
+  if c == nil then
+    local shut = closed[member]
+    if shut == nil then
+      shut = redis.call('EXISTS', P .. 'closed:' .. member) == 1
+      closed[member] = shut
+    end
+    if shut then
+      local key = m .. '\\31' .. v
+      late[key] = (late[key] or 0) + 1
+      return
+    end
+    c = {}
+    counts[member] = c
+    ends[member] = w + size
   end
-  redis.call('ZADD', P .. 'open', w + size, member)
+  c[f1] = (c[f1] or 0) + 1
+  if f2 then c[f2] = (c[f2] or 0) + 1 end
+  if f3 then c[f3] = (c[f3] or 0) + 1 end
+  if f4 then c[f4] = (c[f4] or 0) + 1 end
+  if f5 then c[f5] = (c[f5] or 0) + 1 end
 end
 
 local function join(m, v, plabel, flabel, pos, t)
-  local fields = {'feedback', 1}
+  local labelled, correct, judged, positive = nil, nil, nil, nil
   if flabel ~= '' then
-    table.insert(fields, 'labelled'); table.insert(fields, 1)
-    if flabel == plabel then table.insert(fields, 'correct'); table.insert(fields, 1) end
+    labelled = 'labelled'
+    if flabel == plabel then correct = 'correct' end
   end
   if pos ~= '' then
-    table.insert(fields, 'judged'); table.insert(fields, 1)
-    if pos == '1' then table.insert(fields, 'positive'); table.insert(fields, 1) end
+    judged = 'judged'
+    if pos == '1' then positive = 'positive' end
   end
-  add(m, v, t, fields)
+  add(m, v, t, 'feedback', labelled, correct, judged, positive)
 end
 
-local offsets = {}
 for _, r in ipairs(records) do
   local kind, tp, offset, eid = r[1], r[2], tonumber(r[3]), r[4]
-  local done = offsets[tp] or tonumber(redis.call('HGET', P .. 'offsets', tp) or '-1')
+  local done = offsets[tp]
+  if done == nil then
+    done = stored[tp]
+    if done == nil then
+      done = tonumber(redis.call('HGET', P .. 'offsets', tp) or '-1')
+      stored[tp] = done
+      ptimes[tp] = tonumber(redis.call('HGET', P .. 'ptime', tp) or '-1')
+    end
+  end
   if offset > done then
     offsets[tp] = offset
     local t = tonumber(r[6])
-    local prev = tonumber(redis.call('HGET', P .. 'ptime', tp) or '-1')
-    if t > prev then redis.call('HSET', P .. 'ptime', tp, t) end
-    redis.call('HSET', P .. 'pwall', tp, now)
+    if t > ptimes[tp] then ptimes[tp] = t end
     if redis.call('SET', P .. 'seen:' .. eid, 1, 'NX', 'EX', dedupe) then
       applied = applied + 1
-      local rid = r[5]
+      local jkey = P .. 'join:' .. r[5]
       if kind == 'p' then
         local m, v, plabel, lat = r[7], r[8], r[9], r[10]
-        local fields = {'count', 1}
-        if lat ~= '' then table.insert(fields, 'lat:' .. lat); table.insert(fields, 1) end
-        add(m, v, t, fields)
-        local pkey = P .. 'pred:' .. rid
-        redis.call('HSET', pkey, 'm', m, 'v', v, 'l', plabel)
-        redis.call('EXPIRE', pkey, horizon)
-        local fkey = P .. 'fb:' .. rid
-        local waiting = redis.call('LRANGE', fkey, 0, -1)
-        for _, raw in ipairs(waiting) do
-          local f = cjson.decode(raw)
-          join(m, v, plabel, f[1], f[2], f[3])
+        if lat ~= '' then add(m, v, t, 'count', 'lat:' .. lat) else add(m, v, t, 'count') end
+        -- the prediction waits for its feedback; feedback that came first is joined now
+        local before = redis.call('SET', jkey, 'p' .. m .. '\\31' .. v .. '\\31' .. plabel,
+                                  'EX', horizon, 'GET')
+        if before and string.sub(before, 1, 1) == 'f' then
+          for _, f in ipairs(cjson.decode(string.sub(before, 2))) do
+            join(m, v, plabel, f[1], f[2], f[3])
+          end
         end
-        if #waiting > 0 then redis.call('DEL', fkey) end
       else
         local flabel, pos = r[7], r[8]
-        local pred = redis.call('HMGET', P .. 'pred:' .. rid, 'm', 'v', 'l')
-        if pred[1] then
-          join(pred[1], pred[2], pred[3], flabel, pos, t)
+        local found = redis.call('GET', jkey)
+        if found and string.sub(found, 1, 1) == 'p' then
+          local a = string.find(found, '\\31', 2, true)
+          local b = string.find(found, '\\31', a + 1, true)
+          join(string.sub(found, 2, a - 1), string.sub(found, a + 1, b - 1),
+               string.sub(found, b + 1), flabel, pos, t)
         else
-          local fkey = P .. 'fb:' .. rid
-          redis.call('RPUSH', fkey, cjson.encode({flabel, pos, t}))
-          redis.call('EXPIRE', fkey, horizon)
+          local waiting = {}
+          if found then waiting = cjson.decode(string.sub(found, 2)) end
+          table.insert(waiting, {flabel, pos, t})
+          redis.call('SET', jkey, 'f' .. cjson.encode(waiting), 'EX', horizon)
         end
       end
     end
   end
 end
-for tp, offset in pairs(offsets) do redis.call('HSET', P .. 'offsets', tp, offset) end
+for member, c in pairs(counts) do
+  local key = P .. 'win:' .. member
+  for field, n in pairs(c) do redis.call('HINCRBY', key, field, n) end
+  redis.call('ZADD', P .. 'open', ends[member], member)
+end
+for key, n in pairs(late) do redis.call('HINCRBY', P .. 'late', key, n) end
+for tp, offset in pairs(offsets) do
+  redis.call('HSET', P .. 'offsets', tp, offset)
+  redis.call('HSET', P .. 'ptime', tp, ptimes[tp])
+  redis.call('HSET', P .. 'pwall', tp, now)
+end
 redis.call('SET', P .. 'last_input', now)
 redis.call('SET', P .. 'first_input', now, 'NX')
 return applied
@@ -170,6 +209,13 @@ return out
 """
 
 
+class Encoded(NamedTuple):
+    """A batch of records ready to send: how many, and their JSON."""
+
+    n: int
+    json: str
+
+
 @dataclass(frozen=True)
 class ClosedWindow:
     """A window claimed for publishing: its identity and raw counters."""
@@ -208,21 +254,41 @@ class WindowStore:
         self._apply = redis.register_script(_APPLY)
         self._close = redis.register_script(_CLOSE)
 
-    async def apply(self, records: Sequence[Sequence[Any]]) -> int:
-        """Apply a batch of records (:func:`govloop.streams.records.record_of`).
+    @staticmethod
+    def encode(records: Sequence[Sequence[Any]]) -> Encoded:
+        """A batch of records in the form :meth:`apply` sends (done ahead, off the I/O path)."""
+        return Encoded(len(records), json.dumps(records, separators=(",", ":")))
 
-        Returns how many of them were new (not redelivered, not duplicates).
+    async def apply(self, records: Sequence[Sequence[Any]] | Encoded,
+                    before: Callable[[Any], object] | None = None) -> int:
+        """Apply a batch of records (:func:`~govloop.streams.records.record_of`), or its encoding.
+
+        ``before(pipeline)`` may queue commands that must take effect in the
+        same transaction, ahead of the counters (the drift profiles of the
+        batch).  Returns how many records were new (not redelivered, not
+        duplicates).
         """
-        if not records:
+        batch = records if isinstance(records, Encoded) else self.encode(records)
+        if not batch.n and before is None:
             return 0
-        args = [
-            self.prefix,
-            self.window_seconds,
-            self.horizon_seconds,
-            self.dedupe_seconds,
-            json.dumps(records, separators=(",", ":")),
-        ]
-        return int(await self._apply(keys=[], args=args))
+        args = [self.prefix, self.window_seconds, self.horizon_seconds, self.dedupe_seconds,
+                batch.json]
+        try:
+            return await self._transaction(batch.n, args, before)
+        except NoScriptError:  # a restarted or flushed Redis
+            await self.redis.script_load(_APPLY)
+            return await self._transaction(batch.n, args, before)
+
+    async def _transaction(self, count: int, args: list[Any],
+                           before: Callable[[Any], object] | None) -> int:
+        pipe = self.redis.pipeline(transaction=True)
+        if before is not None:
+            before(pipe)
+        if count:
+            # EVALSHA, not the script object: one round trip, no SCRIPT EXISTS first
+            pipe.evalsha(self._apply.sha, 0, *args)
+        results = await pipe.execute()
+        return int(results[-1]) if count else 0
 
     async def claim_closed(self) -> list[ClosedWindow]:
         """Close every due window and claim it (and any claim left over by a crash)."""

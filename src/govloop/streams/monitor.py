@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -21,8 +21,8 @@ from sqlmodel import Session
 from govloop.config import Settings
 from govloop.schemas import DriftAlert, Prediction
 from govloop.stats.fleet import FleetBudget
-from govloop.stats.profile import Profile, Row
-from govloop.stores.drift_state import DriftStore
+from govloop.stats.profile import Columns, Profile
+from govloop.stores.drift_state import DriftStore, Saving
 from govloop.stores.sql import (
     DriftStatusRow,
     latest_reference,
@@ -31,9 +31,9 @@ from govloop.stores.sql import (
 )
 from govloop.stores.window_state import ClosedWindow
 from govloop.streams.drift import ClosingWindow, decide_round
-from govloop.streams.features import observed_features
+from govloop.streams.features import observed_columns
 
-__all__ = ["DriftMonitor", "window_member"]
+__all__ = ["DriftMonitor", "Group", "Staged", "window_member"]
 
 log = logging.getLogger("govloop.streams.drift")
 
@@ -47,6 +47,21 @@ def window_member(model: str, version: str, epoch: float, size: float) -> str:
     return f"{model}\x1f{version}\x1f{start:.3f}"
 
 
+class Group(NamedTuple):
+    """The predictions of one batch for one window partial, and their features."""
+
+    offsets: list[int]  # ascending, as read from the partition
+    predictions: list[Prediction]
+    columns: Columns
+
+
+class Staged(NamedTuple):
+    """A batch's predictions grouped by (window member, topic:partition)."""
+
+    groups: dict[tuple[str, str], Group]
+    newest: dict[str, float]  # newest event time per topic:partition
+
+
 class DriftMonitor:
     """Per-window feature profiles, references and drift decisions for one worker."""
 
@@ -56,15 +71,117 @@ class DriftMonitor:
         self.engine = engine
         self.budget = FleetBudget(alpha=settings.drift_alpha, method=settings.drift_budget)
         self._references: dict[str, tuple[float, Profile | None, str]] = {}
+        self._event_time: dict[str, float] = {}  # newest event time staged per partition
+        #: Longest a staged profile row waits to be stored (well inside the idle close).
+        self.flush_seconds = min(0.5, settings.idle_close_seconds / 4)
 
     async def observe(self, located: Sequence[tuple[Prediction, str, int]]) -> int:
-        """Add predictions (with their ``topic:partition`` and offset) to window profiles."""
-        groups: dict[tuple[str, str], list[tuple[int, Row]]] = {}
+        """Add predictions (with their ``topic:partition`` and offset) to window profiles.
+
+        :meth:`group`, :meth:`stage`, then store what is due (see :meth:`due`).
+        Call it before the batch's counters are applied, so that a watermark that
+        passes a window never runs ahead of that window's stored profile.
+        """
+        applied = await self.stage(self.group(located))
+        await self.store.flush(self.due())
+        return applied
+
+    def group(self, located: Sequence[tuple[Prediction, str, int]]) -> Staged:
+        """Sort a batch's predictions into window partials and extract their features (no I/O)."""
         size = self.settings.window_seconds
+        members: dict[tuple[str, str, float], str] = {}
+        parts: dict[tuple[str, str], tuple[list[int], list[Prediction]]] = {}
+        newest: dict[str, float] = {}
         for p, tp, offset in located:
-            member = window_member(p.model, p.model_version, p.epoch, size)
-            groups.setdefault((member, tp), []).append((offset, observed_features(p)))
-        return await self.store.add(groups)
+            epoch = p.epoch
+            start = math.floor(epoch / size) * size
+            window = (p.model, p.model_version, start)
+            member = members.get(window)
+            if member is None:
+                member = members[window] = window_member(p.model, p.model_version, epoch, size)
+            part = parts.get((member, tp))
+            if part is None:
+                part = parts[(member, tp)] = ([], [])
+            part[0].append(offset)
+            part[1].append(p)
+            if epoch > newest.get(tp, -math.inf):
+                newest[tp] = epoch
+        groups = {key: Group(offsets, preds, observed_columns(preds))
+                  for key, (offsets, preds) in parts.items()}
+        return Staged(groups, newest)
+
+    async def stage(self, staged: Staged) -> int:
+        """Add grouped predictions to the partials (rows applied before are skipped)."""
+        await self.store.load(staged.groups)
+        applied = sum(self._put(key, g) for key, g in staged.groups.items())
+        self._advance(staged.newest)
+        return applied
+
+    def stage_cached(self, staged: Staged) -> Staged:
+        """Stage groups whose partials are cached (no I/O); return the others, for :meth:`stage`."""
+        rest = {}
+        for key, g in staged.groups.items():
+            if self.store.applied_offset(key) is None:
+                rest[key] = g
+            else:
+                self._put(key, g)
+        self._advance(staged.newest)
+        return Staged(rest, staged.newest)
+
+    def _put(self, key: tuple[str, str], g: Group) -> int:
+        done = self.store.applied_offset(key)
+        if done is None:  # forgotten meanwhile: its window has closed
+            return 0
+        columns = g.columns
+        if min(g.offsets) <= done:  # redelivered after a crash: keep only the new rows
+            fresh = [p for offset, p in zip(g.offsets, g.predictions, strict=True)
+                     if offset > done]
+            if not fresh:
+                return 0
+            columns = observed_columns(fresh)
+        self.store.put(key, max(g.offsets), columns)
+        return columns.n
+
+    def _advance(self, newest: dict[str, float]) -> None:
+        for tp, epoch in newest.items():
+            if epoch > self._event_time.get(tp, -math.inf):
+                self._event_time[tp] = epoch
+
+    def due(self) -> list[tuple[str, str]]:
+        """Unsaved partials a window close may read soon.
+
+        Those whose partition's event time has reached the window's end (the
+        watermark cannot pass the window before they are stored), and any
+        older than ``flush_seconds`` (well inside the idle close).
+        """
+        size = self.settings.window_seconds
+        stale = time.monotonic() - self.flush_seconds
+        newest = self._event_time
+        return [(member, tp) for (member, tp), since in self.store.unsaved().items()
+                if since <= stale
+                or newest.get(tp, -math.inf) >= float(member.rsplit("\x1f", 1)[1]) + size]
+
+    def queue_due(self, pipe: Any) -> Saving:
+        """Add the writes of the :meth:`due` partials to a transaction (hold :attr:`writing`)."""
+        return self.store.queue_flush(pipe, self.due())
+
+    def saved(self, saving: Saving) -> None:
+        """The transaction of :meth:`queue_due` succeeded."""
+        self.store.saved(saving)
+
+    @property
+    def writing(self) -> asyncio.Lock:
+        """Held while profiles are being written: one write at a time, in order."""
+        return self.store.writing
+
+    async def flush(self) -> None:
+        """Store every staged profile (before committing offsets, when input pauses)."""
+        await self.store.flush()
+
+    def invalidate(self) -> None:
+        """Partition ownership changed: drop cached profiles (flush first to keep them)."""
+        self.store.invalidate()
+        self._event_time.clear()
 
     async def close(self, windows: Sequence[ClosedWindow],
                     publish: Callable[[DriftAlert], Awaitable[Any]]) -> list[DriftAlert]:
@@ -76,6 +193,7 @@ class DriftMonitor:
         """
         closing: list[ClosingWindow] = []
         size = self.settings.window_seconds
+        await self.store.flush()  # this worker's staged rows of the closing windows
         for w in windows:
             current = await self.store.window_profile(w.member)
             if current is None:

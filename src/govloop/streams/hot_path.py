@@ -1,0 +1,251 @@
+"""The worker's hot path: batches of raw records in, Redis state and result events out.
+
+No per-event framework machinery: a batch is a list of raw Kafka records (as
+``aiokafka``'s ``getmany`` returns them) and each step works on the whole
+batch, so the cost per event is validation plus a few list appends.
+
+* :meth:`InputBatches.apply`  predictions + feedback -> drift profiles, join and
+  window counters (Redis), dead letters for what fails its contract
+* :meth:`InputBatches.judge`  metric snapshots -> every matching policy -> ``gates``
+* :meth:`InputBatches.close_windows`  due windows -> ``metrics``, SQL, drift alerts
+
+Nothing here reads Kafka or owns a consumer: :mod:`govloop.streams.app` feeds
+it, and the pipeline benchmark drives it in-process.  An error that is not
+about the input (Redis or the database gone) propagates, so the worker stops
+rather than dropping events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+from pydantic import ValidationError
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from govloop.config import Settings
+from govloop.errors import EventError
+from govloop.gates import Policy, judge_snapshot
+from govloop.schemas import TOPICS, DeadLetter, Event, MetricSnapshot, Prediction, decode
+from govloop.stores.drift_state import Saving
+from govloop.stores.sql import (
+    create_engine_for,
+    init_db,
+    save_gate_result,
+    save_policy,
+    save_snapshot,
+)
+from govloop.stores.window_state import Encoded, WindowStore
+from govloop.streams.monitor import DriftMonitor, Staged
+from govloop.streams.records import record_of, snapshot_of
+
+__all__ = ["InputBatches", "Prepared", "Publish", "RawRecord", "dead_letter", "decode_one"]
+
+log = logging.getLogger("govloop.streams")
+
+PAYLOAD_LIMIT = 8192
+#: :meth:`InputBatches.prepare` lets other tasks run after this many records.
+YIELD_EVERY = 100
+
+#: ``publish(short topic name, key, value)``: send one result event.
+Publish = Callable[[str, bytes | None, bytes], Awaitable[Any]]
+
+
+class RawRecord(NamedTuple):
+    """The fields of a Kafka record the hot path reads (``aiokafka.ConsumerRecord`` has them)."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+
+
+def dead_letter(source_topic: str, partition: int | None, offset: int | None,
+                reason: str, raw: bytes | None) -> DeadLetter:
+    """The dead-letter event for one message that could not be processed."""
+    text = (raw or b"").decode("utf-8", errors="replace")
+    return DeadLetter(source_topic=source_topic, partition=partition, offset=offset,
+                      reason=reason[:2000], payload=text[:PAYLOAD_LIMIT])
+
+
+def decode_one(topic: str, raw: bytes | None) -> Event:
+    """:func:`govloop.schemas.decode`, with the JSON parsed and validated in one pass.
+
+    Valid input takes pydantic's JSON path; anything it rejects goes through
+    :func:`~govloop.schemas.decode`, so an event is accepted or rejected, and a
+    rejection worded, exactly as the one validation path does it.
+
+    >>> decode_one("feedback", b'{"request_id": "r1", "positive": true}').positive
+    True
+    >>> decode_one("feedback", b'[1]')
+    Traceback (most recent call last):
+    ...
+    govloop.errors.EventError: expected a JSON object, got list
+    """
+    if raw is not None:
+        try:
+            return TOPICS[topic].model.model_validate_json(raw)
+        except ValidationError:
+            pass
+    return decode(topic, raw)
+
+
+class Prepared(NamedTuple):
+    """A batch after :meth:`InputBatches.prepare`, ready for :meth:`InputBatches.write`."""
+
+    records: Encoded  # for the window store, in batch order
+    staged: Staged  # predictions of partials that are not cached yet, with their features
+    dead: list[DeadLetter]
+
+
+class InputBatches:
+    """The stream worker's batch steps, bound to one deployment's Redis, SQL and result topics."""
+
+    def __init__(self, settings: Settings, redis: Any, publish: Publish,
+                 partitions: Sequence[str] = (), engine: Engine | None = None,
+                 policies: Sequence[Policy] = ()) -> None:
+        self.settings = settings
+        self.publish = publish
+        self.policies = list(policies)
+        self.engine = engine if engine is not None else create_engine_for(settings)
+        self.store = WindowStore(
+            redis,
+            prefix=settings.redis_prefix,
+            window_seconds=settings.window_seconds,
+            grace_seconds=settings.window_grace_seconds,
+            idle_close_seconds=settings.idle_close_seconds,
+            horizon_seconds=settings.join_horizon_seconds,
+            dedupe_seconds=settings.dedupe_seconds,
+            partitions=partitions,
+        )
+        self.drift = DriftMonitor(settings, redis, self.engine)
+        self.short = {settings.topic(n): n for n in TOPICS}
+
+    async def start(self) -> None:
+        """Create the tables if needed and record the policies in force."""
+        def save(session: Session) -> None:
+            for p in self.policies:
+                save_policy(session, p.name, p.content_hash, p.model_dump(mode="json"),
+                            datetime.now(UTC))
+        await asyncio.to_thread(init_db, self.engine)
+        await self._in_db(save)
+
+    async def apply(self, records: Iterable[Any]) -> int:
+        """Apply a batch of prediction and feedback records; return how many events were new."""
+        return await self.write(await self.prepare(records))
+
+    async def prepare(self, records: Iterable[Any]) -> Prepared:
+        """The CPU half of :meth:`apply`: validate, build counter records, extract features.
+
+        No I/O; it yields to the event loop every ``YIELD_EVERY`` records, so the
+        previous batch's :meth:`write` gets its transaction to Redis (and the
+        consumer its next fetch) while this batch is validated.
+        """
+        where: dict[tuple[str, int], str] = {}
+        located: list[tuple[Prediction, str, int]] = []
+        rows: list[list[Any]] = []
+        bad: list[DeadLetter] = []
+        short = self.short
+        for i, r in enumerate(records):
+            if i % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)
+            try:
+                event = decode_one(short[r.topic], r.value)
+            except EventError as exc:
+                bad.append(dead_letter(r.topic, r.partition, r.offset, exc.reason, r.value))
+                continue
+            tp = where.get((r.topic, r.partition))
+            if tp is None:
+                tp = where[(r.topic, r.partition)] = f"{r.topic}:{r.partition}"
+            if isinstance(event, Prediction):
+                located.append((event, tp, r.offset))
+            rows.append(record_of(event, r.topic, r.partition, r.offset))  # type: ignore[arg-type]
+        # what can be done without I/O is done here, so the write is quick to send
+        staged = self.drift.stage_cached(self.drift.group(located))
+        return Prepared(self.store.encode(rows), staged, bad)
+
+    async def write(self, prepared: Prepared) -> int:
+        """The I/O half of :meth:`apply`: one Redis transaction, then the dead letters.
+
+        The drift profiles that are due go first in the transaction, so a
+        watermark moved by these counters finds them stored.
+        """
+        if prepared.staged.groups:
+            await self.drift.stage(prepared.staged)
+        saving: Saving = []
+
+        def profiles(pipe: Any) -> None:
+            saving[:] = self.drift.queue_due(pipe)
+
+        async with self.drift.writing:
+            try:
+                applied = await self.store.apply(prepared.records, before=profiles)
+            except BaseException:
+                self.drift.invalidate()  # what Redis holds is unknown now: read it again
+                raise
+            self.drift.saved(saving)
+        await self._send_dead(prepared.dead)
+        return applied
+
+    async def judge(self, records: Iterable[Any]) -> None:
+        """Judge a batch of metric snapshot records against every policy that applies."""
+        snaps: list[MetricSnapshot] = []
+        bad: list[DeadLetter] = []
+        for r in records:
+            try:
+                event = decode_one(self.short[r.topic], r.value)
+            except EventError as exc:
+                bad.append(dead_letter(r.topic, r.partition, r.offset, exc.reason, r.value))
+                continue
+            if isinstance(event, MetricSnapshot):
+                snaps.append(event)
+        results = [judge_snapshot(policy, snap) for snap in snaps
+                   for policy in self.policies if policy.applies_to(snap.model)]
+        for result in results:
+            await self.publish("gates", result.model.encode(), result.to_json())
+        await self._in_db(lambda session: sum(save_gate_result(session, r) for r in results))
+        await self._send_dead(bad)
+
+    async def close_windows(self) -> int:
+        """Close due windows: snapshots to ``metrics`` and SQL, then drift; return how many."""
+        windows = await self.store.claim_closed()
+        if not windows:
+            return 0
+        size = self.settings.window_seconds
+        snaps = [snapshot_of(self.settings.topic_prefix, w.model, w.model_version, w.start,
+                             size, w.counters) for w in windows]
+        for snap in snaps:
+            await self.publish("metrics", snap.model.encode(), snap.to_json())
+        await self._in_db(lambda session: sum(save_snapshot(session, s) for s in snaps))
+        await self.drift.close(windows, lambda alert: self.publish(
+            "drift", alert.model.encode(), alert.to_json()))
+        await self.store.acknowledge(windows)
+        await self.drift.forget(windows)
+        return len(windows)
+
+    async def flush(self) -> None:
+        """Store what is staged (drift profiles): before offsets are committed."""
+        await self.drift.flush()
+
+    def invalidate(self) -> None:
+        """Partition ownership changed: forget cached state that another worker may change."""
+        self.drift.invalidate()
+
+    async def _send_dead(self, letters: list[DeadLetter]) -> None:
+        for letter in letters:
+            await self.publish("deadletter", None, letter.to_json())
+        if letters:
+            log.warning("sent %d invalid events to %s", len(letters),
+                        self.settings.topic("deadletter"))
+
+    def _in_db(self, fn: Callable[[Session], Any]) -> Awaitable[Any]:
+        def run() -> Any:
+            with Session(self.engine) as session:
+                result = fn(session)
+                session.commit()
+                return result
+        return asyncio.to_thread(run)
