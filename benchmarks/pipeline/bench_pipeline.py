@@ -69,6 +69,8 @@ NUMERIC = 10
 CATEGORIES = {"plan": ["free", "pro", "team", "enterprise", "edu"], "region": ["eu", "us", "apac"]}
 T0 = datetime(2031, 1, 1, tzinfo=UTC).timestamp()
 FEEDBACK_SHARE = 0.6
+#: (Redis URL, key prefix) of every run, whose keys are deleted on the way out, even on Ctrl-C.
+CLEANUP: list[tuple[str, str]] = []
 
 # --- the traffic --------------------------------------------------------------------------------
 
@@ -302,6 +304,7 @@ def throughput(args: argparse.Namespace) -> None:
         rows: list[tuple[Run, Run]] = []
         for rep in range(args.reps):
             prefix = f"bench{uuid.uuid4().hex[:10]}."
+            CLEANUP.append((redis_url, prefix))
             settings = Settings(
                 kafka=broker.bootstrap, redis_url=SecretStr(redis_url),
                 db_url=SecretStr(f"sqlite:///{tmp}/rep{rep}.db"), home=Path(tmp) / f"home{rep}",
@@ -418,6 +421,7 @@ async def _memory(args: argparse.Namespace) -> None:
     me = psutil.Process()
     with redis_server(args) as redis_url, tempfile.TemporaryDirectory() as tmp:
         prefix = f"mem{uuid.uuid4().hex[:10]}."
+        CLEANUP.append((redis_url, prefix))
         settings = Settings(
             kafka="127.0.0.1:1", redis_url=SecretStr(redis_url),
             db_url=SecretStr(f"sqlite:///{tmp}/mem.db"), home=Path(tmp) / "home",
@@ -513,6 +517,7 @@ async def _breakdown(args: argparse.Namespace) -> None:
 
     with redis_server(args) as redis_url, tempfile.TemporaryDirectory() as tmp:
         prefix = f"brk{uuid.uuid4().hex[:10]}."
+        CLEANUP.append((redis_url, prefix))
         settings = Settings(
             kafka="127.0.0.1:1", redis_url=SecretStr(redis_url),
             db_url=SecretStr(f"sqlite:///{tmp}/brk.db"), home=Path(tmp) / "home",
@@ -614,12 +619,17 @@ def main() -> None:
     parser.add_argument("--horizon", type=float, default=60.0,
                         help="GOVLOOP_JOIN_HORIZON_SECONDS in the memory run")
     args = parser.parse_args()
-    if args.memory:
-        memory(args)
-    elif args.breakdown:
-        breakdown(args)
-    else:
-        throughput(args)
+    try:
+        if args.memory:
+            memory(args)
+        elif args.breakdown:
+            breakdown(args)
+        else:
+            throughput(args)
+    finally:
+        for url, prefix in CLEANUP:
+            with contextlib.suppress(Exception):  # a private Redis is gone already
+                clear_state(url, prefix)
 
 
 if __name__ == "__main__":
