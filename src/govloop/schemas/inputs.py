@@ -38,6 +38,12 @@ class Prediction(Event):
     segment: dict[str, Scalar] = Field(
         default_factory=dict, description="Attributes to slice by (fairness, segments)."
     )
+    experiment: str | None = Field(
+        default=None, min_length=1, max_length=256, description="The A/B experiment served."
+    )
+    variant: str | None = Field(
+        default=None, min_length=1, max_length=128, description="The experiment's variant served."
+    )
     latency_ms: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     features: dict[str, Scalar] = Field(default_factory=dict)
     prediction: Scalar | None = None
@@ -92,6 +98,8 @@ class Prediction(Event):
             raise ValueError(
                 "a prediction needs one of prediction, probabilities, score or output_text"
             )
+        if (self.experiment is None) != (self.variant is None):
+            raise ValueError("experiment and variant go together: set both or neither")
         return self
 
     @property

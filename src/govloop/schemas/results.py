@@ -48,6 +48,13 @@ class MetricSnapshot(Event):
     positive_rate: float | None = None
     latency_p50_ms: float | None = None
     latency_p95_ms: float | None = None
+    estimated_accuracy: float | None = Field(
+        default=None,
+        description="Mean confidence of the served class over predictions with probabilities "
+        "(confidence-based estimate: equals the expected accuracy when they are calibrated).",
+    )
+    window: Literal["tumbling", "sliding"] = "tumbling"
+    experiment: str | None = None
     variant: str | None = None
     segment: dict[str, Scalar] | None = None
 
