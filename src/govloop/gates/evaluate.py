@@ -1,36 +1,75 @@
-"""The pure gate evaluator: a policy and a mapping of metric values in, a verdict out.
+"""The pure gate evaluator: a policy and the evidence in, a verdict out.
 
 How the outcome is decided, in this order:
 
 1. ``inconclusive`` if a ``min_samples`` rule is not met: too little data never passes;
 2. ``fail`` if a rule of severity ``fail`` is violated;
-3. ``inconclusive`` if a rule's metric is missing (for example accuracy with no labels);
-4. ``warn`` if a rule of severity ``warn`` is violated;
+3. ``inconclusive`` if a rule cannot be judged (a missing metric, no baseline,
+   no standard errors, no drift status, no samples, no fairness evaluator);
+4. ``warn`` if a rule of severity ``warn`` is violated (or a regression is suggestive);
 5. ``pass`` otherwise.
+
+The same evaluator judges online snapshots (:func:`judge_snapshot`) and
+offline results files (:mod:`govloop.gates.inputs`): both become
+:class:`~govloop.gates.evidence.Evidence`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 
-from govloop.gates.policy import Policy, Rule
+from pydantic import BaseModel, ConfigDict
+
+from govloop.gates.checks import (
+    RuleReport,
+    check_drift,
+    check_fairness,
+    check_metric_rule,
+    check_safety,
+)
+from govloop.gates.evidence import DriftSignal, Evidence, MetricValue, metrics_from_snapshots
+from govloop.gates.fairness import FairnessEvaluator, fairness_evaluators
+from govloop.gates.policy import Policy
+from govloop.gates.rules import AnyRule, DriftRule, FairnessRule, SafetyRule
 from govloop.schemas.results import GateResult, MetricSnapshot, Outcome, RuleResult
 
-__all__ = ["combine", "evaluate", "evaluate_rule", "judge_snapshot"]
-
-_OPS: dict[str, Callable[[float, float], bool]] = {
-    ">=": operator.ge,
-    ">": operator.gt,
-    "<=": operator.le,
-    "<": operator.lt,
-    "==": operator.eq,
-    "!=": operator.ne,
-}
+__all__ = ["Verdict", "check", "combine", "evaluate", "evaluate_rule", "judge", "judge_snapshot"]
 
 
-def evaluate_rule(rule: Rule, metrics: Mapping[str, object]) -> RuleResult:
+class Verdict(BaseModel):
+    """A policy's decision on some evidence, with every rule's report."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    policy: str
+    policy_hash: str
+    outcome: Outcome
+    rules: list[RuleReport]
+
+    @property
+    def results(self) -> list[RuleResult]:
+        return [r.result for r in self.rules]
+
+
+def _evidence(data: Evidence | Mapping[str, object]) -> Evidence:
+    return data if isinstance(data, Evidence) else Evidence.from_metrics(data)
+
+
+def check(rule: AnyRule, evidence: Evidence | Mapping[str, object],
+          fairness: Mapping[str, FairnessEvaluator] | None = None) -> RuleReport:
+    """One rule's report on ``evidence`` (a plain ``name -> number`` mapping will do)."""
+    ev = _evidence(evidence)
+    if isinstance(rule, DriftRule):
+        return check_drift(rule, ev)
+    if isinstance(rule, SafetyRule):
+        return check_safety(rule, ev)
+    if isinstance(rule, FairnessRule):
+        return check_fairness(rule, ev, fairness_evaluators() if fairness is None else fairness)
+    return check_metric_rule(rule, ev)
+
+
+def evaluate_rule(rule: AnyRule, metrics: Evidence | Mapping[str, object]) -> RuleResult:
     """One rule's verdict on ``metrics``.
 
     >>> from govloop.gates.policy import Rule
@@ -39,27 +78,10 @@ def evaluate_rule(rule: Rule, metrics: Mapping[str, object]) -> RuleResult:
     >>> evaluate_rule(Rule(metric="accuracy", value=0.9), {"accuracy": None}).outcome
     'inconclusive'
     """
-    observed = metrics.get(rule.metric)
-    common = {"rule": rule.name, "metric": rule.metric, "op": rule.op, "threshold": rule.value}
-    if observed is None:
-        return RuleResult(
-            **common, observed=None, outcome="inconclusive", detail=f"no value for {rule.metric}"
-        )
-    if isinstance(observed, bool) or not isinstance(observed, int | float):
-        return RuleResult(**common, observed=None, outcome="inconclusive",
-                          detail=f"{rule.metric} is not a number: {observed!r}")
-    value = float(observed)
-    ok = _OPS[rule.op](value, rule.value)
-    if rule.kind == "min_samples":
-        outcome: Outcome = "pass" if ok else "inconclusive"
-        detail = f"{value:g} samples, {rule.value:g} needed"
-    else:
-        outcome = "pass" if ok else rule.severity
-        detail = f"{rule.metric} = {value:.4g}, required {rule.op} {rule.value:g}"
-    return RuleResult(**common, observed=value, outcome=outcome, detail=detail)
+    return check(rule, metrics).result
 
 
-def combine(policy: Policy, results: list[RuleResult]) -> Outcome:
+def combine(policy: Policy, results: Sequence[RuleResult | RuleReport]) -> Outcome:
     """The gate's outcome from its rules' results (see the module docstring)."""
     kinds = {r.name: r.kind for r in policy.rules}
     if any(kinds[r.rule] == "min_samples" and r.outcome != "pass" for r in results):
@@ -71,7 +93,33 @@ def combine(policy: Policy, results: list[RuleResult]) -> Outcome:
     return "pass"
 
 
-def evaluate(policy: Policy, metrics: Mapping[str, object]) -> tuple[Outcome, list[RuleResult]]:
+def judge(policy: Policy, evidence: Evidence | Mapping[str, object],
+          fairness: Mapping[str, FairnessEvaluator] | None = None) -> Verdict:
+    """Every rule of ``policy`` on ``evidence``, and the gate's outcome.
+
+    >>> from govloop.gates.evidence import MetricValue
+    >>> from govloop.gates.policy import parse_policy
+    >>> p = parse_policy('''
+    ... name: release
+    ... rules:
+    ...   - {kind: regression, metric: acc, margin: 0.01}
+    ... ''')
+    >>> now = Evidence(metrics={"acc": MetricValue(value=0.652, stderr=0.013382)},
+    ...                baseline={"acc": MetricValue(value=0.701, stderr=0.012862)})
+    >>> v = judge(p, now)
+    >>> v.outcome, round(v.rules[0].evidence["p_value"], 4)
+    ('fail', 0.0178)
+    >>> judge(p, {"acc": 0.652}).rules[0].detail
+    'no baseline to compare with'
+    """
+    ev = _evidence(evidence)
+    reports = [check(rule, ev, fairness) for rule in policy.rules]
+    return Verdict(policy=policy.name, policy_hash=policy.content_hash,
+                   outcome=combine(policy, reports), rules=reports)
+
+
+def evaluate(policy: Policy,
+             metrics: Evidence | Mapping[str, object]) -> tuple[Outcome, list[RuleResult]]:
     """Evaluate every rule of ``policy`` on ``metrics``.
 
     >>> from govloop.gates.policy import parse_policy
@@ -91,17 +139,23 @@ def evaluate(policy: Policy, metrics: Mapping[str, object]) -> tuple[Outcome, li
     >>> evaluate(p, {"count": 20, "accuracy": 0.70, "latency_p95_ms": 120})[0]
     'inconclusive'
     """
-    results = [evaluate_rule(rule, metrics) for rule in policy.rules]
-    return combine(policy, results), results
+    verdict = judge(policy, metrics)
+    return verdict.outcome, verdict.results
 
 
-def judge_snapshot(policy: Policy, snapshot: MetricSnapshot) -> GateResult:
+def judge_snapshot(policy: Policy, snapshot: MetricSnapshot, *,
+                   baseline: Mapping[str, MetricValue] | None = None,
+                   drift_alerts: Sequence[DriftSignal] | None = None) -> GateResult:
     """The gate result of ``policy`` on one metric snapshot, with a deterministic id.
 
     The id is derived from the snapshot's id and the policy's hash, so judging
-    the same snapshot twice (after a redelivery) yields the same event.
+    the same snapshot twice (after a redelivery) yields the same event.  Rates
+    carry their counts, so regression rules test them against ``baseline``.
     """
-    outcome, rules = evaluate(policy, snapshot.model_dump())
+    evidence = Evidence(metrics=metrics_from_snapshots([snapshot]),
+                        baseline=None if baseline is None else dict(baseline),
+                        drift_alerts=None if drift_alerts is None else list(drift_alerts))
+    verdict = judge(policy, evidence)
     digest = hashlib.sha256(f"{snapshot.event_id}\x1f{policy.content_hash}".encode())
     return GateResult(
         event_id=digest.hexdigest()[:32],
@@ -110,8 +164,8 @@ def judge_snapshot(policy: Policy, snapshot: MetricSnapshot) -> GateResult:
         policy_hash=policy.content_hash,
         model=snapshot.model,
         model_version=snapshot.model_version,
-        outcome=outcome,
-        rules=rules,
+        outcome=verdict.outcome,
+        rules=verdict.results,
         trigger_event_id=snapshot.event_id,
         window_start=snapshot.window_start,
         window_end=snapshot.window_end,

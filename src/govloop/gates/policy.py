@@ -16,7 +16,12 @@ A policy names the models it applies to and a list of rules::
         op: "<="
         value: 250
         severity: warn          # a violated warn rule makes the gate warn, not fail
+      - kind: regression        # no significant drop against the baseline
+        metric: accuracy
+        margin: 0.01
 
+The rule kinds are in :mod:`govloop.gates.rules`; :func:`policy_json_schema` is
+the JSON Schema of the format (``govloop gate schema`` prints it).
 Errors name the file, line and field of the problem (:class:`PolicyError`).
 """
 
@@ -26,45 +31,22 @@ import fnmatch
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from govloop.errors import PolicyError
+from govloop.gates.rules import KINDS, AnyRule, Rule
 
-__all__ = ["Policy", "Rule", "load_policies", "load_policy", "parse_policy"]
-
-Op = Literal[">=", ">", "<=", "<", "==", "!="]
-
-
-class Rule(BaseModel):
-    """One rule: a threshold on a metric, or the minimum sample size."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    kind: Literal["threshold", "min_samples"] = "threshold"
-    name: str = ""
-    metric: str = Field(min_length=1)
-    op: Op = ">="
-    value: float
-    severity: Literal["fail", "warn"] = "fail"
-
-    @model_validator(mode="after")
-    def _named(self) -> Rule:
-        if not self.name:
-            label = "min_samples" if self.kind == "min_samples" else f"{self.metric} {self.op}"
-            object.__setattr__(self, "name", f"{label} {self.value:g}")
-        if self.kind == "min_samples" and self.op != ">=":
-            raise ValueError("a min_samples rule always means metric >= value; leave op out")
-        return self
+__all__ = [
+    "Policy",
+    "Rule",
+    "load_policies",
+    "load_policy",
+    "parse_policy",
+    "policy_json_schema",
+]
 
 
 class Policy(BaseModel):
@@ -75,11 +57,11 @@ class Policy(BaseModel):
     name: str = Field(min_length=1, max_length=128)
     description: str = ""
     models: list[str] = Field(default_factory=lambda: ["*"])
-    rules: list[Rule] = Field(min_length=1)
+    rules: list[AnyRule] = Field(min_length=1)
 
     @field_validator("rules")
     @classmethod
-    def _distinct_names(cls, rules: list[Rule]) -> list[Rule]:
+    def _distinct_names(cls, rules: list[AnyRule]) -> list[AnyRule]:
         # results name their rule, and combine() looks each rule's kind up by name
         names = [r.name for r in rules]
         duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -116,6 +98,28 @@ def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
     return line
 
 
+def _public_loc(loc: tuple[int | str, ...], error_type: str) -> tuple[int | str, ...]:
+    """The location as the YAML spells it: without pydantic's union tag, ``kind`` named."""
+    if len(loc) >= 3 and loc[0] == "rules" and isinstance(loc[1], int) and loc[2] in KINDS:
+        loc = loc[:2] + loc[3:]
+    if error_type == "invalid_kind":
+        loc = (*loc, "kind")
+    return loc
+
+
+def policy_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a policy file (draft 2020-12), for editors and CI linters.
+
+    >>> schema = policy_json_schema()
+    >>> schema["title"], sorted(schema["properties"])
+    ('Policy', ['description', 'models', 'name', 'rules'])
+    """
+    schema = Policy.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://govloop.dev/schemas/policy.json"
+    return schema
+
+
 def parse_policy(text: str, source: str = "<policy>") -> Policy:
     """Validate YAML text into a :class:`Policy`; errors name the line and the field.
 
@@ -142,7 +146,7 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            loc = tuple(err["loc"])
+            loc = _public_loc(tuple(err["loc"]), err["type"])
             where = ".".join(str(p) for p in loc) or "policy"
             msg = err["msg"].removeprefix("Value error, ")
             problems.append(f"{source}:{_line_of(node, loc)}: {where}: {msg}")
