@@ -12,6 +12,7 @@ redis or sqlmodel.  The stream worker and the CLI are thin adapters around it.
 * adwin, page_hinkley, cusum   sequential change detectors with River's contract
 * metrics, cbpe  online metrics, and accuracy estimated before labels arrive
 * quantiles, windows           latency sketch and window counters of the stream worker
+* significance  one-sided tests of a regression against a baseline (counts or standard errors)
 """
 
 from govloop.stats.adwin import ADWIN
@@ -53,6 +54,7 @@ from govloop.stats.multivariate import MultivariateDriftResult, domain_classifie
 from govloop.stats.page_hinkley import PageHinkley
 from govloop.stats.profile import FeatureDrift, Profile, compare, drifted_features
 from govloop.stats.quantiles import bucket_of, bucket_value, quantile_from_buckets
+from govloop.stats.significance import DropTest, mean_estimate, proportion_drop, stderr_drop
 from govloop.stats.sketches import CategoricalCounts, NumericSketch
 from govloop.stats.windows import COUNTERS, summarize_window, window_start
 
@@ -72,6 +74,7 @@ __all__ = [
     "ConfidenceBasedAccuracy",
     "DriftDetector",
     "DriftTestResult",
+    "DropTest",
     "ErrorRate",
     "EstimateCheck",
     "FeatureDrift",
@@ -96,10 +99,13 @@ __all__ = [
     "holm",
     "jensen_shannon",
     "ks",
+    "mean_estimate",
     "mmd_test",
     "numeric_drift",
+    "proportion_drop",
     "psi",
     "quantile_from_buckets",
+    "stderr_drop",
     "summarize_window",
     "top_class",
     "wasserstein",
