@@ -60,6 +60,7 @@ def settings(broker: EmbeddedBroker, redis_url: str, tmp_path: Path) -> Settings
         topic_prefix=prefix,
         partitions=2,
         session_timeout_seconds=6.0,
+        sliding_windows=1,  # tests that want sliding snapshots ask for them
     )
     ensure_topics(s)
     return s

@@ -84,6 +84,14 @@ def test_status_and_metrics_show(env: Settings) -> None:
             model="churn", model_version="2", window_start=now, window_end=now, count=400,
             feedback_count=200, labelled_count=150, correct_count=120, positive_count=30,
             judged_count=50, accuracy=0.8, feedback_rate=0.5, positive_rate=0.6))
+        save_snapshot(session, MetricSnapshot(
+            model="churn", model_version="2", window_start=now, window_end=now, count=100,
+            feedback_count=0, labelled_count=0, correct_count=0, positive_count=0,
+            judged_count=0, experiment="pricing", variant="b", estimated_accuracy=0.9))
+        save_snapshot(session, MetricSnapshot(
+            model="churn", model_version="2", window_start=now, window_end=now, count=7,
+            feedback_count=0, labelled_count=0, correct_count=0, positive_count=0,
+            judged_count=0, window="sliding"))
         session.commit()
     code, out = run("drift", "status")
     assert code == 0 and "1 of 2 features drifting" in out and "age" in out
@@ -92,6 +100,13 @@ def test_status_and_metrics_show(env: Settings) -> None:
     snaps = json.loads(run("metrics", "show", "--json")[1])
     assert [(s["model"], s["accuracy"]) for s in snaps] == [("churn", 0.8)]
     assert "0.800" in run("metrics", "show")[1]
+    assert "0.900" in run("metrics", "show", "--slices")[1]
+    sliced = json.loads(run("metrics", "show", "--slices", "--json")[1])
+    assert [(s["variant"], s["estimated_accuracy"]) for s in sliced] == [(None, None), ("b", 0.9)]
+    sliding = json.loads(run("metrics", "show", "--window", "sliding", "--json")[1])
+    assert [(s["count"], s["window"]) for s in sliding] == [(7, "sliding")]
+    code, out = run("metrics", "show", "--window", "hopping")
+    assert code == 2 and "--window must be tumbling or sliding" in out
 
 
 @pytest.mark.integration

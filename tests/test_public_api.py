@@ -69,6 +69,7 @@ PUBLIC = {
     ],
     "govloop.stats": [
         "ADWIN",
+        "CONFIDENCE_SCALE",
         "COUNTERS",
         "CUSUM",
         "ECE",
@@ -114,6 +115,7 @@ PUBLIC = {
         "proportion_drop",
         "psi",
         "quantile_from_buckets",
+        "sliding_counters",
         "stderr_drop",
         "summarize_window",
         "top_class",

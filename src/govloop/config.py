@@ -38,6 +38,16 @@ class Settings(BaseSettings):
     partitions: int = Field(default=4, ge=1, description="Partitions of each created topic.")
     replication: int = Field(default=1, ge=1, description="Replication factor of created topics.")
     window_seconds: float = Field(default=60.0, gt=0, description="Tumbling metric window.")
+    sliding_windows: int = Field(
+        default=5, ge=1,
+        description="Tumbling windows a sliding snapshot spans; one is published as each "
+        "tumbling window closes (1: no sliding snapshots).",
+    )
+    segment_slices: int = Field(
+        default=64, ge=0,
+        description="Distinct segment values given their own snapshot per model version and "
+        "window; the rest are counted as `<attribute>=__other__` (0: no segment snapshots).",
+    )
     window_grace_seconds: float = Field(
         default=5.0, ge=0, description="Event-time lateness a window waits for before closing."
     )

@@ -42,6 +42,8 @@ class Board:
         return int((when - self.start).total_seconds() // 60)
 
     def add_snapshot(self, snap: Any) -> None:
+        if snap.window != "tumbling" or snap.segment or snap.variant is not None:
+            return  # the table shows each minute's overall snapshot
         self.rows.setdefault(self.minute_of(snap.window_start), {})["snap"] = snap
 
     def add_gate(self, gate: Any) -> None:

@@ -151,7 +151,13 @@ def reference_show(model: ModelOption = None, as_json: JsonOption = False) -> No
 
 @metrics_app.command("show")
 def metrics_show(model: ModelOption = None,
-                 last: Annotated[int, typer.Option(help="Windows to show.")] = 20,
+                 last: Annotated[int, typer.Option(help="Snapshots to show.")] = 20,
+                 window: Annotated[str, typer.Option(
+                     help="tumbling (each window) or sliding (the last few, as each closes).",
+                 )] = "tumbling",
+                 slices: Annotated[bool, typer.Option(
+                     "--slices", help="Also the A/B variant and segment snapshots.",
+                 )] = False,
                  as_json: JsonOption = False) -> None:
     """The latest metric snapshots, oldest first."""
     from rich.table import Table
@@ -160,24 +166,36 @@ def metrics_show(model: ModelOption = None,
     from govloop.schemas import MetricSnapshot
     from govloop.stores.sql import MetricSnapshotRow
 
+    if window not in ("tumbling", "sliding"):
+        fail(f"--window must be tumbling or sliding, not {window!r}")
     with _session() as session:
-        query = select(MetricSnapshotRow)
+        query = select(MetricSnapshotRow).where(MetricSnapshotRow.window_kind == window)
         if model is not None:
             query = query.where(MetricSnapshotRow.model == model)
+        if not slices:
+            query = query.where(MetricSnapshotRow.slice_kind == "")
         query = query.order_by(MetricSnapshotRow.window_start.desc()).limit(last)  # type: ignore[attr-defined]
         snaps = [MetricSnapshot.model_validate_json(r.body) for r in session.exec(query)][::-1]
     if as_json:
         print(json.dumps([s.model_dump(mode="json", by_alias=True) for s in snaps], indent=2))
         return
-    table = Table("model", "version", "window start", "count", "labelled", "accuracy",
-                  "feedback", "positive", "p50 ms", "p95 ms")
+    table = Table("model", *(["slice"] if slices else []), "window", "preds", "labelled",
+                  "acc", "est. acc", "feedback", "positive", "p95 ms")
 
     def fmt(x: float | None, spec: str) -> str:
         return "-" if x is None else format(x, spec)
 
+    def slice_of(s: MetricSnapshot) -> str:
+        if s.variant is not None:
+            return f"{s.experiment}={s.variant}"
+        if s.segment:
+            return ",".join(f"{k}={v}" for k, v in s.segment.items())
+        return "all"
+
     for s in snaps:
-        table.add_row(s.model, s.model_version, f"{s.window_start:%Y-%m-%d %H:%M:%S}",
-                      str(s.count), str(s.labelled_count), fmt(s.accuracy, ".3f"),
-                      fmt(s.feedback_rate, ".0%"), fmt(s.positive_rate, ".0%"),
-                      fmt(s.latency_p50_ms, ".1f"), fmt(s.latency_p95_ms, ".1f"))
+        table.add_row(f"{s.model} {s.model_version}", *([slice_of(s)] if slices else []),
+                      f"{s.window_start:%H:%M}-{s.window_end:%H:%M}", str(s.count),
+                      str(s.labelled_count), fmt(s.accuracy, ".3f"),
+                      fmt(s.estimated_accuracy, ".3f"), fmt(s.feedback_rate, ".0%"),
+                      fmt(s.positive_rate, ".0%"), fmt(s.latency_p95_ms, ".1f"))
     console.print(table)

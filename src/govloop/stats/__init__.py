@@ -56,10 +56,17 @@ from govloop.stats.profile import FeatureDrift, Profile, compare, drifted_featur
 from govloop.stats.quantiles import bucket_of, bucket_value, quantile_from_buckets
 from govloop.stats.significance import DropTest, mean_estimate, proportion_drop, stderr_drop
 from govloop.stats.sketches import CategoricalCounts, NumericSketch
-from govloop.stats.windows import COUNTERS, summarize_window, window_start
+from govloop.stats.windows import (
+    CONFIDENCE_SCALE,
+    COUNTERS,
+    sliding_counters,
+    summarize_window,
+    window_start,
+)
 
 __all__ = [
     "ADWIN",
+    "CONFIDENCE_SCALE",
     "COUNTERS",
     "CUSUM",
     "ECE",
@@ -105,6 +112,7 @@ __all__ = [
     "proportion_drop",
     "psi",
     "quantile_from_buckets",
+    "sliding_counters",
     "stderr_drop",
     "summarize_window",
     "top_class",

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, Engine, Text, event, make_url, text
+from sqlalchemy import Column, Engine, Text, event, inspect, make_url, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
@@ -49,9 +49,14 @@ class MetricSnapshotRow(SQLModel, table=True):
     model_version: str
     window_start: datetime = Field(index=True)
     window_end: datetime
+    # "tumbling" or "sliding"; the slice "" (overall), "variant" or "segment" (added in 0.2:
+    # databases from before get the columns from init_db, their rows read as tumbling overall)
+    window_kind: str = Field(default="tumbling", sa_column_kwargs={"server_default": "tumbling"})
+    slice_kind: str = Field(default="", sa_column_kwargs={"server_default": ""})
     count: int
     accuracy: float | None = None
     body: str = Field(sa_column=Column(Text, nullable=False))
+
 
 
 class GatePolicyRow(SQLModel, table=True):
@@ -169,6 +174,35 @@ def init_db(engine: Engine) -> None:
             # races another process ("table ... already exists", "database is locked")
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         SQLModel.metadata.create_all(conn)
+        _add_new_columns(conn)
+
+
+def _add_new_columns(conn: Any) -> None:
+    """Add the columns a table gained since it was created (each has a server default).
+
+    create_all makes missing tables but leaves existing ones as they are; the
+    few columns added since are all nullable or defaulted, so adding them is
+    the whole migration.
+    """
+    present = inspect(conn)
+    for table in SQLModel.metadata.sorted_tables:
+        if not present.has_table(table.name):
+            continue
+        have = {c["name"] for c in present.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in have:
+                continue
+            if not column.nullable and column.server_default is None:
+                raise RuntimeError(f"cannot add column {table.name}.{column.name}: no default")
+            quote = conn.dialect.identifier_preparer.quote
+            ddl = f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(column.name)} " + \
+                column.type.compile(dialect=conn.dialect)
+            if column.server_default is not None:
+                ddl += f" DEFAULT '{column.server_default.arg}'"  # type: ignore[attr-defined]
+            if not column.nullable:
+                ddl += " NOT NULL"
+            conn.exec_driver_sql(ddl)
+
 
 
 def _insert_once(session: Session, row: SQLModel) -> bool:
@@ -190,6 +224,8 @@ def save_snapshot(session: Session, snap: MetricSnapshot) -> bool:
             model_version=snap.model_version,
             window_start=snap.window_start,
             window_end=snap.window_end,
+            window_kind=snap.window,
+            slice_kind="variant" if snap.variant is not None else "segment" if snap.segment else "",
             count=snap.count,
             accuracy=snap.accuracy,
             body=snap.model_dump_json(by_alias=True),

@@ -33,7 +33,13 @@ from typing import Any, NamedTuple
 
 from redis.exceptions import NoScriptError
 
-__all__ = ["ClosedWindow", "Encoded", "WindowStore", "clear_state"]
+from govloop.stats import sliding_counters
+
+__all__ = ["Applied", "ClosedWindow", "Encoded", "Outcome", "WindowStore", "clear_state"]
+
+#: A closed window's counters are kept this long beyond the sliding span, so a
+#: worker restart within it still publishes complete sliding windows.
+RECENT_SLACK_SECONDS = 3600.0
 
 _APPLY = """
 local P = ARGV[1]
@@ -41,60 +47,106 @@ local size = tonumber(ARGV[2])
 local horizon = math.floor(tonumber(ARGV[3]))
 local dedupe = math.floor(tonumber(ARGV[4]))
 local records = cjson.decode(ARGV[5])
+local cap = tonumber(ARGV[6])
 local now = tonumber(redis.call('TIME')[1])
 local applied = 0
 -- what a batch touches more than once is read once and written once, at the end:
 -- offsets, event and wall times per partition, window counters, closed windows, late counts
 local stored, offsets, ptimes, closed, counts, ends, late = {}, {}, {}, {}, {}, {}, {}
+local outcomes = {}  -- {model, version, stream, 0 or 1, time} per joined label or thumb
 
-local members = {}  -- model -> version -> window start -> member (formatted once per batch)
+local members = {}  -- model -> version -> slice -> window start -> member (formatted once)
+local redirect = {}  -- member of a segment value over the cap -> its __other__ counters
 
--- add one to each field named (nil: none) in the window of (m, v, t), or count the event late
-local function add(m, v, t, f1, f2, f3, f4, f5)
+-- the counters of slice `sl` of (m, v) in the window holding t; nil if that window
+-- has closed (the event is counted late, once, for the overall slice)
+local function slot(m, v, sl, t)
   local w = math.floor(t / size) * size
   local by_version = members[m]
   if by_version == nil then by_version = {}; members[m] = by_version end
-  local by_start = by_version[v]
-  if by_start == nil then by_start = {}; by_version[v] = by_start end
+  local by_slice = by_version[v]
+  if by_slice == nil then by_slice = {}; by_version[v] = by_slice end
+  local by_start = by_slice[sl]
+  if by_start == nil then by_start = {}; by_slice[sl] = by_start end
   local member = by_start[w]
   if member == nil then
     member = m .. '\\31' .. v .. '\\31' .. string.format('%.3f', w)
+    if sl ~= '' then member = member .. '\\31' .. sl end
     by_start[w] = member
   end
   local c = counts[member]
   if c == nil then
+    if redirect[member] ~= nil then return redirect[member] end
     local shut = closed[member]
     if shut == nil then
       shut = redis.call('EXISTS', P .. 'closed:' .. member) == 1
       closed[member] = shut
     end
     if shut then
-      local key = m .. '\\31' .. v
-      late[key] = (late[key] or 0) + 1
-      return
+      if sl == '' then
+        local key = m .. '\\31' .. v
+        late[key] = (late[key] or 0) + 1
+      end
+      return nil
+    end
+    if string.sub(sl, 1, 1) == 's' and string.sub(sl, -10) ~= '\\30__other__' then
+      -- a segment value gets its own snapshot while the window has fewer than `cap`
+      local known = P .. 'slices:' .. m .. '\\31' .. v .. '\\31' .. string.format('%.3f', w)
+      if redis.call('SISMEMBER', known, sl) == 0 then
+        if redis.call('SCARD', known) >= cap then
+          local name = string.sub(sl, 3, string.find(sl, '\\30', 3, true) - 1)
+          local other = slot(m, v, 's\\30' .. name .. '\\30__other__', t)
+          redirect[member] = other
+          return other
+        end
+        redis.call('SADD', known, sl)
+        redis.call('EXPIRE', known, horizon)
+      end
     end
     c = {}
     counts[member] = c
     ends[member] = w + size
   end
-  c[f1] = (c[f1] or 0) + 1
-  if f2 then c[f2] = (c[f2] or 0) + 1 end
-  if f3 then c[f3] = (c[f3] or 0) + 1 end
-  if f4 then c[f4] = (c[f4] or 0) + 1 end
-  if f5 then c[f5] = (c[f5] or 0) + 1 end
+  return c
 end
 
-local function join(m, v, plabel, flabel, pos, t)
-  local labelled, correct, judged, positive = nil, nil, nil, nil
+local function inc(c, field, n)
+  c[field] = (c[field] or 0) + (n or 1)
+end
+
+local function count_prediction(c, lat, conf)
+  if c == nil then return end
+  inc(c, 'count')
+  if lat ~= '' then inc(c, 'lat:' .. lat) end
+  if conf ~= '' then inc(c, 'conf_n'); inc(c, 'conf_sum', conf) end
+end
+
+local function count_feedback(c, wrong, negative)
+  if c == nil then return end
+  inc(c, 'feedback')
+  if wrong ~= nil then
+    inc(c, 'labelled')
+    if wrong == 0 then inc(c, 'correct') end
+  end
+  if negative ~= nil then
+    inc(c, 'judged')
+    if negative == 0 then inc(c, 'positive') end
+  end
+end
+
+-- feedback (label `flabel`, thumb `pos`, time t) joined to a prediction of (m, v)
+local function join(m, v, plabel, slices, flabel, pos, t)
+  local wrong, negative = nil, nil
   if flabel ~= '' then
-    labelled = 'labelled'
-    if flabel == plabel then correct = 'correct' end
+    if flabel == plabel then wrong = 0 else wrong = 1 end
+    table.insert(outcomes, {m, v, 'error', wrong, t})
   end
   if pos ~= '' then
-    judged = 'judged'
-    if pos == '1' then positive = 'positive' end
+    if pos == '1' then negative = 0 else negative = 1 end
+    table.insert(outcomes, {m, v, 'negative', negative, t})
   end
-  add(m, v, t, 'feedback', labelled, correct, judged, positive)
+  count_feedback(slot(m, v, '', t), wrong, negative)
+  for _, sl in ipairs(slices) do count_feedback(slot(m, v, sl, t), wrong, negative) end
 end
 
 for _, r in ipairs(records) do
@@ -116,24 +168,23 @@ for _, r in ipairs(records) do
       applied = applied + 1
       local jkey = P .. 'join:' .. r[5]
       if kind == 'p' then
-        local m, v, plabel, lat = r[7], r[8], r[9], r[10]
-        if lat ~= '' then add(m, v, t, 'count', 'lat:' .. lat) else add(m, v, t, 'count') end
+        local m, v, plabel, lat, conf, slices = r[7], r[8], r[9], r[10], r[11], r[12]
+        count_prediction(slot(m, v, '', t), lat, conf)
+        for _, sl in ipairs(slices) do count_prediction(slot(m, v, sl, t), lat, conf) end
         -- the prediction waits for its feedback; feedback that came first is joined now
-        local before = redis.call('SET', jkey, 'p' .. m .. '\\31' .. v .. '\\31' .. plabel,
+        local before = redis.call('SET', jkey, 'p' .. cjson.encode({m, v, plabel, slices}),
                                   'EX', horizon, 'GET')
         if before and string.sub(before, 1, 1) == 'f' then
           for _, f in ipairs(cjson.decode(string.sub(before, 2))) do
-            join(m, v, plabel, f[1], f[2], f[3])
+            join(m, v, plabel, slices, f[1], f[2], f[3])
           end
         end
       else
         local flabel, pos = r[7], r[8]
         local found = redis.call('GET', jkey)
         if found and string.sub(found, 1, 1) == 'p' then
-          local a = string.find(found, '\\31', 2, true)
-          local b = string.find(found, '\\31', a + 1, true)
-          join(string.sub(found, 2, a - 1), string.sub(found, a + 1, b - 1),
-               string.sub(found, b + 1), flabel, pos, t)
+          local p = cjson.decode(string.sub(found, 2))
+          join(p[1], p[2], p[3], p[4], flabel, pos, t)
         else
           local waiting = {}
           if found then waiting = cjson.decode(string.sub(found, 2)) end
@@ -157,7 +208,8 @@ for tp, offset in pairs(offsets) do
 end
 redis.call('SET', P .. 'last_input', now)
 redis.call('SET', P .. 'first_input', now, 'NX')
-return applied
+if #outcomes == 0 then return {applied, '[]'} end
+return {applied, cjson.encode(outcomes)}
 """
 
 _CLOSE = """
@@ -216,15 +268,38 @@ class Encoded(NamedTuple):
     json: str
 
 
+class Outcome(NamedTuple):
+    """One joined label or thumb, in stream order: ``value`` 1 is an error / a thumb down."""
+
+    model: str
+    model_version: str
+    stream: str  # "error" (label != served label) or "negative" (thumb down)
+    value: float
+    ts: float  # the feedback's event time
+
+
+class Applied(NamedTuple):
+    """What one batch changed: how many events were new, and the joins they made."""
+
+    events: int
+    outcomes: list[Outcome]
+
+
 @dataclass(frozen=True)
 class ClosedWindow:
-    """A window claimed for publishing: its identity and raw counters."""
+    """A window claimed for publishing: its identity, slice (``""``: overall) and raw counters."""
 
     member: str
     model: str
     model_version: str
     start: float
     counters: dict[str, int]
+    slice: str = ""
+
+    @property
+    def group(self) -> str:
+        """The (model, version, slice) the window belongs to: its sliding windows' key."""
+        return f"{self.model}\x1f{self.model_version}\x1f{self.slice}"
 
 
 class WindowStore:
@@ -241,6 +316,8 @@ class WindowStore:
         dedupe_seconds: float = 900.0,
         retry_seconds: float = 30.0,
         partitions: Sequence[str] = (),
+        segment_slices: int = 64,
+        sliding_windows: int = 1,
     ) -> None:
         self.redis = redis
         self.prefix = prefix
@@ -251,6 +328,8 @@ class WindowStore:
         self.dedupe_seconds = dedupe_seconds
         self.retry_seconds = retry_seconds
         self.partitions = list(partitions)  # every input "topic:partition" to wait for
+        self.segment_slices = segment_slices
+        self.sliding_windows = sliding_windows
         self._apply = redis.register_script(_APPLY)
         self._close = redis.register_script(_CLOSE)
 
@@ -260,19 +339,19 @@ class WindowStore:
         return Encoded(len(records), json.dumps(records, separators=(",", ":")))
 
     async def apply(self, records: Sequence[Sequence[Any]] | Encoded,
-                    before: Callable[[Any], object] | None = None) -> int:
+                    before: Callable[[Any], object] | None = None) -> Applied:
         """Apply a batch of records (:func:`~govloop.streams.records.record_of`), or its encoding.
 
         ``before(pipeline)`` may queue commands that must take effect in the
         same transaction, ahead of the counters (the drift profiles of the
         batch).  Returns how many records were new (not redelivered, not
-        duplicates).
+        duplicates) and the feedback joins they made, each exactly once.
         """
         batch = records if isinstance(records, Encoded) else self.encode(records)
         if not batch.n and before is None:
-            return 0
+            return Applied(0, [])
         args = [self.prefix, self.window_seconds, self.horizon_seconds, self.dedupe_seconds,
-                batch.json]
+                batch.json, self.segment_slices]
         try:
             return await self._transaction(batch.n, args, before)
         except NoScriptError:  # a restarted or flushed Redis
@@ -280,7 +359,7 @@ class WindowStore:
             return await self._transaction(batch.n, args, before)
 
     async def _transaction(self, count: int, args: list[Any],
-                           before: Callable[[Any], object] | None) -> int:
+                           before: Callable[[Any], object] | None) -> Applied:
         pipe = self.redis.pipeline(transaction=True)
         if before is not None:
             before(pipe)
@@ -288,7 +367,10 @@ class WindowStore:
             # EVALSHA, not the script object: one round trip, no SCRIPT EXISTS first
             pipe.evalsha(self._apply.sha, 0, *args)
         results = await pipe.execute()
-        return int(results[-1]) if count else 0
+        if not count:
+            return Applied(0, [])
+        applied, outcomes = results[-1]
+        return Applied(int(applied), [Outcome(*o) for o in json.loads(outcomes)])
 
     async def claim_closed(self) -> list[ClosedWindow]:
         """Close every due window and claim it (and any claim left over by a crash)."""
@@ -304,21 +386,59 @@ class WindowStore:
         windows = []
         for i in range(0, len(flat), 2):
             member = _text(flat[i])
-            model, version, start = member.split("\x1f")
+            model, version, start, *slice_ = member.split("\x1f")
             raw = flat[i + 1]
             counters = {_text(raw[j]): int(raw[j + 1]) for j in range(0, len(raw), 2)}
-            windows.append(ClosedWindow(member, model, version, float(start), counters))
+            windows.append(ClosedWindow(member, model, version, float(start), counters,
+                                        slice_[0] if slice_ else ""))
         return windows
 
+    @property
+    def sliding_span(self) -> float:
+        """Length in seconds of a sliding window (``sliding_windows`` tumbling windows)."""
+        return self.sliding_windows * self.window_seconds
+
+    async def sliding(self, windows: Sequence[ClosedWindow]) -> list[dict[str, int]]:
+        """Per window, the counters of the sliding window that ends where it ends.
+
+        That is the window's own counters plus those of the ``sliding_windows - 1``
+        tumbling windows of its group before it: from this claim when they are in
+        it (a backlog closes several at once), else as :meth:`acknowledge` kept them.
+        """
+        size, k = self.window_seconds, self.sliding_windows
+        claimed = {(w.group, w.start): w.counters for w in windows}
+        wanted = sorted({(w.group, w.start - i * size) for w in windows for i in range(1, k)}
+                        - claimed.keys())
+        stored: dict[tuple[str, float], dict[str, int]] = {}
+        if wanted:
+            raw = await self.redis.mget([self._recent(g, start) for g, start in wanted])
+            stored = {key: json.loads(v) for key, v in zip(wanted, raw, strict=True) if v}
+        out = []
+        for w in windows:
+            recent = {}
+            for i in range(k):
+                start = w.start - i * size
+                counters = claimed.get((w.group, start)) or stored.get((w.group, start))
+                if counters:
+                    recent[start] = counters
+            out.append(sliding_counters(recent, w.start + size, self.sliding_span))
+        return out
+
     async def acknowledge(self, windows: Sequence[ClosedWindow]) -> None:
-        """Forget windows whose snapshots were published."""
+        """Forget windows whose snapshots were published (keeping what sliding windows need)."""
         if not windows:
             return
+        keep = round(self.sliding_span + RECENT_SLACK_SECONDS)
         pipe = self.redis.pipeline(transaction=True)
         for w in windows:
+            if self.sliding_windows > 1:
+                pipe.set(self._recent(w.group, w.start), json.dumps(w.counters), ex=keep)
             pipe.delete(f"{self.prefix}closing:{w.member}")
             pipe.zrem(f"{self.prefix}closing", w.member)
         await pipe.execute()
+
+    def _recent(self, group: str, start: float) -> str:
+        return f"{self.prefix}recent:{group}\x1f{start:.3f}"
 
     async def late_events(self) -> dict[str, int]:
         """Events that arrived after their window closed, per ``model\\x1fversion``."""

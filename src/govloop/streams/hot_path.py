@@ -121,6 +121,8 @@ class InputBatches:
             horizon_seconds=settings.join_horizon_seconds,
             dedupe_seconds=settings.dedupe_seconds,
             partitions=partitions,
+            segment_slices=settings.segment_slices,
+            sliding_windows=settings.sliding_windows,
         )
         self.drift = DriftMonitor(settings, redis, self.engine)
         self.short = {settings.topic(n): n for n in TOPICS}
@@ -189,7 +191,7 @@ class InputBatches:
                 raise
             self.drift.saved(saving)
         await self._send_dead(prepared.dead)
-        return applied
+        return applied.events
 
     async def judge(self, records: Iterable[Any]) -> None:
         """Judge a batch of metric snapshot records against every policy that applies."""
@@ -203,7 +205,9 @@ class InputBatches:
                 continue
             if isinstance(event, MetricSnapshot):
                 snaps.append(event)
+        # a policy judges each window's overall tumbling snapshot
         results = [judge_snapshot(policy, snap) for snap in snaps
+                   if snap.window == "tumbling" and snap.variant is None and snap.segment is None
                    for policy in self.policies if policy.applies_to(snap.model)]
         for result in results:
             await self.publish("gates", result.model.encode(), result.to_json())
@@ -211,21 +215,33 @@ class InputBatches:
         await self._send_dead(bad)
 
     async def close_windows(self) -> int:
-        """Close due windows: snapshots to ``metrics`` and SQL, then drift; return how many."""
+        """Close due windows: snapshots to ``metrics`` and SQL, then drift; return how many.
+
+        Each closed tumbling window of each slice gives a snapshot, and, with
+        ``sliding_windows > 1``, a sliding one ending with it.  Drift is judged
+        on the overall windows.
+        """
         windows = await self.store.claim_closed()
         if not windows:
             return 0
-        size = self.settings.window_seconds
-        snaps = [snapshot_of(self.settings.topic_prefix, w.model, w.model_version, w.start,
-                             size, w.counters) for w in windows]
+        prefix, size = self.settings.topic_prefix, self.settings.window_seconds
+        snaps = [snapshot_of(prefix, w.model, w.model_version, w.start, size, w.counters,
+                             w.slice) for w in windows]
+        if self.store.sliding_windows > 1:
+            span = self.store.sliding_span
+            sliding = await self.store.sliding(windows)
+            snaps += [snapshot_of(prefix, w.model, w.model_version, w.start + size - span, span,
+                                  counters, w.slice, "sliding")
+                      for w, counters in zip(windows, sliding, strict=True)]
         for snap in snaps:
             await self.publish("metrics", snap.model.encode(), snap.to_json())
         await self._in_db(lambda session: sum(save_snapshot(session, s) for s in snaps))
-        await self.drift.close(windows, lambda alert: self.publish(
+        overall = [w for w in windows if not w.slice]
+        await self.drift.close(overall, lambda alert: self.publish(
             "drift", alert.model.encode(), alert.to_json()))
         await self.store.acknowledge(windows)
-        await self.drift.forget(windows)
-        return len(windows)
+        await self.drift.forget(overall)
+        return len(overall)
 
     async def flush(self) -> None:
         """Store what is staged (drift profiles): before offsets are committed."""

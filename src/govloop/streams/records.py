@@ -2,6 +2,12 @@
 
 No I/O: a decoded event plus where it came from (topic, partition, offset) in,
 a flat list out; a closed window's counters in, a :class:`MetricSnapshot` out.
+
+Besides its model version's overall window, a prediction counts in one
+*slice* per A/B variant it was served under and per segment attribute it
+carries.  A slice is named by a short string (:func:`slices_of`):
+``x<US>experiment<US>variant`` or ``s<US>attribute<US>value``, with ``US`` the
+ASCII unit separator ``\\x1e``; the overall window's slice is ``""``.
 """
 
 from __future__ import annotations
@@ -11,9 +17,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from govloop.schemas import Feedback, MetricSnapshot, Prediction, Scalar
-from govloop.stats import bucket_of, summarize_window
+from govloop.stats import CONFIDENCE_SCALE, bucket_of, summarize_window
 
-__all__ = ["label_key", "record_of", "snapshot_id", "snapshot_of"]
+__all__ = ["OTHER", "label_key", "record_of", "slices_of", "snapshot_id", "snapshot_of"]
+
+US = "\x1e"
+#: The segment value that stands for every value beyond the per-window cap.
+OTHER = "__other__"
 
 
 def label_key(value: Scalar | None) -> str:
@@ -31,14 +41,34 @@ def label_key(value: Scalar | None) -> str:
     return str(value)
 
 
+def slices_of(event: Prediction) -> list[str]:
+    """The slices a prediction counts in besides the overall window (see the module doc).
+
+    >>> slices_of(Prediction(model="m", model_version="1", request_id="r", prediction=1,
+    ...                      experiment="ranker", variant="b", segment={"site": "north"}))
+    ['x\\x1eranker\\x1eb', 's\\x1esite\\x1enorth']
+    """
+    out = [] if event.variant is None else [f"x{US}{event.experiment}{US}{event.variant}"]
+    for name, value in event.segment.items():
+        out.append(f"s{US}{name}{US}{label_key(value)}")
+    return out
+
+
 def record_of(event: Prediction | Feedback, topic: str, partition: int, offset: int) -> list[Any]:
     """The record the window store applies for one input event."""
     where = f"{topic}:{partition}"
     if isinstance(event, Prediction):
         latency = "" if event.latency_ms is None else str(bucket_of(event.latency_ms))
+        served = label_key(event.predicted_label)
+        confidence: Any = ""
+        if event.probabilities:
+            p = event.probabilities.get(served)
+            if p is not None:
+                confidence = round(p * CONFIDENCE_SCALE)
+        slices = slices_of(event) if event.segment or event.variant is not None else []
         return [
             "p", where, offset, event.event_id, event.request_id, event.epoch,
-            event.model, event.model_version, label_key(event.predicted_label), latency,
+            event.model, event.model_version, served, latency, confidence, slices,
         ]
     positive = "" if event.positive is None else ("1" if event.positive else "0")
     return [
@@ -47,29 +77,47 @@ def record_of(event: Prediction | Feedback, topic: str, partition: int, offset: 
     ]
 
 
-def snapshot_id(prefix: str, model: str, version: str, start: float) -> str:
+def snapshot_id(prefix: str, model: str, version: str, start: float, slice_: str = "",
+                window: str = "tumbling") -> str:
     """Deterministic event id of a window's snapshot: a re-publish is a duplicate, not new."""
-    digest = hashlib.sha256(f"{prefix}\x1f{model}\x1f{version}\x1f{start:.3f}".encode())
-    return digest.hexdigest()[:32]
+    key = f"{prefix}\x1f{model}\x1f{version}\x1f{start:.3f}"
+    if slice_ or window != "tumbling":
+        key += f"\x1f{slice_}\x1f{window}"
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def _slice_fields(slice_: str) -> dict[str, Any]:
+    if not slice_:
+        return {}
+    kind, name, value = slice_.split(US, 2)
+    if kind == "x":
+        return {"experiment": name, "variant": value}
+    return {"segment": {name: value}}
 
 
 def snapshot_of(
-    prefix: str, model: str, version: str, start: float, size: float, counters: dict[str, int]
+    prefix: str, model: str, version: str, start: float, size: float, counters: dict[str, int],
+    slice_: str = "", window: str = "tumbling",
 ) -> MetricSnapshot:
-    """The metric snapshot of a closed window.
+    """The metric snapshot of a closed window (``start``, ``size``) of one slice.
 
     >>> s = snapshot_of("g.", "m", "1", 120.0, 60.0, {"count": 4, "feedback": 2,
     ...                 "labelled": 2, "correct": 1})
     >>> s.window_end.isoformat(), s.accuracy, s.feedback_rate
     ('1970-01-01T00:03:00+00:00', 0.5, 0.5)
+    >>> s = snapshot_of("g.", "m", "1", 0.0, 300.0, {"count": 1}, "s\\x1esite\\x1enorth", "sliding")
+    >>> s.segment, s.window, s.window_end.isoformat()
+    ({'site': 'north'}, 'sliding', '1970-01-01T00:05:00+00:00')
     """
     window_end = datetime.fromtimestamp(start + size, UTC)
     return MetricSnapshot(
-        event_id=snapshot_id(prefix, model, version, start),
+        event_id=snapshot_id(prefix, model, version, start, slice_, window),
         ts=window_end,
         model=model,
         model_version=version,
         window_start=datetime.fromtimestamp(start, UTC),
         window_end=window_end,
+        window=window,  # type: ignore[arg-type]
+        **_slice_fields(slice_),
         **summarize_window(counters),
     )
