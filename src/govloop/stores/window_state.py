@@ -21,7 +21,18 @@ open, so a worker that starts on a backlog does not close windows early.
 
 Closing is two-step (claim, then acknowledge after the snapshot is
 published), so a crash in between re-publishes the same snapshot, with the
-same event id, instead of losing it.
+same event id, instead of losing it.  An acknowledged window's counters are
+kept a little longer than a sliding window spans: every counter is a sum, so
+a sliding window is the sum of the tumbling ones it covers.
+
+Besides the overall window of its model version, an event counts in the
+window of each *slice* its prediction names (A/B variant, segment values;
+see :mod:`govloop.streams.records`).  A window takes at most
+``segment_slices`` segment values; later ones are counted as
+``<attribute>=__other__``, so memory stays bounded whatever the cardinality.
+
+Each batch also returns its join outcomes (a label right or wrong, a thumb
+up or down), once per event, for the concept-drift detectors.
 """
 
 from __future__ import annotations
