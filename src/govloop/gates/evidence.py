@@ -19,7 +19,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from govloop.schemas.results import DriftAlert, MetricSnapshot
-from govloop.stats.significance import mean_estimate
 
 __all__ = [
     "DriftSignal",
@@ -179,9 +178,12 @@ def metrics_from_snapshots(snapshots: Sequence[MetricSnapshot]) -> dict[str, Met
 def pool_baselines(versions: Iterable[Mapping[str, MetricValue]]) -> dict[str, MetricValue]:
     """The "last N" baseline: each metric pooled over the versions that have it.
 
-    With counts in every version, successes and n are summed (the pooled
-    proportion); otherwise the value is the plain mean and its standard error
-    ``sqrt(sum se**2) / k`` (None when a version has none).
+    With counts in every version (windows of the stream: disjoint data),
+    successes and n are summed: the pooled proportion.  Otherwise the value is
+    the plain mean and the standard error is the root mean square of the
+    versions' standard errors, *not* divided by sqrt(N): results files are
+    usually runs on the same eval set, which are not independent, and pooling
+    them must not make a baseline look more precise than one run.
 
     >>> a = {"acc": MetricValue(value=0.8, n=100, successes=80)}
     >>> b = {"acc": MetricValue(value=0.9, n=300, successes=270)}
@@ -190,8 +192,8 @@ def pool_baselines(versions: Iterable[Mapping[str, MetricValue]]) -> dict[str, M
     >>> c = {"acc": MetricValue(value=0.7, stderr=0.03)}
     >>> d = {"acc": MetricValue(value=0.8, stderr=0.04)}
     >>> pooled = pool_baselines([c, d])["acc"]
-    >>> round(pooled.value, 6), pooled.stderr
-    (0.75, 0.025)
+    >>> round(pooled.value, 6), round(pooled.stderr, 6)
+    (0.75, 0.035355)
     """
     by_metric: dict[str, list[MetricValue]] = {}
     for version in versions:
@@ -204,8 +206,10 @@ def pool_baselines(versions: Iterable[Mapping[str, MetricValue]]) -> dict[str, M
             n = sum(v.n for v in values)  # type: ignore[misc]
             k = sum(v.successes for v in values)  # type: ignore[misc]
             out[name] = MetricValue(value=k / n, n=n, successes=k)
-        else:
-            mean, se = mean_estimate([v.value for v in values],  # type: ignore[misc]
-                                     [v.standard_error for v in values])
-            out[name] = MetricValue(value=mean, stderr=se)
+            continue
+        mean = math.fsum(v.value for v in values) / len(values)  # type: ignore[misc]
+        ses = [v.standard_error for v in values]
+        se = (None if any(s is None for s in ses)
+              else math.sqrt(math.fsum(s * s for s in ses if s is not None) / len(ses)))
+        out[name] = MetricValue(value=mean, stderr=se)
     return out

@@ -1,0 +1,186 @@
+"""``govloop gate``: offline gates for CI, and the policy format's JSON Schema.
+
+``govloop gate check`` exits 0 when every policy passes or warns, 1 when one
+fails, 2 when one is inconclusive or on an error (a bad policy or results file).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from govloop.cli.output import console, fail
+
+if TYPE_CHECKING:
+    from govloop.gates import Verdict
+
+app = typer.Typer(help="Quality gates: check results files against policies (for CI).",
+                  no_args_is_help=True)
+
+EXIT_CODES = {"pass": 0, "warn": 0, "fail": 1, "inconclusive": 2}
+_WORST = ("fail", "inconclusive", "warn", "pass")
+_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "inconclusive": "magenta"}
+
+
+def _finite(obj: Any) -> Any:
+    """JSON-safe: infinities and NaN (a z with no noise) become null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def junit_xml(verdicts: list[Verdict], source: str) -> bytes:
+    """JUnit XML: a testsuite per policy, a testcase per rule.
+
+    fail -> ``<failure>``, inconclusive -> ``<skipped>``; a warning passes,
+    with the detail in ``<system-out>``.
+    """
+    root = ET.Element("testsuites", name="govloop gate check")
+    for v in verdicts:
+        failures = sum(r.outcome == "fail" for r in v.rules)
+        skipped = sum(r.outcome == "inconclusive" for r in v.rules)
+        suite = ET.SubElement(root, "testsuite", name=v.policy, tests=str(len(v.rules)),
+                              failures=str(failures), errors="0", skipped=str(skipped))
+        ET.SubElement(ET.SubElement(suite, "properties"), "property",
+                      name="policy_hash", value=v.policy_hash)
+        for r in v.rules:
+            case = ET.SubElement(suite, "testcase", classname=f"{v.policy}.{r.kind}",
+                                 name=r.rule, file=source)
+            if r.outcome == "fail":
+                ET.SubElement(case, "failure", message=r.detail, type=r.kind).text = r.detail
+            elif r.outcome == "inconclusive":
+                ET.SubElement(case, "skipped", message=r.detail)
+            elif r.outcome == "warn":
+                ET.SubElement(case, "system-out").text = f"warn: {r.detail}"
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4g}"
+
+
+def _print_verdict(verdict: Verdict, source: str) -> None:
+    from rich.table import Table
+
+    style = _STYLE[verdict.outcome]
+    table = Table(title=f"{verdict.policy} on {source}: [{style}]{verdict.outcome.upper()}[/] "
+                  f"(policy {verdict.policy_hash[:12]})", title_justify="left")
+    for col in ("rule", "kind", "observed", "outcome", "detail"):
+        table.add_column(col, justify="right" if col == "observed" else "left",
+                         overflow="fold")
+    for r in verdict.rules:
+        table.add_row(r.rule, r.kind, _fmt(r.observed), f"[{_STYLE[r.outcome]}]{r.outcome}[/]",
+                      r.detail if "checks" not in r.evidence else "")
+        for c in r.evidence.get("checks", []):
+            p = c.get("p_value")
+            note = f"p = {p:.2g}" if isinstance(p, float) and math.isfinite(p) else ""
+            table.add_row(f"  {c['metric']}", "", _fmt(c.get("observed")),
+                          f"[{_STYLE[c['outcome']]}]{c['outcome']}[/]",
+                          (f"baseline {_fmt(c['baseline'])}, " if "baseline" in c else "") + note)
+    console.print(table)
+
+
+@app.command("check")
+def check(
+    policy: Annotated[str, typer.Option(
+        "--policy", help="Policy file(s) or directory, comma-separated.")],
+    results: Annotated[Path, typer.Option(
+        "--results", help="Lighteval results JSON, or JSONL of predictions with labels.")],
+    baseline: Annotated[str | None, typer.Option(
+        "--baseline", help="Stored baseline: NAME (newest) or NAME@VERSION.")] = None,
+    last: Annotated[int | None, typer.Option(
+        "--last", help="With --baseline: pool the last N versions (up to VERSION if pinned).")
+    ] = None,
+    baseline_file: Annotated[Path | None, typer.Option(
+        "--baseline-file", help="Instead of a stored baseline: a results file.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    junit: Annotated[Path | None, typer.Option(
+        "--junit", help="Also write JUnit XML here (one testcase per rule).")] = None,
+) -> None:
+    """Judge a results file: exit 0 pass (or warn), 1 fail, 2 inconclusive or error."""
+    from govloop.errors import GovloopError
+    from govloop.gates import judge, load_policies, load_results
+
+    if baseline is not None and baseline_file is not None:
+        fail("give --baseline or --baseline-file, not both")
+    if last is not None and baseline is None:
+        fail("--last goes with --baseline NAME")
+    base_info: dict[str, Any] | None = None
+    try:
+        policies = load_policies(policy)
+        if not policies:
+            fail(f"no policy files in {policy}")
+        loaded = load_results(results)
+        evidence = loaded.evidence
+        if baseline_file is not None:
+            ref = load_results(baseline_file)
+            evidence = evidence.with_baseline(ref.evidence.metrics, baseline_file.name)
+            base_info = {"ref": baseline_file.name, "sha256": ref.sha256}
+        elif baseline is not None:
+            from govloop.cli.baseline import open_session
+            from govloop.stores.baselines import resolve_baseline
+
+            with open_session() as session:
+                metrics, label, versions = resolve_baseline(session, baseline, last)
+            evidence = evidence.with_baseline(metrics, label)
+            base_info = {"ref": label, "versions": versions}
+        verdicts = [judge(p, evidence) for p in policies]
+    except GovloopError as exc:
+        first, *more = str(exc).splitlines()
+        fail(first + (f" (and {len(more)} more: govloop gate validate)" if more else ""))
+    outcome = min((v.outcome for v in verdicts), key=_WORST.index)
+    code = EXIT_CODES[outcome]
+    if junit is not None:
+        try:
+            junit.write_bytes(junit_xml(verdicts, str(results)))
+        except OSError as exc:
+            fail(f"{junit}: cannot write JUnit XML: {exc.strerror}")
+    if as_json:
+        out = {"outcome": outcome, "exit_code": code,
+               "results": {"file": str(results), "sha256": loaded.sha256, "kind": loaded.kind,
+                           "model": loaded.model},
+               "baseline": base_info,
+               "policies": [v.model_dump(mode="json") for v in verdicts]}
+        print(json.dumps(_finite(out), indent=2))
+    else:
+        for v in verdicts:
+            _print_verdict(v, results.name)
+        if base_info is not None:
+            console.print(f"baseline: {base_info['ref']}")
+        console.print(f"gate: [{_STYLE[outcome]}]{outcome}[/] (exit {code})")
+    raise typer.Exit(code)
+
+
+@app.command("schema")
+def schema() -> None:
+    """Print the JSON Schema of policy files."""
+    from govloop.gates import policy_json_schema
+
+    print(json.dumps(policy_json_schema(), indent=2))
+
+
+@app.command("validate")
+def validate(
+    policies: Annotated[list[Path], typer.Argument(help="Policy files to check.")],
+) -> None:
+    """Check policy files; errors name the file, line and field. Exit 2 on the first bad one."""
+    from govloop.errors import PolicyError
+    from govloop.gates import load_policy
+
+    for path in policies:
+        try:
+            p = load_policy(path)
+        except PolicyError as exc:
+            fail(str(exc))
+        console.print(f"{path}: ok, policy {p.name} with {len(p.rules)} rules "
+                      f"(sha256 {p.content_hash[:12]})")
