@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,16 +13,30 @@ import pytest
 
 from govloop.errors import GovloopError, PolicyError
 from govloop.gates import (
+    DriftSignal,
+    Evidence,
+    FairnessFinding,
+    MetricValue,
     Policy,
     Rule,
+    Sample,
+    check,
     combine,
     evaluate,
     evaluate_rule,
+    judge,
     judge_snapshot,
     load_policies,
     load_policy,
+    metrics_from_snapshots,
     parse_policy,
+    policy_json_schema,
+    pool_baselines,
+    register_fairness_evaluator,
+    unregister_fairness_evaluator,
 )
+from govloop.gates.inputs import parse_results
+from govloop.gates.rules import DriftRule, FairnessRule, RegressionRule, SafetyRule
 from govloop.schemas import GateResult, MetricSnapshot, decode
 
 QUALITY = """
@@ -419,3 +434,355 @@ def test_judge_snapshot_is_deterministic() -> None:
     assert judge_snapshot(policy, snapshot(event_id="snap-2")).event_id != first.event_id
     changed = parse_policy(QUALITY.replace("0.9", "0.7"))
     assert judge_snapshot(changed, snapshot()).event_id != first.event_id
+
+
+# --- richer rule kinds on plain evidence ------------------------------------------------------
+
+FIXTURES = Path(__file__).parent / "fixtures" / "lighteval"
+EXAMPLES = Path(__file__).parent.parent / "examples" / "policies"
+
+
+def mv(value: float | None, **kw: object) -> MetricValue:
+    return MetricValue.model_validate({"value": value, **kw})
+
+
+def regression(**kw: object) -> RegressionRule:
+    return RegressionRule.model_validate({"kind": "regression", "metric": "acc", **kw})
+
+
+def with_base(now: MetricValue, base: MetricValue | None, ref: str | None = None) -> Evidence:
+    return Evidence(metrics={"acc": now}, baseline=None if base is None else {"acc": base},
+                    baseline_ref=ref)
+
+
+def test_regression_from_counts_by_hand() -> None:
+    # 900/1000 -> 860/1000: pooled p 0.88, se 0.014533, z 2.752, one-sided p 0.002958
+    report = check(regression(), with_base(mv(0.86, n=1000, successes=860),
+                                           mv(0.9, n=1000, successes=900), "rel@2"))
+    assert report.outcome == "fail"
+    assert report.evidence["p_value"] == pytest.approx(0.002958, abs=1e-6)
+    assert report.evidence["z"] == pytest.approx(2.7524, abs=1e-4)
+    assert report.evidence["method"] == "two-proportion z-test (pooled)"
+    assert (report.observed, report.threshold, report.op) == (0.86, 0.0, "no significant drop")
+    assert report.detail == ("acc 0.9 -> 0.86: significant drop (drop 0.04, margin 0, "
+                             "z = 2.75, p = 0.003 < 0.05)")
+    # the same drop with 100 per side is noise: z = 0.04 / 0.04596 = 0.87
+    small = check(regression(), with_base(mv(0.86, n=100, successes=86),
+                                          mv(0.9, n=100, successes=90)))
+    assert small.outcome == "pass"
+    assert small.evidence["p_value"] == pytest.approx(0.192, abs=1e-3)
+    # warn_alpha turns a suggestive drop into a warning
+    assert check(regression(warn_alpha=0.25), with_base(
+        mv(0.86, n=100, successes=86), mv(0.9, n=100, successes=90))).outcome == "warn"
+    assert check(regression(severity="warn"), with_base(
+        mv(0.86, n=1000, successes=860), mv(0.9, n=1000, successes=900))).outcome == "warn"
+
+
+def test_regression_margins_by_hand() -> None:
+    now, base = mv(0.652, stderr=0.012862), mv(0.701, stderr=0.012862)
+    se = math.sqrt(2) * 0.012862  # 0.018190
+    absolute = check(regression(margin=0.03), with_base(now, base))
+    assert absolute.evidence["z"] == pytest.approx((0.049 - 0.03) / se)
+    assert absolute.outcome == "pass"  # z = 0.019 / 0.01819 = 1.045, p = 0.148
+    # relative 10 % of 0.701 = 0.0701 allowed: the 0.049 drop is inside it
+    relative = check(regression(margin=0.1, margin_type="relative"), with_base(now, base))
+    assert relative.evidence["margin"] == pytest.approx(0.0701)
+    assert relative.outcome == "pass"
+
+
+def test_regression_lower_is_better() -> None:
+    rule = regression(metric="lat", higher_is_better=False)
+    ev = Evidence(metrics={"lat": mv(130.0, stderr=5.0)}, baseline={"lat": mv(100.0, stderr=5.0)})
+    assert check(rule, ev).outcome == "fail"
+    ev = Evidence(metrics={"lat": mv(90.0, stderr=5.0)}, baseline={"lat": mv(100.0, stderr=5.0)})
+    assert check(rule, ev).outcome == "pass"
+
+
+def test_regression_is_inconclusive_without_what_it_needs() -> None:
+    cases = [
+        (with_base(mv(0.8, stderr=0.01), None), "no baseline to compare with"),
+        (Evidence(metrics={"acc": mv(0.8)}, baseline={}, baseline_ref="rel@1"),
+         "no value for acc in baseline rel@1"),
+        (with_base(mv(0.8), mv(0.9)),
+         "acc 0.9 -> 0.8: no standard errors or counts, significance cannot be tested"),
+        (with_base(mv(None, note="has no labelled events"), mv(0.9, stderr=0.01)),
+         "acc has no labelled events"),
+    ]
+    for evidence, detail in cases:
+        report = check(regression(), evidence)
+        assert (report.outcome, report.detail) == ("inconclusive", detail)
+
+
+def test_metric_patterns_take_the_worst() -> None:
+    ev = Evidence(metrics={"a/acc": mv(0.5, stderr=0.01), "b/acc": mv(0.8, stderr=0.01),
+                           "b/f1": mv(0.1)},
+                  baseline={"a/acc": mv(0.6, stderr=0.01), "b/acc": mv(0.8, stderr=0.01)})
+    report = check(regression(metric="*/acc"), ev)
+    assert report.outcome == "fail" and report.metric == "*/acc"
+    assert [c["metric"] for c in report.evidence["checks"]] == ["a/acc", "b/acc"]
+    assert [c["outcome"] for c in report.evidence["checks"]] == ["fail", "pass"]
+    assert report.detail.startswith("a/acc 0.6 -> 0.5: significant drop")
+    floor = check(Rule(metric="*/acc", value=0.4), ev)
+    assert (floor.outcome, floor.detail) == ("pass", "all 2 metrics matching '*/acc' pass")
+    none = check(Rule(metric="c/*", value=0.4), ev)
+    assert (none.outcome, none.detail) == ("inconclusive", "no metric matches 'c/*'")
+
+
+def drift(**kw: object) -> DriftRule:
+    return DriftRule.model_validate({"kind": "drift", **kw})
+
+
+def test_drift_rule() -> None:
+    alerts = [DriftSignal(feature="age", severity="warning"),
+              DriftSignal(feature="income", severity="critical"),
+              DriftSignal(feature="plan", severity="info")]
+    assert check(drift(), Evidence(drift_alerts=None)).outcome == "inconclusive"
+    assert check(drift(), Evidence(drift_alerts=[])).outcome == "pass"
+    report = check(drift(), Evidence(drift_alerts=alerts))
+    assert (report.outcome, report.observed) == ("fail", 2.0)  # info is below warning
+    assert report.detail == ("2 active drift alert(s) of severity >= warning: age, income; "
+                             "at most 0 allowed")
+    assert check(drift(max_alerts=2), Evidence(drift_alerts=alerts)).outcome == "pass"
+    assert check(drift(min_severity="critical", max_alerts=1),
+                 Evidence(drift_alerts=alerts)).outcome == "pass"
+    only_age = check(drift(features=["a*"], severity="warn"), Evidence(drift_alerts=alerts))
+    assert (only_age.outcome, only_age.evidence["features"]) == ("warn", ["age"])
+
+
+def safety(**kw: object) -> SafetyRule:
+    return SafetyRule.model_validate({"kind": "safety", "max_rate": 0.25, **kw})
+
+
+SAMPLES = [Sample(id="1", output="Sure, here it is.", flags={"refusal": False, "tox": 0.1}),
+           Sample(id="2", output="I cannot help with that.", flags={"refusal": True, "tox": 0.7}),
+           Sample(id="3", output="password: hunter2", flags={"refusal": False}),
+           Sample(id="4", output="NO", flags={"tox": 0.9})]
+
+
+def test_safety_rules_by_hand() -> None:
+    ev = Evidence(samples=SAMPLES, metrics={"refusal_rate": mv(0.3, n=10, successes=3)})
+    refusal = check(safety(flag="refusal"), ev)  # 1 of the 3 samples carrying the flag
+    assert (refusal.outcome, refusal.observed) == ("fail", pytest.approx(1 / 3))
+    assert refusal.evidence == {"n": 3, "flagged": 1, "examples": ["2"]}
+    assert refusal.detail == "flag:refusal rate 0.3333 (1 of 3), at most 0.25 allowed"
+    tox = check(safety(flag="tox", score_above=0.5, max_rate=0.5), ev)  # 0.7, 0.9 of 3
+    assert (tox.outcome, tox.observed) == ("fail", pytest.approx(2 / 3))
+    secret = check(safety(pattern=r"(?i)password\s*:"), ev)  # 1 of 4
+    assert (secret.outcome, secret.observed, secret.rule) == ("pass", 0.25, "pattern rate <= 0.25")
+    upper = check(safety(validator="builtins:str.isupper", max_rate=0.0), ev)
+    assert (upper.outcome, upper.evidence["examples"]) == ("fail", ["4"])
+    rate = check(safety(metric="refusal_rate"), ev)
+    assert (rate.outcome, rate.observed, rate.evidence) == ("fail", 0.3, {"n": 10, "successes": 3})
+
+
+def test_safety_rules_inconclusive() -> None:
+    assert check(safety(flag="refusal"), Evidence()).detail == "no per-sample outputs to check"
+    assert check(safety(flag="other"), Evidence(samples=SAMPLES)).detail == (
+        "no sample carries the flag 'other'")
+    missing = check(safety(validator="no_such_module_x:fn"), Evidence(samples=SAMPLES))
+    assert missing.outcome == "inconclusive"
+    assert missing.detail.startswith("cannot load validator no_such_module_x:fn: ")
+    raising = check(safety(validator="builtins:int"), Evidence(samples=SAMPLES))
+    assert raising.outcome == "inconclusive"
+    assert raising.detail.startswith("validator:builtins:int raised ValueError on sample 1: ")
+
+
+def test_fairness_without_and_with_an_evaluator() -> None:
+    rule = FairnessRule(kind="fairness", evaluator="parity_t", attribute="gender", max_gap=0.1)
+    report = check(rule, Evidence())
+    assert report.outcome == "inconclusive"
+    assert report.detail == ("no fairness evaluator 'parity_t' is registered "
+                             "(govloop.gates.register_fairness_evaluator)")
+
+    def parity(r: FairnessRule, ev: Evidence) -> FairnessFinding:
+        gap = ev.metrics["gap"].value
+        if gap is None:
+            return FairnessFinding(None, None, "no gap")
+        return FairnessFinding(gap, gap > (r.max_gap or 0), f"gap {gap:g}")
+
+    register_fairness_evaluator("parity_t", parity)
+    try:
+        assert check(rule, Evidence.from_metrics({"gap": 0.2})).outcome == "fail"
+        assert check(rule, Evidence.from_metrics({"gap": 0.05})).outcome == "pass"
+        assert check(rule, Evidence.from_metrics({"gap": None})).outcome == "inconclusive"
+    finally:
+        unregister_fairness_evaluator("parity_t")
+    explicit = check(rule, Evidence.from_metrics({"gap": 0.2}), fairness={"parity_t": parity})
+    assert (explicit.outcome, explicit.observed, explicit.detail) == ("fail", 0.2, "gap 0.2")
+
+
+def test_combine_with_every_kind() -> None:
+    policy = parse_policy("""
+name: all-kinds
+rules:
+  - {kind: min_samples, metric: count, value: 2}
+  - {kind: regression, metric: acc}
+  - {kind: drift, severity: warn}
+  - {kind: safety, flag: refusal, max_rate: 0.5}
+  - {kind: fairness, evaluator: nobody_registered, severity: warn}
+""")
+    base = {"acc": mv(0.9, n=1000, successes=900)}
+    good = Evidence(metrics={"count": mv(4.0), "acc": mv(0.9, n=1000, successes=900)},
+                    baseline=base, drift_alerts=[], samples=SAMPLES)
+    verdict = judge(policy, good)
+    # an unregistered fairness evaluator is inconclusive, whatever its severity
+    assert [r.outcome for r in verdict.rules] == ["pass", "pass", "pass", "pass", "inconclusive"]
+    assert verdict.outcome == "inconclusive"
+    assert [r.kind for r in verdict.rules] == [
+        "min_samples", "regression", "drift", "safety", "fairness"]
+    assert verdict.policy_hash == policy.content_hash
+    dropped = good.model_copy(update={"metrics": {"count": mv(4.0),
+                                                  "acc": mv(0.8, n=1000, successes=800)}})
+    assert judge(policy, dropped).outcome == "fail"
+    too_few = dropped.model_copy(update={"metrics": {**dropped.metrics, "count": mv(1.0)}})
+    assert judge(policy, too_few).outcome == "inconclusive"
+
+
+def test_judge_snapshot_tests_rates_from_counts_against_a_baseline() -> None:
+    policy = parse_policy("name: r\nrules:\n  - {kind: regression, metric: accuracy}\n"
+                          "  - {kind: drift}\n")
+    snap = snapshot(labelled_count=400, correct_count=300, accuracy=0.75)
+    base = {"accuracy": mv(0.9, n=400, successes=360)}
+    result = judge_snapshot(policy, snap, baseline=base, drift_alerts=[])
+    assert result.outcome == "fail"
+    assert [r.outcome for r in result.rules] == ["fail", "pass"]
+    assert judge_snapshot(policy, snap).outcome == "inconclusive"
+
+
+def test_metrics_from_snapshots_sum_counts() -> None:
+    a = snapshot(count=100, labelled_count=50, correct_count=40, accuracy=0.8)
+    b = snapshot(event_id="snap-2", count=300, labelled_count=150, correct_count=90, accuracy=0.6)
+    merged = metrics_from_snapshots([a, b])
+    assert merged["accuracy"] == mv(130 / 200, n=200, successes=130)  # not the mean 0.7
+    assert merged["count"].value == 400
+    assert merged["error_rate"] == mv(1 - 130 / 200, n=200, successes=70)
+    assert "latency_p95_ms" not in merged  # quantiles do not merge
+    single = metrics_from_snapshots([a])
+    assert single["latency_p95_ms"].value == 150.0
+    assert single["accuracy"] == mv(0.8, n=50, successes=40)
+
+
+def test_pool_baselines() -> None:
+    counts = pool_baselines([{"acc": mv(0.8, n=100, successes=80)},
+                             {"acc": mv(0.9, n=300, successes=270), "f1": mv(0.5)}])
+    assert counts["acc"] == mv(0.875, n=400, successes=350)
+    assert counts["f1"] == mv(0.5)
+    errors = pool_baselines([{"acc": mv(0.7, stderr=0.03)}, {"acc": mv(0.8, stderr=0.04)}])
+    assert errors["acc"].value == pytest.approx(0.75)
+    assert errors["acc"].stderr == pytest.approx(math.sqrt((0.03**2 + 0.04**2) / 2))
+
+
+# --- new rule kinds in YAML: errors name line and field ----------------------------------------
+
+
+def test_unknown_kind_names_line_and_field() -> None:
+    text = "name: q\nrules:\n  - {metric: a, value: 1}\n  - kind: regresion\n    metric: a\n"
+    assert policy_error(text) == (
+        "p.yaml:4: rules.1.kind: kind must be one of threshold, min_samples, regression, "
+        "drift, safety, fairness")
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ("  - kind: regression\n    metric: acc\n    alpha: 1.5\n",
+         "p.yaml:5: rules.0.alpha: Input should be less than 1"),
+        ("  - kind: regression\n    metric: acc\n    margin_type: percent\n",
+         "p.yaml:5: rules.0.margin_type: Input should be 'absolute' or 'relative'"),
+        ("  - kind: regression\n    metric: acc\n    warn_alpha: 0.01\n",
+         "p.yaml:3: rules.0: warn_alpha must be larger than alpha"),
+        ("  - kind: safety\n    flag: refusal\n    pattern: x\n    max_rate: 0.1\n",
+         "p.yaml:3: rules.0: a safety rule needs exactly one of metric, flag, pattern, validator"),
+        ("  - kind: safety\n    pattern: '(unclosed'\n    max_rate: 0.1\n",
+         "p.yaml:3: rules.0: pattern is not a regular expression: missing ), unterminated "
+         "subpattern at position 0"),
+        ("  - kind: safety\n    validator: not-a-path\n    max_rate: 0.1\n",
+         "p.yaml:4: rules.0.validator: String should match pattern '^[\\w.]+:[\\w.]+$'"),
+        ("  - kind: safety\n    flag: refusal\n", "p.yaml:3: rules.0.max_rate: Field required"),
+        ("  - kind: drift\n    max_alerts: -1\n",
+         "p.yaml:4: rules.0.max_alerts: Input should be greater than or equal to 0"),
+        ("  - kind: fairness\n    attribute: gender\n",
+         "p.yaml:3: rules.0.evaluator: Field required"),
+    ],
+)
+def test_new_kinds_errors(rule: str, message: str) -> None:
+    assert policy_error("name: q\nrules:\n" + rule) == message
+
+
+def test_example_policies_parse_and_match_the_json_schema() -> None:
+    import jsonschema
+    import yaml
+
+    schema = policy_json_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    paths = sorted(EXAMPLES.glob("*.yaml"))
+    assert {p.name for p in paths} >= {"quality.yaml", "lighteval-release.yaml",
+                                       "llm-safety.yaml"}
+    for path in paths:
+        load_policy(path)
+        jsonschema.validate(yaml.safe_load(path.read_text()), schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"name": "q", "rules": [{"kind": "drift", "max_alerts": -1}]}, schema)
+
+
+# --- offline inputs ---------------------------------------------------------------------------
+
+
+def test_lighteval_fixture() -> None:
+    data = (FIXTURES / "results_small-lm-1.1.json").read_bytes()
+    loaded = parse_results(data, "r.json")
+    assert loaded.kind == "lighteval" and loaded.model == "acme/small-lm-1.1"
+    assert loaded.sha256 == hashlib.sha256(data).hexdigest()
+    m = loaded.evidence.metrics
+    assert m["lighteval|winogrande|5/acc"] == mv(0.652, stderr=0.013382)
+    # "all" is recomputed: the file's 0.0 standard errors are not believed
+    assert m["all/acc"].value == pytest.approx((0.652 + 0.779) / 2)
+    assert m["all/acc"].stderr == pytest.approx(math.hypot(0.013382, 0.009678) / 2)
+    assert m["all/truthfulqa_mc1"] == mv(0.296, stderr=0.015971)
+    assert len(m) == 9
+
+
+def test_lighteval_fixtures_judged() -> None:
+    now = parse_results((FIXTURES / "results_small-lm-1.1.json").read_bytes())
+    before = parse_results((FIXTURES / "results_small-lm-1.0.json").read_bytes())
+    policy = load_policy(EXAMPLES / "lighteval-release.yaml")
+    verdict = judge(policy, now.evidence.with_baseline(before.evidence.metrics, "1.0"))
+    assert verdict.outcome == "fail"
+    tasks = verdict.rules[0]
+    failing = [c["metric"] for c in tasks.evidence["checks"] if c["outcome"] != "pass"]
+    assert failing == ["lighteval|winogrande|5/acc"]  # truthfulqa and piqa moved by noise
+    same = judge(policy, before.evidence.with_baseline(before.evidence.metrics, "1.0"))
+    assert same.outcome == "pass"
+
+
+def test_predictions_jsonl() -> None:
+    lines = [json.dumps({"id": i, "prediction": i % 3 != 0, "label": True,
+                         "output": "OK" if i == 0 else "fine", "flags": {"refusal": i == 1}})
+             for i in range(6)] + [json.dumps({"prediction": True})]
+    loaded = parse_results("\n".join(lines).encode(), "p.jsonl")
+    m = loaded.evidence.metrics
+    assert loaded.kind == "predictions"
+    assert m["accuracy"] == mv(4 / 6, n=6, successes=4)
+    assert m["count"].value == 7 and m["labelled_count"].value == 6
+    assert m["refusal_rate"] == mv(1 / 6, n=6, successes=1)
+    assert [s.output for s in loaded.evidence.samples or []][:2] == ["OK", "fine"]
+    assert (loaded.evidence.samples or [])[-1].output == "true"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [(b'{"results": {}}', "r: no 'results' mapping of tasks to metrics"),
+     (b'{"results": {"t": 3}}', "r: results.t is not a mapping of metrics"),
+     (b'{"prediction": 1}\n{oops\n', "r:2: not valid JSON: Expecting property name enclosed "
+      "in double quotes"),
+     (b'{"label": 1}\n', "r:1: a prediction line is an object with 'prediction' (and 'label' "
+      "to be scored)"),
+     (b"\n\n", "r: no predictions in the file"),
+     (b"\xff", "r: not UTF-8 text")],
+)
+def test_bad_results_files(data: bytes, message: str) -> None:
+    from govloop.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        parse_results(data, "r")
+    assert str(info.value) == message
