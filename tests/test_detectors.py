@@ -378,3 +378,86 @@ def test_cusum_after_a_constant_warmup_any_other_value_is_a_change() -> None:
     values = np.array([0.0] * 150 + [1.0] + [0.0] * 10)  # sigma is estimated as 0
     assert CUSUM().update_many(values).tolist() == [150]
     assert one_at_a_time(CUSUM(), values) == [150]
+
+
+# -- ADWIN state as plain data ------------------------------------------------------
+
+
+ADWIN_VARIANTS = [name for name in FACTORIES if name.startswith("adwin")]
+
+
+@pytest.mark.parametrize("kind", ["errors", "shift", "steps"])
+@pytest.mark.parametrize("name", ADWIN_VARIANTS)
+def test_adwin_restored_mid_stream_carries_on_exactly(name: str, kind: str) -> None:
+    import json
+
+    values = stream(kind, seed=21, n=8000)
+    whole = FACTORIES[name]()
+    assert isinstance(whole, ADWIN)
+    expected, estimates = [], []
+    for i, x in enumerate(values.tolist()):  # the uninterrupted run, estimate after each value
+        whole.update(x)
+        if whole.drift_detected:
+            expected.append(i)
+        estimates.append((whole.width, whole.estimation, whole.variance, whole.dropped))
+    # stop and restore through JSON at several points (around alarms, mid-clock, in batches)
+    restarts = sorted({*expected, *(a + 1 for a in expected), 1, 17, 1234, 4000, 7999})
+    detector, found, start = FACTORIES[name](), [], 0
+    assert isinstance(detector, ADWIN)
+    for stop in [*restarts, values.size]:
+        found += (start + detector.update_many(values[start:stop])).tolist()
+        if stop > start:
+            assert (detector.width, detector.estimation, detector.variance,
+                    detector.dropped) == estimates[stop - 1]
+        text = json.dumps(detector.to_dict(), allow_nan=False)
+        restored = ADWIN.from_dict(json.loads(text))
+        assert same_state(restored, detector)
+        assert repr(restored) == repr(detector)
+        detector, start = restored, stop
+    assert found == expected
+    assert expected  # every stream here changes, so restores around alarms were tested
+
+
+def test_adwin_state_is_plain_data_and_small() -> None:
+    detector = ADWIN(delta=0.01)
+    detector.update_many(stream("bernoulli", seed=5, n=100_000))
+    d = detector.to_dict()
+    assert d["params"] == {"delta": 0.01, "clock": 32, "max_buckets": 5,
+                           "min_window_length": 5, "grace_period": 10}
+    plain = (str, int, float, bool, list, dict, type(None))
+    todo: list[Any] = [d]
+    while todo:  # nothing numpy inside
+        item = todo.pop()
+        assert isinstance(item, plain), type(item)
+        todo.extend(item.values() if isinstance(item, dict) else
+                    item if isinstance(item, list) else [])
+    assert len(d["pos"]) == detector.n_buckets + 1 < 100  # O(log W), not O(W)
+
+
+def test_adwin_from_dict_refuses_foreign_state() -> None:
+    good = ADWIN().to_dict()
+    with pytest.raises(ValueError, match="not an ADWIN state"):
+        ADWIN.from_dict({**good, "format": "river.adwin"})
+    with pytest.raises(ValueError, match="equal-length"):
+        ADWIN.from_dict({**good, "psum": [0.0, 1.0]})
+    with pytest.raises(ValueError, match="inconsistent"):
+        ADWIN.from_dict({**good, "pending": [0.0] * 32})
+
+
+def test_adwin_dropped_is_the_mean_of_what_the_cut_removed() -> None:
+    values = stream("errors", seed=8)
+    detector, seen = ADWIN(), 0
+    for x in values.tolist():
+        before = (detector.width, detector.width * detector.estimation)
+        if detector.drift_detected:
+            before = (0, 0.0)
+        detector.update(x)
+        seen += 1
+        if detector.drift_detected:
+            n, mean = detector.dropped
+            assert n == before[0] + 1 - detector.width > 0
+            total = before[1] + x - detector.width * detector.estimation
+            assert mean == pytest.approx(total / n)
+        else:
+            assert detector.dropped == (0, 0.0)
+    assert seen == values.size
