@@ -17,6 +17,7 @@ from sqlalchemy import Column, Engine, Text, event, inspect, make_url, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
+from govloop.audit.ledger import append as audit_append  # registers the ledger tables
 from govloop.config import Settings
 from govloop.schemas import DriftAlert, GateResult, MetricSnapshot
 
@@ -234,31 +235,55 @@ def save_snapshot(session: Session, snap: MetricSnapshot) -> bool:
 
 
 def save_gate_result(session: Session, result: GateResult) -> bool:
-    return _insert_once(
-        session,
-        GateResultRow(
-            event_id=result.event_id,
-            policy=result.policy,
-            policy_hash=result.policy_hash,
-            model=result.model,
-            model_version=result.model_version,
-            outcome=result.outcome,
-            ts=result.ts,
-            trigger_event_id=result.trigger_event_id,
-            body=result.model_dump_json(by_alias=True),
-        ),
+    """Insert a gate result once; a new one enters the audit ledger in the same savepoint."""
+    body = result.model_dump_json(by_alias=True)
+    row = GateResultRow(
+        event_id=result.event_id,
+        policy=result.policy,
+        policy_hash=result.policy_hash,
+        model=result.model,
+        model_version=result.model_version,
+        outcome=result.outcome,
+        ts=result.ts,
+        trigger_event_id=result.trigger_event_id,
+        body=body,
     )
+    inserted = False
+    try:
+        # one savepoint for both: pysqlite commits at the release of a savepoint that
+        # opened the transaction, so the ledger entry must be written before it
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+            inserted = True
+            audit_append(session, "gate_result", result.event_id, json.loads(body),
+                         model=result.model)
+    except IntegrityError:
+        if inserted:
+            raise
+        return False
+    return True
 
 
 def save_policy(session: Session, name: str, policy_hash: str, body: dict[str, Any],
                 created_at: datetime) -> bool:
+    """Record a policy version once; a new one enters the audit ledger in the same savepoint."""
     if session.get(GatePolicyRow, policy_hash) is not None:
         return False
-    return _insert_once(
-        session,
-        GatePolicyRow(policy_hash=policy_hash, name=name, created_at=created_at,
-                      body=json.dumps(body, sort_keys=True)),
-    )
+    inserted = False
+    try:
+        with session.begin_nested():
+            session.add(GatePolicyRow(policy_hash=policy_hash, name=name, created_at=created_at,
+                                      body=json.dumps(body, sort_keys=True)))
+            session.flush()
+            inserted = True
+            audit_append(session, "policy", policy_hash,
+                         {"name": name, "hash": policy_hash, "body": body})
+    except IntegrityError:
+        if inserted:
+            raise
+        return False
+    return True
 
 
 def save_drift_alert(session: Session, alert: DriftAlert) -> bool:
