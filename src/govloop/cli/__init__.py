@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from govloop.cli import audit, demo, drift, schemas, services
+from govloop.cli import audit, baseline, demo, drift, gate, schemas, services
 
 app = typer.Typer(
     name="govloop",
@@ -23,6 +23,8 @@ app.add_typer(services.topics_app, name="topics")
 app.add_typer(schemas.app, name="schemas")
 app.add_typer(drift.app, name="drift")
 app.add_typer(drift.metrics_app, name="metrics")
+app.add_typer(gate.app, name="gate")
+app.add_typer(baseline.app, name="baseline")
 app.add_typer(audit.app, name="audit")
 
 __all__ = ["app", "main"]

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from govloop.cli.output import console, fail
+from govloop.cli.gate import fail
+from govloop.cli.output import console
 
 app = typer.Typer(help="Baselines for regression gates: every set is a new version.",
                   no_args_is_help=True)
@@ -17,16 +20,21 @@ app = typer.Typer(help="Baselines for regression gates: every set is a new versi
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
-def open_session() -> Any:
-    """A session on the configured database, its tables created."""
+@contextmanager
+def open_session() -> Iterator[Any]:
+    """A session on the configured database, its tables created; the engine disposed after."""
     from sqlmodel import Session
 
     from govloop.cli.services import resolved_settings
     from govloop.stores.sql import create_engine_for, init_db
 
     engine = create_engine_for(resolved_settings())
-    init_db(engine)
-    return Session(engine)
+    try:
+        init_db(engine)
+        with Session(engine) as session:
+            yield session
+    finally:
+        engine.dispose()
 
 
 def _utc(value: datetime | None) -> datetime | None:

@@ -10,11 +10,12 @@ import json
 import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+from rich.markup import escape
 
-from govloop.cli.output import console, fail
+from govloop.cli.output import console, stderr
 
 if TYPE_CHECKING:
     from govloop.gates import Verdict
@@ -25,6 +26,12 @@ app = typer.Typer(help="Quality gates: check results files against policies (for
 EXIT_CODES = {"pass": 0, "warn": 0, "fail": 1, "inconclusive": 2}
 _WORST = ("fail", "inconclusive", "warn", "pass")
 _STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "inconclusive": "magenta"}
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """``error: message`` on stderr as one line (never wrapped, never read as markup)."""
+    stderr.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    raise typer.Exit(code)
 
 
 def _finite(obj: Any) -> Any:

@@ -20,6 +20,7 @@ from sqlmodel import Field, Session, SQLModel, create_engine, select
 from govloop.audit.ledger import append as audit_append  # registers the ledger tables
 from govloop.config import Settings
 from govloop.schemas import DriftAlert, GateResult, MetricSnapshot
+from govloop.stores.baselines import BaselineRow  # noqa: F401  (init_db creates its table)
 
 __all__ = [
     "DriftAlertRow",
