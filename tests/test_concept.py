@@ -278,3 +278,41 @@ def test_status_and_alerts_are_recorded(settings: Settings, db_url: str) -> None
     assert (recovered[0].state, recovered[0].drifted) == ("ok", False)
     assert recovered[0].since is not None and recovered[0].since > row.since
     assert sorted(a.state for a in alerts) == ["drift", "recovered"]
+
+
+def test_concept_drift_through_the_worker(settings: Settings, tmp_path: Any) -> None:
+    """Labels through the broker: the error rate jumps 5% -> 50%; one error_rate alert."""
+    from datetime import UTC, datetime, timedelta
+
+    from govloop.schemas import Feedback, Prediction
+    from tests.kafka_helpers import WorkerProcess, consume, produce
+
+    s = settings.model_copy(update={"idle_close_seconds": 20.0, "window_grace_seconds": 1.0,
+                                    "reference_events": 0, "policies": ""})
+    start = datetime(2030, 1, 1, tzinfo=UTC)
+    rng = np.random.default_rng(5)
+    preds, fbs = [], []
+    for i in range(4000):
+        ts = start + timedelta(seconds=i * 0.05)
+        rid = f"r{i}"
+        preds.append(Prediction(model="clf", model_version="3", request_id=rid, ts=ts,
+                                prediction="yes"))
+        wrong = rng.random() < (0.05 if i < 2500 else 0.5)
+        fbs.append(Feedback(request_id=rid, label="no" if wrong else "yes", ts=ts))
+    produce(s, "predictions", preds)
+    produce(s, "feedback", fbs)
+    with WorkerProcess(s, tmp_path / "worker.log"):
+        consume(s, "drift", 1, timeout=45)
+        # and nothing more: one episode, one alert
+        alerts = [a for a in consume(s, "drift", 2, timeout=6) if isinstance(a, DriftAlert)]
+    log = (tmp_path / "worker.log").read_text()[-3000:]
+    assert [(a.feature, a.state, a.test) for a in alerts] == [
+        ("error_rate", "drift", "adwin")], log
+    alert = alerts[0]
+    # threshold: the rate before the cut; statistic: the mean of the window ADWIN keeps
+    assert alert.threshold < 0.1 and alert.statistic > alert.threshold
+    # detected after the change, within a few hundred outcomes of it
+    assert start + timedelta(seconds=2500 * 0.05) <= alert.ts <= start + timedelta(seconds=160)
+    with Session(create_engine_for(s)) as session:
+        status = {r.feature: r for r in drift_status(session, "clf")}
+    assert status["error_rate"].state == "drift"

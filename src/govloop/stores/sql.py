@@ -60,7 +60,6 @@ class MetricSnapshotRow(SQLModel, table=True):
     body: str = Field(sa_column=Column(Text, nullable=False))
 
 
-
 class GatePolicyRow(SQLModel, table=True):
     __tablename__ = "gate_policies"
 
@@ -204,7 +203,6 @@ def _add_new_columns(conn: Any) -> None:
             if not column.nullable:
                 ddl += " NOT NULL"
             conn.exec_driver_sql(ddl)
-
 
 
 def _insert_once(session: Session, row: SQLModel) -> bool:

@@ -31,8 +31,10 @@ see :mod:`govloop.streams.records`).  A window takes at most
 ``segment_slices`` segment values; later ones are counted as
 ``<attribute>=__other__``, so memory stays bounded whatever the cardinality.
 
-Each batch also returns its join outcomes (a label right or wrong, a thumb
-up or down), once per event, for the concept-drift detectors.
+Join outcomes (a label right or wrong, a thumb up or down) wait in a sorted
+set by event time until the watermark passes them and are then released
+once, in time order, for the concept-drift detectors: a backlog read one
+partition ahead of another does not look like a change of the error rate.
 """
 
 from __future__ import annotations
@@ -46,25 +48,62 @@ from redis.exceptions import NoScriptError
 
 from govloop.stats import sliding_counters
 
-__all__ = ["Applied", "ClosedWindow", "Encoded", "Outcome", "WindowStore", "clear_state"]
+__all__ = ["Applied", "Claimed", "ClosedWindow", "Encoded", "Outcome", "WindowStore", "clear_state"]
 
 #: A closed window's counters are kept this long beyond the sliding span, so a
 #: worker restart within it still publishes complete sliding windows.
 RECENT_SLACK_SECONDS = 3600.0
 
-_APPLY = """
+# Shared by both scripts: the watermark, and releasing join outcomes in event-time order.
+_ORDER = """
+-- the slowest active input partition's event time; nil when no partition is active
+-- (idle); -inf while an input partition named from ARGV[first] on has not delivered in
+-- the first `idle` seconds after input began (a backlog read partition by partition)
+local function watermark(P, idle, now, first)
+  local mark = nil
+  local times = redis.call('HGETALL', P .. 'ptime')
+  for i = 1, #times, 2 do
+    local wall = tonumber(redis.call('HGET', P .. 'pwall', times[i]) or '0')
+    if now - wall <= idle then
+      local t = tonumber(times[i + 1])
+      if mark == nil or t < mark then mark = t end
+    end
+  end
+  local began = tonumber(redis.call('GET', P .. 'first_input') or '0')
+  if mark ~= nil and now - began <= idle then
+    for i = first, #ARGV do
+      if redis.call('HEXISTS', P .. 'ptime', ARGV[i]) == 0 then return -math.huge end
+    end
+  end
+  return mark
+end
+
+-- join outcomes wait in a sorted set by event time until every partition has passed
+-- them, so the concept detectors see them in time order whichever worker read what
+local function release(P, upto)
+  local key = P .. 'outcomes'
+  local limit = '+inf'
+  if upto ~= nil then limit = tostring(upto) end
+  local out = redis.call('ZRANGEBYSCORE', key, '-inf', limit)
+  if #out > 0 then redis.call('ZREMRANGEBYSCORE', key, '-inf', limit) end
+  return out
+end
+"""
+
+_APPLY = _ORDER + """
 local P = ARGV[1]
 local size = tonumber(ARGV[2])
 local horizon = math.floor(tonumber(ARGV[3]))
 local dedupe = math.floor(tonumber(ARGV[4]))
 local records = cjson.decode(ARGV[5])
 local cap = tonumber(ARGV[6])
+local idle = tonumber(ARGV[7])
 local now = tonumber(redis.call('TIME')[1])
 local applied = 0
 -- what a batch touches more than once is read once and written once, at the end:
 -- offsets, event and wall times per partition, window counters, closed windows, late counts
 local stored, offsets, ptimes, closed, counts, ends, late = {}, {}, {}, {}, {}, {}, {}
-local outcomes = {}  -- {model, version, stream, 0 or 1, time} per joined label or thumb
+local outcomes = {}  -- {model, version, stream, 0 or 1, time, event id} per label or thumb
 
 local members = {}  -- model -> version -> slice -> window start -> member (formatted once)
 local redirect = {}  -- member of a segment value over the cap -> its __other__ counters
@@ -145,16 +184,16 @@ local function count_feedback(c, wrong, negative)
   end
 end
 
--- feedback (label `flabel`, thumb `pos`, time t) joined to a prediction of (m, v)
-local function join(m, v, plabel, slices, flabel, pos, t)
+-- feedback `eid` (label `flabel`, thumb `pos`, time t) joined to a prediction of (m, v)
+local function join(m, v, plabel, slices, flabel, pos, t, eid)
   local wrong, negative = nil, nil
   if flabel ~= '' then
     if flabel == plabel then wrong = 0 else wrong = 1 end
-    table.insert(outcomes, {m, v, 'error', wrong, t})
+    table.insert(outcomes, {m, v, 'error', wrong, t, eid})
   end
   if pos ~= '' then
     if pos == '1' then negative = 0 else negative = 1 end
-    table.insert(outcomes, {m, v, 'negative', negative, t})
+    table.insert(outcomes, {m, v, 'negative', negative, t, eid})
   end
   count_feedback(slot(m, v, '', t), wrong, negative)
   for _, sl in ipairs(slices) do count_feedback(slot(m, v, sl, t), wrong, negative) end
@@ -187,7 +226,7 @@ for _, r in ipairs(records) do
                                   'EX', horizon, 'GET')
         if before and string.sub(before, 1, 1) == 'f' then
           for _, f in ipairs(cjson.decode(string.sub(before, 2))) do
-            join(m, v, plabel, slices, f[1], f[2], f[3])
+            join(m, v, plabel, slices, f[1], f[2], f[3], f[4])
           end
         end
       else
@@ -195,11 +234,11 @@ for _, r in ipairs(records) do
         local found = redis.call('GET', jkey)
         if found and string.sub(found, 1, 1) == 'p' then
           local p = cjson.decode(string.sub(found, 2))
-          join(p[1], p[2], p[3], p[4], flabel, pos, t)
+          join(p[1], p[2], p[3], p[4], flabel, pos, t, eid)
         else
           local waiting = {}
           if found then waiting = cjson.decode(string.sub(found, 2)) end
-          table.insert(waiting, {flabel, pos, t})
+          table.insert(waiting, {flabel, pos, t, eid})
           redis.call('SET', jkey, 'f' .. cjson.encode(waiting), 'EX', horizon)
         end
       end
@@ -219,36 +258,25 @@ for tp, offset in pairs(offsets) do
 end
 redis.call('SET', P .. 'last_input', now)
 redis.call('SET', P .. 'first_input', now, 'NX')
-if #outcomes == 0 then return {applied, '[]'} end
-return {applied, cjson.encode(outcomes)}
+for _, o in ipairs(outcomes) do
+  redis.call('ZADD', P .. 'outcomes', o[5], cjson.encode(o))
+end
+if #outcomes > 0 then redis.call('EXPIRE', P .. 'outcomes', horizon) end
+local mark = watermark(P, idle, now, 8)
+if mark == nil then return {applied, {}} end
+return {applied, release(P, mark)}
 """
 
-_CLOSE = """
+_CLOSE = _ORDER + """
 local P = ARGV[1]
 local grace = tonumber(ARGV[2])
 local idle = tonumber(ARGV[3])
 local horizon = math.floor(tonumber(ARGV[4]))
 local retry = tonumber(ARGV[5])
 local now = tonumber(redis.call('TIME')[1])
-local watermark = nil
-local times = redis.call('HGETALL', P .. 'ptime')
-for i = 1, #times, 2 do
-  local wall = tonumber(redis.call('HGET', P .. 'pwall', times[i]) or '0')
-  if now - wall <= idle then
-    local t = tonumber(times[i + 1])
-    if watermark == nil or t < watermark then watermark = t end
-  end
-end
-local limit = '+inf'
-if watermark ~= nil then limit = tostring(watermark - grace) end
--- an input partition that has not delivered yet holds every window open for the
--- first `idle` seconds: a backlog read partition by partition closes nothing early
-local first = tonumber(redis.call('GET', P .. 'first_input') or '0')
-if watermark ~= nil and now - first <= idle then
-  for i = 6, #ARGV do
-    if redis.call('HEXISTS', P .. 'ptime', ARGV[i]) == 0 then limit = '-inf' end
-  end
-end
+local mark = watermark(P, idle, now, 6)
+local limit = '+inf'  -- idle: close everything, release every waiting outcome
+if mark ~= nil then limit = tostring(mark - grace) end
 local claimed = {}
 for _, member in ipairs(redis.call('ZRANGEBYSCORE', P .. 'open', '-inf', limit)) do
   redis.call('ZREM', P .. 'open', member)
@@ -262,7 +290,7 @@ end
 for _, member in ipairs(redis.call('ZRANGEBYSCORE', P .. 'closing', '-inf', now - retry)) do
   table.insert(claimed, member)
 end
-local out = {}
+local out = {release(P, mark)}
 for _, member in ipairs(claimed) do
   redis.call('ZADD', P .. 'closing', now, member)
   table.insert(out, member)
@@ -290,9 +318,21 @@ class Outcome(NamedTuple):
 
 
 class Applied(NamedTuple):
-    """What one batch changed: how many events were new, and the joins they made."""
+    """What one batch changed: how many events were new, and the join outcomes released."""
 
     events: int
+    outcomes: list[Outcome]
+
+
+def _outcomes(released: Sequence[bytes | str]) -> list[Outcome]:
+    """Outcomes as the scripts release them: JSON ``[model, version, stream, value, ts, id]``."""
+    return [Outcome(*json.loads(raw)[:5]) for raw in released]
+
+
+class Claimed(NamedTuple):
+    """What :meth:`WindowStore.claim_closed` returns."""
+
+    windows: list[ClosedWindow]
     outcomes: list[Outcome]
 
 
@@ -356,13 +396,15 @@ class WindowStore:
         ``before(pipeline)`` may queue commands that must take effect in the
         same transaction, ahead of the counters (the drift profiles of the
         batch).  Returns how many records were new (not redelivered, not
-        duplicates) and the feedback joins they made, each exactly once.
+        duplicates) and the join outcomes that every input partition has now
+        passed in event time (of this batch and earlier ones), each released
+        once, in event-time order.
         """
         batch = records if isinstance(records, Encoded) else self.encode(records)
         if not batch.n and before is None:
             return Applied(0, [])
         args = [self.prefix, self.window_seconds, self.horizon_seconds, self.dedupe_seconds,
-                batch.json, self.segment_slices]
+                batch.json, self.segment_slices, self.idle_close_seconds, *self.partitions]
         try:
             return await self._transaction(batch.n, args, before)
         except NoScriptError:  # a restarted or flushed Redis
@@ -380,11 +422,15 @@ class WindowStore:
         results = await pipe.execute()
         if not count:
             return Applied(0, [])
-        applied, outcomes = results[-1]
-        return Applied(int(applied), [Outcome(*o) for o in json.loads(outcomes)])
+        applied, released = results[-1]
+        return Applied(int(applied), _outcomes(released))
 
-    async def claim_closed(self) -> list[ClosedWindow]:
-        """Close every due window and claim it (and any claim left over by a crash)."""
+    async def claim_closed(self) -> Claimed:
+        """Close every due window and claim it (and any claim left over by a crash).
+
+        Also releases the join outcomes every input partition has passed (all
+        of them when input is idle).
+        """
         args = [
             self.prefix,
             self.grace_seconds,
@@ -393,7 +439,7 @@ class WindowStore:
             self.retry_seconds,
             *self.partitions,
         ]
-        flat = await self._close(keys=[], args=args)
+        released, *flat = await self._close(keys=[], args=args)
         windows = []
         for i in range(0, len(flat), 2):
             member = _text(flat[i])
@@ -402,7 +448,7 @@ class WindowStore:
             counters = {_text(raw[j]): int(raw[j + 1]) for j in range(0, len(raw), 2)}
             windows.append(ClosedWindow(member, model, version, float(start), counters,
                                         slice_[0] if slice_ else ""))
-        return windows
+        return Claimed(windows, _outcomes(released))
 
     @property
     def sliding_span(self) -> float:

@@ -5,7 +5,8 @@ No per-event framework machinery: a batch is a list of raw Kafka records (as
 batch, so the cost per event is validation plus a few list appends.
 
 * :meth:`InputBatches.apply`  predictions + feedback -> drift profiles, join and
-  window counters (Redis), dead letters for what fails its contract
+  window counters (Redis), concept-drift detectors on the join outcomes, dead
+  letters for what fails its contract
 * :meth:`InputBatches.judge`  metric snapshots -> every matching policy -> ``gates``
 * :meth:`InputBatches.close_windows`  due windows -> ``metrics``, SQL, drift alerts
 
@@ -39,7 +40,8 @@ from govloop.stores.sql import (
     save_policy,
     save_snapshot,
 )
-from govloop.stores.window_state import Encoded, WindowStore
+from govloop.stores.window_state import Encoded, Outcome, WindowStore
+from govloop.streams.concept import ConceptMonitor
 from govloop.streams.monitor import DriftMonitor, Staged
 from govloop.streams.records import record_of, snapshot_of
 
@@ -125,6 +127,7 @@ class InputBatches:
             sliding_windows=settings.sliding_windows,
         )
         self.drift = DriftMonitor(settings, redis, self.engine)
+        self.concept = ConceptMonitor(settings, redis, self.engine)
         self.short = {settings.topic(n): n for n in TOPICS}
 
     async def start(self) -> None:
@@ -190,6 +193,7 @@ class InputBatches:
                 self.drift.invalidate()  # what Redis holds is unknown now: read it again
                 raise
             self.drift.saved(saving)
+        await self._observe(applied.outcomes)
         await self._send_dead(prepared.dead)
         return applied.events
 
@@ -221,7 +225,8 @@ class InputBatches:
         ``sliding_windows > 1``, a sliding one ending with it.  Drift is judged
         on the overall windows.
         """
-        windows = await self.store.claim_closed()
+        windows, outcomes = await self.store.claim_closed()
+        await self._observe(outcomes)
         if not windows:
             return 0
         prefix, size = self.settings.topic_prefix, self.settings.window_seconds
@@ -242,6 +247,12 @@ class InputBatches:
         await self.store.acknowledge(windows)
         await self.drift.forget(overall)
         return len(overall)
+
+    async def _observe(self, outcomes: Sequence[Outcome]) -> None:
+        """Feed released join outcomes to the concept-drift detectors; publish their alerts."""
+        if outcomes:
+            for alert in await self.concept.observe(outcomes):
+                await self.publish("drift", alert.model.encode(), alert.to_json())
 
     async def flush(self) -> None:
         """Store what is staged (drift profiles): before offsets are committed."""
