@@ -43,7 +43,7 @@ __all__ = [
 GENESIS_HASH = "0" * 64
 
 #: The kinds govloop records; others are accepted if they match ``[a-z][a-z0-9_]*``.
-KINDS = ("gate_result", "policy", "baseline", "experiment", "dataset")
+KINDS = ("gate_result", "policy", "manifest", "baseline", "experiment", "dataset")
 
 #: Key of the PostgreSQL advisory lock that serialises appenders.
 _LEDGER_LOCK = 0x6F766C61

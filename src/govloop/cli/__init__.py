@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from govloop.cli import audit, baseline, demo, drift, gate, schemas, services
+from govloop.cli import audit, baseline, demo, drift, gate, repro, schemas, services
 
 app = typer.Typer(
     name="govloop",
@@ -26,6 +26,7 @@ app.add_typer(drift.metrics_app, name="metrics")
 app.add_typer(gate.app, name="gate")
 app.add_typer(baseline.app, name="baseline")
 app.add_typer(audit.app, name="audit")
+app.add_typer(repro.app, name="repro")
 
 __all__ = ["app", "main"]
 

@@ -113,10 +113,16 @@ def check(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     junit: Annotated[Path | None, typer.Option(
         "--junit", help="Also write JUnit XML here (one testcase per rule).")] = None,
+    record: Annotated[bool, typer.Option(
+        "--record", help="Save each gate result, its policy and its manifest to the database "
+                         "(then: govloop repro verify ID).")] = False,
 ) -> None:
     """Judge a results file: exit 0 pass (or warn), 1 fail, 2 inconclusive or error."""
+    from govloop.audit.manifest import build_manifest, file_input
+    from govloop.audit.replay import baseline_evidence, judge_results
+    from govloop.cli.services import resolved_settings
     from govloop.errors import GovloopError
-    from govloop.gates import judge, load_policies, load_results
+    from govloop.gates import load_policies, load_results
 
     if baseline is not None and baseline_file is not None:
         fail("give --baseline or --baseline-file, not both")
@@ -128,20 +134,31 @@ def check(
         if not policies:
             fail(f"no policy files in {policy}")
         loaded = load_results(results)
-        evidence = loaded.evidence
+        base_metrics, base_label = None, None
         if baseline_file is not None:
             ref = load_results(baseline_file)
-            evidence = evidence.with_baseline(ref.evidence.metrics, baseline_file.name)
+            base_metrics, base_label = ref.evidence.metrics, baseline_file.name
             base_info = {"ref": baseline_file.name, "sha256": ref.sha256}
         elif baseline is not None:
             from govloop.cli.baseline import open_session
             from govloop.stores.baselines import resolve_baseline
 
             with open_session() as session:
-                metrics, label, versions = resolve_baseline(session, baseline, last)
-            evidence = evidence.with_baseline(metrics, label)
-            base_info = {"ref": label, "versions": versions}
-        verdicts = [judge(p, evidence) for p in policies]
+                base_metrics, base_label, versions = resolve_baseline(session, baseline, last)
+            base_info = {"ref": base_label, "versions": versions}
+        judged = [judge_results(p, loaded, baseline=base_metrics, baseline_label=base_label,
+                                baseline_ref=base_info) for p in policies]
+        verdicts = [v for v, _ in judged]
+        settings = resolved_settings()
+        evidence = ({} if base_metrics is None
+                    else {"baseline": baseline_evidence(base_metrics, base_label, base_info)})
+        manifests = [build_manifest(policy_hash=p.content_hash,
+                                    inputs=[file_input(results.resolve(), loaded.sha256)],
+                                    evidence=evidence, settings=settings) for p in policies]
+        gate_results = [r.model_copy(update={"manifest_id": m.id})
+                        for (_, r), m in zip(judged, manifests, strict=True)]
+        if record:
+            _record(policies, gate_results, manifests)
     except GovloopError as exc:
         first, *more = str(exc).splitlines()
         fail(first + (f" (and {len(more)} more: govloop gate validate)" if more else ""))
@@ -157,15 +174,41 @@ def check(
                "results": {"file": str(results), "sha256": loaded.sha256, "kind": loaded.kind,
                            "model": loaded.model},
                "baseline": base_info,
-               "policies": [v.model_dump(mode="json") for v in verdicts]}
+               "recorded": record,
+               "policies": [v.model_dump(mode="json") | {"gate_result_id": r.event_id,
+                                                         "manifest": m.model_dump(mode="json")}
+                            for v, r, m in zip(verdicts, gate_results, manifests, strict=True)]}
         print(json.dumps(_finite(out), indent=2))
     else:
         for v in verdicts:
             _print_verdict(v, results.name)
         if base_info is not None:
             console.print(f"baseline: {base_info['ref']}")
+        for r in gate_results:
+            console.print(f"{'recorded' if record else 'gate result'} {r.event_id} "
+                          f"({r.policy}, manifest {r.manifest_id})", soft_wrap=True)
         console.print(f"gate: [{_STYLE[outcome]}]{outcome}[/] (exit {code})")
     raise typer.Exit(code)
+
+
+def _record(policies: list[Any], results: list[Any], manifests: list[Any]) -> None:
+    """Save each policy version, manifest and gate result in one transaction."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from govloop.audit.manifest import save_manifest
+    from govloop.cli.baseline import open_session
+    from govloop.schemas import utcnow
+    from govloop.stores.sql import save_gate_result, save_policy
+
+    try:
+        with open_session() as session:
+            for p, r, m in zip(policies, results, manifests, strict=True):
+                save_policy(session, p.name, p.content_hash, p.model_dump(mode="json"), utcnow())
+                save_manifest(session, m)
+                save_gate_result(session, r)
+            session.commit()
+    except SQLAlchemyError as exc:
+        fail(f"cannot record the gate results: {exc.__class__.__name__}: {exc}".splitlines()[0])
 
 
 @app.command("schema")

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 from govloop.audit.ledger import append as audit_append  # registers the ledger tables
+from govloop.audit.manifest import ManifestRow  # noqa: F401  (init_db creates its table)
 from govloop.config import Settings
 from govloop.schemas import DriftAlert, GateResult, MetricSnapshot
 from govloop.stores.baselines import BaselineRow  # noqa: F401  (init_db creates its table)
