@@ -11,6 +11,10 @@ from govloop.schemas.base import Event, Scalar
 
 __all__ = ["Assignment", "Feedback", "Label", "Prediction"]
 
+_isfinite = math.isfinite
+_is_float: Any = float.__instancecheck__  # isinstance(x, float), in C
+
+
 def _name() -> Any:
     return Field(min_length=1, max_length=256)
 
@@ -61,9 +65,12 @@ class Prediction(Event):
     @field_validator("features")
     @classmethod
     def _finite_features(cls, value: dict[str, Scalar]) -> dict[str, Scalar]:
-        for name, x in value.items():
-            if isinstance(x, float) and not math.isfinite(x):
-                raise ValueError(f"feature {name!r} is not finite")
+        # the sum of the float features is finite only if each of them is; a sum
+        # that is not (an overflow, or a bad value) sends us to the exact check
+        if not _isfinite(sum(filter(_is_float, value.values()))):
+            for name, x in value.items():
+                if isinstance(x, float) and not math.isfinite(x):
+                    raise ValueError(f"feature {name!r} is not finite")
         return value
 
     @field_validator("probabilities")
@@ -73,17 +80,20 @@ class Prediction(Event):
             return None
         if not value:
             raise ValueError("must name at least one class")
-        if any(not (0.0 <= p <= 1.0) for p in value.values()):
+        ps = value.values()
+        total = sum(ps)
+        # a NaN anywhere makes the sum NaN (total != total); min and max see the rest
+        if total != total or min(ps) < 0.0 or max(ps) > 1.0:
             raise ValueError("each probability must lie in [0, 1]")
-        if abs(sum(value.values()) - 1.0) > 1e-3:
-            raise ValueError(f"probabilities sum to {sum(value.values()):.4f}, not 1")
+        if abs(total - 1.0) > 1e-3:
+            raise ValueError(f"probabilities sum to {total:.4f}, not 1")
         return value
 
     @field_validator("scores", "embedding")
     @classmethod
     def _finite_numbers(cls, value: dict[str, float] | list[float] | None):  # type: ignore[no-untyped-def]
         numbers = value.values() if isinstance(value, dict) else (value or [])
-        if any(not math.isfinite(x) for x in numbers):
+        if not _isfinite(sum(numbers)) and any(not math.isfinite(x) for x in numbers):
             raise ValueError("values must be finite")
         return value
 

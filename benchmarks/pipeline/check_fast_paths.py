@@ -1,0 +1,126 @@
+"""Fuzz the validators' fast paths against the plain checks they replace.
+
+The event validators take shortcuts on the hot path (``schemas/base.py``,
+``schemas/inputs.py``).  Each shortcut must give the value, or the error, that
+the straightforward check gives.  This script draws many inputs around the
+edges and compares:
+
+* ``Event._in_utc``: a wire timestamp parsed with ``datetime.fromisoformat``
+  against pydantic's own parse followed by ``astimezone(UTC)``;
+* ````Prediction._finite_features``, ``_a_distribution`` and ``_finite_numbers``
+  against the loops they replaced.
+
+Run::
+
+    .venv/bin/python benchmarks/pipeline/check_fast_paths.py          # ~20 s
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from govloop.schemas import Prediction, describe_validation_error
+
+BASE = {"model": "m", "model_version": "1", "request_id": "r", "prediction": "a"}
+
+
+class _Reference(BaseModel):
+    ts: datetime
+
+
+def reference_ts(value: str) -> datetime | None:
+    """pydantic's parse, then the conversion to UTC the validator used to make."""
+    try:
+        ts = _Reference(ts=value).ts
+    except ValidationError:
+        return None
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def fast_ts(value: str) -> datetime | None:
+    try:
+        return Prediction(**BASE, ts=value).ts
+    except ValidationError:
+        return None
+
+
+def check_timestamps(rng: random.Random, n: int) -> int:
+    base = "2031-06-15T12:34:56.123456Z"
+    alphabet = "0123456789-:T.Z +_,tz\u0661\uff11"
+    bad = 0
+    for _ in range(n):
+        length = rng.choice((19, 20, 21, 22, 24, 26, 27, 28, 32))
+        chars = list((base[:19] + "." + base[20:] * 2)[: length - 1] + "Z")
+        for _ in range(rng.randint(0, 4)):
+            pool = alphabet if rng.random() < 0.5 else "0123456789"
+            chars[rng.randrange(len(chars))] = rng.choice(pool)
+        value = "".join(chars)
+        want, got = reference_ts(value), fast_ts(value)
+        if want != got or (got is not None and got.tzinfo is not UTC):
+            bad += 1
+            print(f"timestamp {value!r}: reference {want!r}, validator {got!r}")
+    return bad
+
+
+def reference_numbers(data: dict[str, Any]) -> str | None:
+    """The reason the checks before the fast paths gave (every failing field), or None."""
+    reasons = []
+    for name, x in data["features"].items():
+        if isinstance(x, float) and not math.isfinite(x):
+            reasons.append(f"features: feature {name!r} is not finite")
+            break
+    probs = data["probabilities"]
+    if not probs:
+        reasons.append("probabilities: must name at least one class")
+    elif any(not (0.0 <= p <= 1.0) for p in probs.values()):
+        reasons.append("probabilities: each probability must lie in [0, 1]")
+    elif abs(sum(probs.values()) - 1.0) > 1e-3:
+        reasons.append(f"probabilities: probabilities sum to {sum(probs.values()):.4f}, not 1")
+    if any(not math.isfinite(x) for x in data["scores"].values()):
+        reasons.append("scores: values must be finite")
+    return "; ".join(reasons) or None
+
+
+def check_numbers(rng: random.Random, n: int) -> int:
+    specials = [math.inf, -math.inf, math.nan, 1e308, -1e308, 0.0, 1.0, -0.0, 5e-324]
+    bad = 0
+    for _ in range(n):
+        def number() -> float:
+            return rng.choice(specials) if rng.random() < 0.1 else rng.uniform(-2, 2)
+
+        features: dict[str, Any] = {f"f{i}": number() for i in range(rng.randint(0, 6))}
+        features |= {f"c{i}": rng.choice(["x", 3, True]) for i in range(rng.randint(0, 2))}
+        k = rng.randint(0, 3)
+        probs = {f"p{i}": (number() if rng.random() < 0.2 else rng.random()) for i in range(k)}
+        if probs and rng.random() < 0.5:  # mostly a proper distribution
+            total = sum(abs(p) for p in probs.values() if math.isfinite(p)) or 1.0
+            probs = {c: (abs(p) / total if math.isfinite(p) else p) for c, p in probs.items()}
+        scores = {f"s{i}": number() for i in range(rng.randint(0, 3))}
+        data = {"features": features, "probabilities": probs, "scores": scores}
+        want = reference_numbers(data)
+        try:
+            Prediction(**{k: v for k, v in BASE.items() if k != "prediction"}, **data)
+            got = None
+        except ValidationError as exc:
+            got = describe_validation_error(exc)
+        if want != got:
+            bad += 1
+            print(f"numbers {data!r}: reference {want!r}, validator {got!r}")
+    return bad
+
+
+def main() -> None:
+    rng = random.Random(int(sys.argv[1]) if len(sys.argv) > 1 else 1)
+    bad = check_timestamps(rng, 200_000) + check_numbers(rng, 100_000)
+    print("fast paths agree with the reference checks" if not bad else f"{bad} disagreements")
+    sys.exit(1 if bad else 0)
+
+
+if __name__ == "__main__":
+    main()
