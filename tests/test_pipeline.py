@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
+from govloop.audit.manifest import load_manifest
 from govloop.config import Settings
 from govloop.schemas import Feedback, GateResult, MetricSnapshot, Prediction
 from govloop.stores.sql import GateResultRow, create_engine_for
@@ -68,3 +69,25 @@ def test_snapshots_and_gate_results(settings: Settings, tmp_path: Path) -> None:
     with Session(create_engine_for(s)) as session:
         rows = session.exec(select(GateResultRow)).all()
     assert sorted(r.outcome for r in rows) == ["fail", "pass"]
+
+
+def test_a_flapping_gate_publishes_changes_of_state(settings: Settings, tmp_path: Path) -> None:
+    """pass, fail, pass, fail, pass, pass: the topic says pass, fail, pass; SQL has all six."""
+    s = fast(settings, tmp_path)
+    wrong_every = [0, 2, 0, 2, 0, 0]
+    events = [e for minute, w in enumerate(wrong_every)
+              for e in traffic(20, w, T0 + timedelta(minutes=minute))]
+    produce(s, "predictions", [e for e in events if isinstance(e, Prediction)])
+    produce(s, "feedback", [e for e in events if isinstance(e, Feedback)])
+    with WorkerProcess(s, tmp_path / "worker.log"):
+        consume(s, "metrics", len(wrong_every), timeout=90)
+        gates = [g for g in consume(s, "gates", 4, timeout=15) if isinstance(g, GateResult)]
+    changes = [((g.window_start - T0).seconds // 60, g.previous_outcome, g.outcome)
+               for g in gates if g.window_start is not None]
+    assert changes == [(0, None, "pass"), (1, "pass", "fail"), (5, "fail", "pass")], \
+        (tmp_path / "worker.log").read_text()[-3000:]
+    with Session(create_engine_for(s)) as session:
+        rows = session.exec(select(GateResultRow)).all()
+        manifests = {r.manifest_id for r in (GateResult.model_validate_json(x.body) for x in rows)}
+        assert len(rows) == 6 and None not in manifests
+        assert all(load_manifest(session, m) is not None for m in manifests)  # type: ignore[arg-type]

@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     policies: str = Field(
         default="", description="Gate policy files or directories, comma-separated."
     )
+    gate_recover_windows: int = Field(
+        default=2, ge=1,
+        description="Consecutive better windows before an online gate's state improves "
+        "(a worse outcome takes effect at once).",
+    )
     session_timeout_seconds: float = Field(
         default=8.0, gt=0, description="Consumer-group session timeout (6-10 s suits Tansu)."
     )

@@ -37,6 +37,7 @@ class Board:
     emitted: int = 0
     feedback: int = 0
     dropped: int = 0
+    last_snapshot: float = 0.0  # monotonic time the newest snapshot arrived
 
     def minute_of(self, when: datetime) -> int:
         return int((when - self.start).total_seconds() // 60)
@@ -45,10 +46,22 @@ class Board:
         if snap.window != "tumbling" or snap.segment or snap.variant is not None:
             return  # the table shows each minute's overall snapshot
         self.rows.setdefault(self.minute_of(snap.window_start), {})["snap"] = snap
+        self.last_snapshot = time.monotonic()
 
     def add_gate(self, gate: Any) -> None:
+        """The gates topic carries changes of the gate's state (hysteresis)."""
         if gate.window_start is not None:
             self.rows.setdefault(self.minute_of(gate.window_start), {})["gate"] = gate
+
+    def state_at(self, minute: int) -> str | None:
+        """The gate's state after the window of ``minute``: its latest change up to there."""
+        changes = [m for m, r in self.rows.items() if "gate" in r and m <= minute]
+        return self.rows[max(changes)]["gate"].outcome if changes else None
+
+    def complete(self, minutes: int) -> bool:
+        """Every window has its snapshot, and a moment has passed for the gate to judge it."""
+        snaps = sum(1 for r in self.rows.values() if "snap" in r)
+        return snaps >= minutes and time.monotonic() - self.last_snapshot > 2.0
 
     def add_drift(self, alert: Any) -> None:
         minute = self.minute_of(alert.ts) - 1  # an alert is stamped with its window's end
@@ -59,6 +72,7 @@ class Board:
                       key=lambda item: (item[0], item[1].feature))
 
     def gates(self) -> list[tuple[int, str]]:
+        """The gate's changes of state: (minute, new outcome)."""
         return sorted((m, r["gate"].outcome) for m, r in self.rows.items() if "gate" in r)
 
     def table(self) -> Any:
@@ -89,10 +103,17 @@ class Board:
                 "-" if snap.feedback_rate is None else f"{snap.feedback_rate:.0%}",
                 "-" if snap.latency_p95_ms is None else f"{snap.latency_p95_ms:.0f}",
                 _drift_cell(row.get("drift", [])),
-                "…" if gate is None else f"[{OUTCOME_STYLE[gate.outcome]}]{gate.outcome}[/]",
+                _gate_cell(gate, self.state_at(minute)),
                 why,
             )
         return table
+
+
+def _gate_cell(change: Any, state: str | None) -> str:
+    """A change of the gate's state in bold with an arrow; otherwise the state it is in, dim."""
+    if change is not None:
+        return f"[{OUTCOME_STYLE[change.outcome]}]→ {change.outcome}[/]"
+    return "…" if state is None else f"[dim]{state}[/]"
 
 
 def _drift_cell(alerts: list[Any]) -> str:
@@ -236,7 +257,7 @@ def _run(settings: Any, board: Board, service: Any, pace: float, minutes: int,
                     live.update(board.table())
                 else:
                     printed |= _print_new(board, printed)
-                if len(board.gates()) >= minutes:
+                if board.complete(minutes):
                     break
     finally:
         consumer.close()
@@ -249,33 +270,36 @@ def _run(settings: Any, board: Board, service: Any, pace: float, minutes: int,
 
 
 def _print_new(board: Board, printed: set[int]) -> set[int]:
-    done = {m for m, r in board.rows.items() if "gate" in r and "snap" in r}
+    """One line per window, once the next window's snapshot shows it has been judged."""
+    snapped = {m for m, r in board.rows.items() if "snap" in r}
+    done = {m for m in snapped if m + 1 in snapped}
     for minute in sorted(done - printed):
-        snap, gate = board.rows[minute]["snap"], board.rows[minute]["gate"]
+        snap = board.rows[minute]["snap"]
         acc = "-" if snap.accuracy is None else f"{snap.accuracy:.3f}"
         drift = _drift_cell(board.rows[minute].get("drift", []))
+        gate = _gate_cell(board.rows[minute].get("gate"), board.state_at(minute))
         console.print(f"minute {minute:2d}: {snap.count} predictions, accuracy {acc}, "
-                      f"gate [{OUTCOME_STYLE[gate.outcome]}]{gate.outcome}[/]"
-                      + (f", drift {drift}" if drift else ""))
+                      f"gate {gate}" + (f", drift {drift}" if drift else ""))
     return done
 
 
 def _summary(settings: Any, board: Board, service: Any, elapsed: float) -> None:
     from rich.panel import Panel
 
-    gates = board.gates()
-    first_fail = next((m for m, o in gates if o == "fail"), None)
-    passes = sum(1 for _, o in gates if o == "pass")
+    judged = _judged(settings, board)
+    changes = board.gates()
+    first_fail = next((m for m, o in changes if o == "fail"), None)
     lines = [
         f"emitted {board.emitted} predictions and {board.feedback} feedback events "
         f"({board.dropped} dropped) in {elapsed:.0f} s",
-        f"{len(gates)} windows judged: {passes} pass, "
-        f"{sum(1 for _, o in gates if o == 'fail')} fail",
+        f"{len(judged)} windows judged: {sum(1 for o in judged if o == 'pass')} pass, "
+        f"{sum(1 for o in judged if o == 'fail')} fail; the gate changed state "
+        f"{len(changes)} times: " + ", ".join(f"{o} at minute {m}" for m, o in changes),
         f"inputs began drifting at minute {board.drift_minute}; "
         + (f"the gate failed first at minute {first_fail}" if first_fail is not None
            else "the gate never failed"),
-        f"gate results are in the [cyan]{settings.topic('gates')}[/] topic and in SQL "
-        f"({settings.database_url})",
+        f"gate changes are in the [cyan]{settings.topic('gates')}[/] topic; every result, "
+        f"its manifest and the audit ledger in SQL ({settings.database_url})",
     ]
     started = [(m, a) for m, a in board.drift_alerts() if a.state == "drift"]
     if started:
@@ -284,4 +308,43 @@ def _summary(settings: Any, board: Board, service: Any, elapsed: float) -> None:
         lines.insert(3, f"drift alerts: {len(started)} features, the first at minute {first} "
                      f"(strongest: {', '.join(a.feature for a in worst)}); "
                      "see [cyan]govloop drift status[/]")
+    failed = next((r["gate"] for _, r in sorted(board.rows.items())
+                   if "gate" in r and r["gate"].outcome == "fail"), None)
+    if failed is not None:
+        lines += _verify_decision(settings, failed.event_id)
     console.print(Panel("\n".join(lines), title="summary", expand=False))
+
+
+def _judged(settings: Any, board: Board) -> list[str]:
+    """Every window's gate outcome, from SQL (the topic carries only the changes)."""
+    from sqlmodel import Session, col, select
+
+    from govloop.stores.sql import GateResultRow, create_engine_for
+
+    snapshots = [r["snap"].event_id for r in board.rows.values() if "snap" in r]
+    with Session(create_engine_for(settings)) as session:
+        rows = session.exec(select(GateResultRow)
+                            .where(col(GateResultRow.trigger_event_id).in_(snapshots)))
+        return [r.outcome for r in rows]
+
+
+def _verify_decision(settings: Any, result_id: str) -> list[str]:
+    """Replay the failing decision from its manifest and check the audit ledger, now,
+    while the broker still holds the inputs."""
+    from sqlmodel import Session
+
+    from govloop.audit import verify
+    from govloop.audit.replay import replay
+    from govloop.stores.sql import create_engine_for
+
+    with Session(create_engine_for(settings)) as session:
+        again = replay(session, result_id, settings)
+        ledger = verify(session)
+    lines = [f"the failing decision {result_id[:12]} replayed from its manifest "
+             f"({', '.join(again.inputs)}): "
+             + ("[green]identical[/]" if again.match
+                else "[red]differs: " + "; ".join(again.differences) + "[/]")]
+    lines.append(("[green]audit ledger intact[/]" if ledger.ok else "[red]audit ledger broken[/]")
+                 + f": {ledger.entries} entries, head {ledger.head_hash[:12]}; "
+                 f"[cyan]govloop repro verify {result_id}[/], [cyan]govloop audit verify[/]")
+    return lines

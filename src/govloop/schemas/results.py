@@ -103,6 +103,11 @@ class GateResult(Event):
     outcome: Outcome
     rules: list[RuleResult]
     trigger_event_id: str | None = None
+    previous_outcome: Outcome | None = Field(
+        default=None,
+        description="Online gates: the gate's state before this result changed it "
+        "(the gates topic carries changes of state, SQL every result).",
+    )
     window_start: datetime | None = None
     window_end: datetime | None = None
     manifest_id: str | None = None

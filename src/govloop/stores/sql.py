@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +28,11 @@ __all__ = [
     "DriftStatusRow",
     "GatePolicyRow",
     "GateResultRow",
+    "GateStateRow",
     "MetricSnapshotRow",
     "ReferenceProfileRow",
+    "active_drift",
+    "advance_gate",
     "create_engine_for",
     "drift_status",
     "gate_results",
@@ -82,6 +85,22 @@ class GateResultRow(SQLModel, table=True):
     ts: datetime = Field(index=True)
     trigger_event_id: str | None = None
     body: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class GateStateRow(SQLModel, table=True):
+    """An online gate's stable outcome per policy and model version (see gates.hysteresis)."""
+
+    __tablename__ = "gate_state"
+
+    policy: str = Field(primary_key=True)
+    model: str = Field(primary_key=True)
+    model_version: str = Field(primary_key=True)
+    outcome: str
+    recent: str  # JSON list of the latest raw outcomes, newest last
+    since: datetime  # window end of the result that set the outcome
+    changed_by: str  # that result's event id
+    previous: str | None = None  # the outcome before that change
+    last_window: datetime  # window start of the newest result applied
 
 
 class ReferenceProfileRow(SQLModel, table=True):
@@ -284,6 +303,56 @@ def save_policy(session: Session, name: str, policy_hash: str, body: dict[str, A
             raise
         return False
     return True
+
+
+def advance_gate(session: Session, result: GateResult, recover: int) -> GateResult | None:
+    """Apply an online gate result to its gate's state; the result to publish, if any.
+
+    Returns the result with ``previous_outcome`` set when it changed the
+    gate's stable outcome (:func:`govloop.gates.hysteresis.settle`), else
+    None.  A result applied before (a redelivered snapshot) changes nothing,
+    but if it was the one that changed the state it is returned again, so a
+    crash between commit and publish cannot lose the change.
+    """
+    from govloop.gates.hysteresis import GateState, settle
+
+    assert result.window_start is not None and result.window_end is not None
+    key = (result.policy, result.model, result.model_version)
+    row = session.get(GateStateRow, key)
+    if row is not None and _naive(row.last_window) >= _naive(result.window_start):
+        if row.changed_by == result.event_id:
+            return result.model_copy(update={"previous_outcome": row.previous})
+        return None
+    state = GateState(None) if row is None else GateState(
+        row.outcome, tuple(json.loads(row.recent)))  # type: ignore[arg-type]
+    new, changed = settle(state, result.outcome, recover)
+    if row is None:
+        row = GateStateRow(policy=result.policy, model=result.model,
+                           model_version=result.model_version, outcome=result.outcome,
+                           recent="[]", since=result.window_end, changed_by=result.event_id,
+                           last_window=result.window_start)
+    published = None
+    if changed:
+        published = result.model_copy(update={"previous_outcome": state.outcome})
+        row.since, row.changed_by, row.previous = result.window_end, result.event_id, state.outcome
+    row.outcome = new.outcome or result.outcome
+    row.recent = json.dumps(list(new.recent))
+    row.last_window = result.window_start
+    session.add(row)
+    return published
+
+
+def _naive(when: datetime) -> datetime:
+    """UTC without tzinfo: SQLite gives stored datetimes back naive, PostgreSQL aware."""
+    return when.astimezone(UTC).replace(tzinfo=None) if when.tzinfo else when
+
+
+def active_drift(session: Session, model: str, model_version: str) -> list[DriftStatusRow]:
+    """The features of a model version that are drifting now."""
+    query = select(DriftStatusRow).where(DriftStatusRow.model == model,
+                                         DriftStatusRow.model_version == model_version,
+                                         DriftStatusRow.state == "drift")
+    return sorted(session.exec(query), key=lambda r: r.feature)
 
 
 def save_drift_alert(session: Session, alert: DriftAlert) -> bool:

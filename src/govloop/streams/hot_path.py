@@ -7,7 +7,8 @@ batch, so the cost per event is validation plus a few list appends.
 * :meth:`InputBatches.apply`  predictions + feedback -> drift profiles, join and
   window counters (Redis), concept-drift detectors on the join outcomes, dead
   letters for what fails its contract
-* :meth:`InputBatches.judge`  metric snapshots -> every matching policy -> ``gates``
+* :meth:`InputBatches.judge`  metric snapshots -> every matching policy -> SQL, the
+  audit ledger and a manifest per result; changes of a gate's state -> ``gates``
 * :meth:`InputBatches.close_windows`  due windows -> ``metrics``, SQL, drift alerts
 
 Nothing here reads Kafka or owns a consumer: :mod:`govloop.streams.app` feeds
@@ -28,12 +29,23 @@ from pydantic import ValidationError
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from govloop.audit.manifest import build_manifest, kafka_input, save_manifest
 from govloop.config import Settings
 from govloop.errors import EventError
-from govloop.gates import Policy, judge_snapshot
-from govloop.schemas import TOPICS, DeadLetter, Event, MetricSnapshot, Prediction, decode
+from govloop.gates import DriftSignal, Policy, judge_snapshot
+from govloop.schemas import (
+    TOPICS,
+    DeadLetter,
+    Event,
+    GateResult,
+    MetricSnapshot,
+    Prediction,
+    decode,
+)
 from govloop.stores.drift_state import Saving
 from govloop.stores.sql import (
+    active_drift,
+    advance_gate,
     create_engine_for,
     init_db,
     save_gate_result,
@@ -41,13 +53,17 @@ from govloop.stores.sql import (
     save_snapshot,
 )
 from govloop.stores.window_state import Encoded, Outcome, WindowStore
-from govloop.streams.concept import ConceptMonitor
+from govloop.streams.concept import FEATURES, ConceptMonitor
 from govloop.streams.monitor import DriftMonitor, Staged
 from govloop.streams.records import record_of, snapshot_of
 
 __all__ = ["InputBatches", "Prepared", "Publish", "RawRecord", "dead_letter", "decode_one"]
 
 log = logging.getLogger("govloop.streams")
+
+#: Severity of a drifting feature as a drift rule sees it: concept drift of the
+#: error rate is critical, data drift a warning.
+SEVERITY = {feature: severity for feature, severity in FEATURES.values()}
 
 PAYLOAD_LIMIT = 8192
 #: :meth:`InputBatches.prepare` lets other tasks run after this many records.
@@ -198,8 +214,14 @@ class InputBatches:
         return applied.events
 
     async def judge(self, records: Iterable[Any]) -> None:
-        """Judge a batch of metric snapshot records against every policy that applies."""
-        snaps: list[MetricSnapshot] = []
+        """Judge each window's overall snapshot against every policy that applies.
+
+        Every result is stored (SQL and the audit ledger) with its manifest:
+        the snapshot's exact place in the ``metrics`` topic and digest, and the
+        drift alerts active when it was judged.  The ``gates`` topic gets the
+        results that change a gate's state (:mod:`govloop.gates.hysteresis`).
+        """
+        located: list[tuple[MetricSnapshot, Any]] = []
         bad: list[DeadLetter] = []
         for r in records:
             try:
@@ -207,16 +229,39 @@ class InputBatches:
             except EventError as exc:
                 bad.append(dead_letter(r.topic, r.partition, r.offset, exc.reason, r.value))
                 continue
-            if isinstance(event, MetricSnapshot):
-                snaps.append(event)
-        # a policy judges each window's overall tumbling snapshot
-        results = [judge_snapshot(policy, snap) for snap in snaps
-                   if snap.window == "tumbling" and snap.variant is None and snap.segment is None
-                   for policy in self.policies if policy.applies_to(snap.model)]
-        for result in results:
-            await self.publish("gates", result.model.encode(), result.to_json())
-        await self._in_db(lambda session: sum(save_gate_result(session, r) for r in results))
+            if (isinstance(event, MetricSnapshot) and event.window == "tumbling"
+                    and event.variant is None and not event.segment):
+                located.append((event, r))
+        if located and self.policies:
+            for change in await self._in_db(lambda session: self._judge(session, located)):
+                await self.publish("gates", change.model.encode(), change.to_json())
         await self._send_dead(bad)
+
+    def _judge(self, session: Session,
+               located: Sequence[tuple[MetricSnapshot, Any]]) -> list[GateResult]:
+        changes = []
+        for snap, r in located:
+            policies = [p for p in self.policies if p.applies_to(snap.model)]
+            if not policies:
+                continue
+            drifting = active_drift(session, snap.model, snap.model_version)
+            signals = [DriftSignal(feature=d.feature, test=d.test, statistic=d.statistic,
+                                   model=d.model, severity=SEVERITY.get(d.feature, "warning"))
+                       for d in drifting]
+            evidence = {"drift_alerts": [s.model_dump(mode="json") for s in signals]}
+            for policy in policies:
+                manifest = build_manifest(
+                    policy_hash=policy.content_hash,
+                    inputs=[kafka_input(r.topic, r.partition, r.offset, snap)],
+                    evidence=evidence, settings=self.settings)
+                result = judge_snapshot(policy, snap, drift_alerts=signals).model_copy(
+                    update={"manifest_id": manifest.id})
+                save_manifest(session, manifest)
+                save_gate_result(session, result)
+                change = advance_gate(session, result, self.settings.gate_recover_windows)
+                if change is not None:
+                    changes.append(change)
+        return changes
 
     async def close_windows(self) -> int:
         """Close due windows: snapshots to ``metrics`` and SQL, then drift; return how many.
