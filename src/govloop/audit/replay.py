@@ -232,10 +232,13 @@ def read_record(settings: Settings, topic: str, partition: int, offset: int,
     if settings.kafka is None:
         raise ReplayError(f"no Kafka address to re-read {where} from: set GOVLOOP_KAFKA or "
                           "run govloop up")
+    if not any(_answers(server) for server in settings.kafka.split(",")):
+        raise RuntimeUnavailable(f"Kafka at {settings.kafka} does not answer, cannot re-read "
+                                 f"{where}")
     try:
         consumer = KafkaConsumer(bootstrap_servers=settings.kafka, group_id=None,
                                  enable_auto_commit=False, request_timeout_ms=5000,
-                                 api_version_auto_timeout_ms=5000)
+                                 bootstrap_timeout_ms=5000)
     except KafkaError as exc:
         raise RuntimeUnavailable(f"Kafka at {settings.kafka} does not answer, cannot re-read "
                                  f"{where}: {exc}") from exc
@@ -267,6 +270,17 @@ def read_record(settings: Settings, topic: str, partition: int, offset: int,
                                  f"{exc}") from exc
     finally:
         consumer.close()
+
+
+def _answers(server: str) -> bool:
+    """Whether a bootstrap server accepts connections (before a client leaks sockets on it)."""
+    from govloop.runtime.ports import answers
+
+    host, _, port = server.strip().rpartition(":")
+    try:
+        return answers(host.strip("[]") or "localhost", int(port), timeout=2.0)
+    except ValueError:
+        return True  # not host:port; let the client say what is wrong with it
 
 
 def _short_topic(settings: Settings, topic: str) -> str:
