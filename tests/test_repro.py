@@ -318,3 +318,30 @@ def test_repro_errors_exit_2(cli_env: None) -> None:
     assert "error: no gate result 'no-such-id'" in err
     code, _, err = run("repro", "show", "no-such-id")
     assert code == 2 and "no gate result" in err
+
+
+def test_a_broker_that_lost_the_record_falls_back_to_the_stored_copy(
+        live: Settings, session: Session) -> None:
+    from govloop.stores.sql import MetricSnapshotRow, save_snapshot
+
+    snap = snapshot(accuracy_correct=300)
+    [located] = produce_located(live, "metrics", [snap])
+    result = decide(session, live, snap, located, [])
+    save_snapshot(session, snap)  # the worker stores every snapshot it publishes
+    session.commit()
+    nowhere = live.model_copy(update={"kafka": "127.0.0.1:9"})
+
+    r = replay(session, result.event_id, nowhere)
+    assert r.match, r.differences
+    assert "copy in the SQL store" in r.inputs[0] and "matches the manifest" in r.inputs[0]
+    with pytest.raises(RuntimeUnavailable, match="does not answer"):
+        replay(session, result.event_id, nowhere, strict=True)
+
+    # the copy is held to the manifest's digest like the record would be
+    row = session.get(MetricSnapshotRow, snap.event_id)
+    assert row is not None
+    row.body = row.body.replace('"correct_count":300', '"correct_count":450')
+    session.add(row)
+    session.commit()
+    r = replay(session, result.event_id, nowhere)
+    assert not r.match and any("sha256" in d for d in r.differences), r.differences

@@ -272,6 +272,15 @@ def read_record(settings: Settings, topic: str, partition: int, offset: int,
         consumer.close()
 
 
+def _stored_snapshot(session: Session, event_id: str | None) -> Any:
+    """The metric snapshot ``event_id`` as the SQL store holds it, or None."""
+    from govloop.schemas import MetricSnapshot
+    from govloop.stores.sql import MetricSnapshotRow
+
+    row = None if event_id is None else session.get(MetricSnapshotRow, event_id)
+    return None if row is None else MetricSnapshot.model_validate_json(row.body)
+
+
 def _answers(server: str) -> bool:
     """Whether a bootstrap server accepts connections (before a client leaks sockets on it)."""
     from govloop.runtime.ports import answers
@@ -338,11 +347,16 @@ def _load(session: Session, gate_result_id: str) -> tuple[GateResult, Manifest, 
 
 
 def replay(session: Session, gate_result_id: str, settings: Settings, *,
-           file_override: Path | None = None) -> Replay:
+           file_override: Path | None = None, strict: bool = False) -> Replay:
     """Recompute the gate result ``gate_result_id`` from its manifest and compare.
 
-    Raises :class:`ReplayError` (or ``RuntimeUnavailable`` for a broker that
-    does not answer) when it cannot be recomputed at all.
+    A snapshot is re-read from Kafka.  When the broker cannot give it back
+    (not configured, down, or the record is past retention; the embedded
+    broker keeps nothing after it stops), the snapshot's copy in the SQL
+    store is used instead, says so, and must match the manifest's digest
+    just the same; ``strict`` forbids that.  Raises :class:`ReplayError` (or
+    ``RuntimeUnavailable`` for a broker that does not answer, when strict)
+    when it cannot be recomputed at all.
     """
     from govloop.gates import DriftSignal, judge_snapshot, parse_results
     from govloop.schemas import MetricSnapshot, decode
@@ -360,13 +374,22 @@ def replay(session: Session, gate_result_id: str, settings: Settings, *,
         spec = kafka[0]
         topic, partition, offset = spec["topic"], int(spec["partition"]), int(spec["offset"])
         where = f"{topic} partition {partition} offset {offset}"
-        event = decode(_short_topic(settings, topic),
-                       read_record(settings, topic, partition, offset))
+        try:
+            event = decode(_short_topic(settings, topic),
+                           read_record(settings, topic, partition, offset))
+            source = f"re-read kafka {where}"
+        except (ReplayError, RuntimeUnavailable) as exc:
+            stored_copy = None if strict else _stored_snapshot(session, stored.trigger_event_id)
+            if stored_copy is None:
+                raise
+            event = stored_copy
+            source = (f"Kafka cannot give {where} back ({exc}); read the snapshot's copy "
+                      "in the SQL store instead")
         if not isinstance(event, MetricSnapshot):
             raise ReplayError(f"{where} holds a {event.SCHEMA} event, not a metric snapshot")
         digest = event_digest(event)
         same = digest == spec["sha256"]
-        seen.append(f"re-read kafka {where}: {event.SCHEMA} {event.event_id}, sha256 {digest[:12]} "
+        seen.append(f"{source}: {event.SCHEMA} {event.event_id}, sha256 {digest[:12]} "
                     + ("matches the manifest" if same else "DIFFERS from the manifest"))
         if not same:
             differences.append(f"input {where}: sha256 {spec['sha256']} (manifest) != "

@@ -157,7 +157,9 @@ def demo(
     console.print(
         "A scikit-learn classifier serves traffic through the govloop SDK. govloop joins\n"
         "each prediction with its late feedback, publishes per-minute metrics, and a\n"
-        f"quality gate ([cyan]{POLICY_FILE.name}[/]: accuracy >= 0.85) judges every window.\n"
+        f"quality gate ([cyan]{POLICY_FILE.name}[/]: accuracy >= 0.85, warn on drift) judges\n"
+        "every window.  The gate's state changes at once for the worse, and for the better\n"
+        "only after two good windows.\n"
         f"From minute {drift_minute} the inputs drift. Watch the gate.\n"
     )
     base = Settings()
@@ -258,6 +260,8 @@ def _run(settings: Any, board: Board, service: Any, pace: float, minutes: int,
                 else:
                     printed |= _print_new(board, printed)
                 if board.complete(minutes):
+                    if not isinstance(live, Live):
+                        _print_new(board, printed, final=True)
                     break
     finally:
         consumer.close()
@@ -269,10 +273,10 @@ def _run(settings: Any, board: Board, service: Any, pace: float, minutes: int,
     return "pass" in outcomes and "fail" in outcomes[outcomes.index("pass"):]
 
 
-def _print_new(board: Board, printed: set[int]) -> set[int]:
-    """One line per window, once the next window's snapshot shows it has been judged."""
+def _print_new(board: Board, printed: set[int], final: bool = False) -> set[int]:
+    """One line per window, once two later windows' snapshots show it has been judged."""
     snapped = {m for m, r in board.rows.items() if "snap" in r}
-    done = {m for m in snapped if m + 1 in snapped}
+    done = snapped if final else {m for m in snapped if m + 2 in snapped}
     for minute in sorted(done - printed):
         snap = board.rows[minute]["snap"]
         acc = "-" if snap.accuracy is None else f"{snap.accuracy:.3f}"
@@ -292,8 +296,9 @@ def _summary(settings: Any, board: Board, service: Any, elapsed: float) -> None:
     lines = [
         f"emitted {board.emitted} predictions and {board.feedback} feedback events "
         f"({board.dropped} dropped) in {elapsed:.0f} s",
-        f"{len(judged)} windows judged: {sum(1 for o in judged if o == 'pass')} pass, "
-        f"{sum(1 for o in judged if o == 'fail')} fail; the gate changed state "
+        f"{len(judged)} windows judged: "
+        + ", ".join(f"{judged.count(o)} {o}" for o in OUTCOME_STYLE if o in judged)
+        + "; the gate changed state "
         f"{len(changes)} times: " + ", ".join(f"{o} at minute {m}" for m, o in changes),
         f"inputs began drifting at minute {board.drift_minute}; "
         + (f"the gate failed first at minute {first_fail}" if first_fail is not None
@@ -302,12 +307,14 @@ def _summary(settings: Any, board: Board, service: Any, elapsed: float) -> None:
         f"its manifest and the audit ledger in SQL ({settings.database_url})",
     ]
     started = [(m, a) for m, a in board.drift_alerts() if a.state == "drift"]
-    if started:
-        first = started[0][0]
-        worst = sorted((a for _, a in started), key=lambda a: a.p_value or 0.0)[:3]
-        lines.insert(3, f"drift alerts: {len(started)} features, the first at minute {first} "
-                     f"(strongest: {', '.join(a.feature for a in worst)}); "
-                     "see [cyan]govloop drift status[/]")
+    data = [(m, a) for m, a in started if a.p_value is not None]
+    concept = [(m, a) for m, a in started if a.p_value is None]  # ADWIN on the join outcomes
+    if data:
+        worst = sorted((a for _, a in data), key=lambda a: a.p_value or 0.0)[:3]
+        lines.insert(3, f"data drift: {len(data)} features, the first at minute {data[0][0]} "
+                     f"(strongest: {', '.join(a.feature for a in worst)})"
+                     + "".join(f"; concept drift: {a.feature} at minute {m}" for m, a in concept)
+                     + "; see [cyan]govloop drift status[/]")
     failed = next((r["gate"] for _, r in sorted(board.rows.items())
                    if "gate" in r and r["gate"].outcome == "fail"), None)
     if failed is not None:

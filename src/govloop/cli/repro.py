@@ -29,6 +29,8 @@ def verify(
     gate_result_id: IdArgument,
     file: Annotated[Path | None, typer.Option(
         "--file", help="Re-read this results file instead of the path in the manifest.")] = None,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Re-read snapshots from Kafka only, never the SQL store's copy.")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Recompute a gate decision from its manifest: exit 0 match, 1 differences, 2 error."""
@@ -40,7 +42,7 @@ def verify(
     settings = resolved_settings()
     try:
         with open_session() as session:
-            result = replay(session, gate_result_id, settings, file_override=file)
+            result = replay(session, gate_result_id, settings, file_override=file, strict=strict)
     except GovloopError as exc:
         fail(str(exc))
     if as_json:
