@@ -91,3 +91,43 @@ def test_a_flapping_gate_publishes_changes_of_state(settings: Settings, tmp_path
         manifests = {r.manifest_id for r in (GateResult.model_validate_json(x.body) for x in rows)}
         assert len(rows) == 6 and None not in manifests
         assert all(load_manifest(session, m) is not None for m in manifests)  # type: ignore[arg-type]
+
+
+def test_online_regression_against_a_stored_baseline(settings: Settings, tmp_path: Path) -> None:
+    """A policy names a stored baseline: a real drop fails, noise passes; replay agrees."""
+    from govloop.audit.replay import replay
+    from govloop.gates import MetricValue
+    from govloop.stores.baselines import save_baseline
+    from govloop.stores.sql import init_db
+
+    policy = tmp_path / "regression.yaml"
+    policy.write_text("""
+name: no-regression
+baseline: clf-yesterday
+rules:
+  - {kind: regression, metric: accuracy, margin: 0.0, alpha: 0.01}
+""")
+    s = settings.model_copy(update={"idle_close_seconds": 3.0, "window_grace_seconds": 1.0,
+                                    "policies": str(policy)})
+    engine = create_engine_for(s)
+    init_db(engine)
+    with Session(engine) as session:
+        save_baseline(session, "clf-yesterday",
+                      {"accuracy": MetricValue(value=0.95, n=400, successes=380)}, source="test")
+        session.commit()
+    # 40 labelled per window: all right (no drop), then one in two wrong (a real drop)
+    events = traffic(40, 0, T0) + traffic(40, 2, T0 + timedelta(minutes=1))
+    produce(s, "predictions", [e for e in events if isinstance(e, Prediction)])
+    produce(s, "feedback", [e for e in events if isinstance(e, Feedback)])
+    with WorkerProcess(s, tmp_path / "worker.log"):
+        consume(s, "metrics", 2, timeout=90)
+        gates = [g for g in consume(s, "gates", 2, timeout=30) if isinstance(g, GateResult)]
+    assert [g.outcome for g in gates] == ["pass", "fail"], \
+        (tmp_path / "worker.log").read_text()[-3000:]
+    failed = gates[1]
+    assert "baseline" in failed.rules[0].detail or "0.95" in failed.rules[0].detail, failed.rules
+    with Session(engine) as session:
+        manifest = load_manifest(session, failed.manifest_id)  # type: ignore[arg-type]
+        assert manifest is not None and manifest.evidence["baseline"]["ref"]["versions"] == [1]
+        again = replay(session, failed.event_id, s)
+    assert again.match, again.differences

@@ -57,6 +57,14 @@ class Policy(BaseModel):
     name: str = Field(min_length=1, max_length=128)
     description: str = ""
     models: list[str] = Field(default_factory=lambda: ["*"])
+    baseline: str | None = Field(
+        default=None, min_length=1,
+        description="Online gates: the stored baseline (NAME or NAME@VERSION, see "
+        "`govloop baseline set`) that regression rules compare each window with.",
+    )
+    baseline_last: int | None = Field(
+        default=None, ge=1, description="Pool the last N versions of `baseline`."
+    )
     rules: list[AnyRule] = Field(min_length=1)
 
     @field_validator("rules")

@@ -30,9 +30,10 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from govloop.audit.manifest import build_manifest, kafka_input, save_manifest
+from govloop.audit.replay import baseline_evidence
 from govloop.config import Settings
-from govloop.errors import EventError
-from govloop.gates import DriftSignal, Policy, judge_snapshot
+from govloop.errors import ConfigError, EventError
+from govloop.gates import DriftSignal, MetricValue, Policy, judge_snapshot
 from govloop.schemas import (
     TOPICS,
     DeadLetter,
@@ -42,6 +43,7 @@ from govloop.schemas import (
     Prediction,
     decode,
 )
+from govloop.stores.baselines import resolve_baseline
 from govloop.stores.drift_state import Saving
 from govloop.stores.sql import (
     active_drift,
@@ -248,13 +250,15 @@ class InputBatches:
             signals = [DriftSignal(feature=d.feature, test=d.test, statistic=d.statistic,
                                    model=d.model, severity=SEVERITY.get(d.feature, "warning"))
                        for d in drifting]
-            evidence = {"drift_alerts": [s.model_dump(mode="json") for s in signals]}
+            drift = {"drift_alerts": [s.model_dump(mode="json") for s in signals]}
             for policy in policies:
+                baseline, recorded = self._baseline(session, policy)
                 manifest = build_manifest(
                     policy_hash=policy.content_hash,
                     inputs=[kafka_input(r.topic, r.partition, r.offset, snap)],
-                    evidence=evidence, settings=self.settings)
-                result = judge_snapshot(policy, snap, drift_alerts=signals).model_copy(
+                    evidence=drift | recorded, settings=self.settings)
+                result = judge_snapshot(policy, snap, drift_alerts=signals,
+                                        baseline=baseline).model_copy(
                     update={"manifest_id": manifest.id})
                 save_manifest(session, manifest)
                 save_gate_result(session, result)
@@ -262,6 +266,24 @@ class InputBatches:
                 if change is not None:
                     changes.append(change)
         return changes
+
+    def _baseline(self, session: Session, policy: Policy
+                  ) -> tuple[dict[str, MetricValue] | None, dict[str, Any]]:
+        """The baseline a policy's regression rules compare with, and its manifest entry.
+
+        A policy without one, or naming one that is not stored, gets None:
+        its regression rules are then inconclusive, never pass.
+        """
+        if policy.baseline is None:
+            return None, {}
+        try:
+            metrics, label, versions = resolve_baseline(session, policy.baseline,
+                                                        policy.baseline_last)
+        except ConfigError as exc:
+            log.warning("policy %s: %s; its regression rules are inconclusive", policy.name, exc)
+            return None, {}
+        ref = {"name": policy.baseline, "last": policy.baseline_last, "versions": versions}
+        return metrics, {"baseline": baseline_evidence(metrics, label, ref)}
 
     async def close_windows(self) -> int:
         """Close due windows: snapshots to ``metrics`` and SQL, then drift; return how many.
