@@ -156,7 +156,7 @@ def test_summarize_window() -> None:
     assert {k: m[k] for k in m if not k.startswith("latency")} == {
         "count": 1000, "feedback_count": 400, "labelled_count": 300, "correct_count": 240,
         "judged_count": 100, "positive_count": 75, "accuracy": 0.8, "feedback_rate": 0.4,
-        "positive_rate": 0.75,
+        "positive_rate": 0.75, "estimated_accuracy": None,
     }
     for key, q in (("latency_p50_ms", 0.5), ("latency_p95_ms", 0.95)):
         expected = float(np.quantile(latencies, q, method="lower"))
@@ -169,6 +169,7 @@ def test_summarize_window_zero_denominators() -> None:
         "count": 0, "feedback_count": 0, "labelled_count": 0, "correct_count": 0,
         "judged_count": 0, "positive_count": 0, "accuracy": None, "feedback_rate": None,
         "positive_rate": None, "latency_p50_ms": None, "latency_p95_ms": None,
+        "estimated_accuracy": None,
     }
     # feedback without labels or thumbs: only the feedback rate is defined
     m = summarize_window({"count": 10, "feedback": 4})

@@ -232,6 +232,12 @@ def verify(session: Session, anchor: Anchor | None = None) -> Verification:
 def _check_end(session: Session, walk: _Walk, head: Any, anchor: Anchor | None) -> Problem | None:
     """After the walk: the tail against the head record and the anchor, rows past the head."""
     n = walk.last_seq
+    if head is None and n > 0:
+        # the ledger may have been empty when the head was read and appended to since
+        # (its first append writes the head and the entry together): look again
+        head = read_head(session)
+        if head is not None and head.seq >= n:
+            return None
     if head is None:
         if n > 0:
             return Problem(n + 1, "removed", f"the head record is missing: entries after {n} "
