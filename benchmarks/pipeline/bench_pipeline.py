@@ -563,7 +563,7 @@ async def _breakdown(args: argparse.Namespace) -> None:
             with step("counter records alone (record_of)"):
                 for r, e in zip(batch, events, strict=True):
                     record_of(e, r.topic, r.partition, r.offset)  # type: ignore[arg-type]
-            located = [(e, f"{r.topic}:{r.partition}", r.offset)
+            located = [(e, f"{r.topic}:{r.partition}", r.offset, e.epoch, e.predicted_label)
                        for r, e in zip(batch, events, strict=True) if isinstance(e, Prediction)]
             with step("features by window partial alone (group)"):
                 batches.drift.group(located)

@@ -8,7 +8,10 @@ edges and compares:
 * ``Event._in_utc``: a wire timestamp parsed with ``datetime.fromisoformat``
   against pydantic's own parse followed by ``astimezone(UTC)``;
 * ````Prediction._finite_features``, ``_a_distribution`` and ``_finite_numbers``
-  against the loops they replaced.
+  against the loops they replaced;
+* ``streams.features.observed_columns`` (column by column when the
+  predictions share their feature names) against ``observed_features`` of
+  each prediction: same names, values, order of names and order of values.
 
 Run::
 
@@ -115,9 +118,57 @@ def check_numbers(rng: random.Random, n: int) -> int:
     return bad
 
 
+def check_columns(rng: random.Random, n: int) -> int:
+    """Batches of predictions, mostly alike (the column path), some not (event by event)."""
+    from govloop.streams.features import observed_columns, observed_features
+
+    values: list[Any] = [1.5, -2.0, 3, 0, "x", "", True, False]
+    names = ["a", "b", "c", "output.label", "output.value", "score.s", "llm.input_chars"]
+    bad = 0
+    for _ in range(n):
+        shape = rng.sample(names[:3], rng.randint(0, 3))
+        if rng.random() < 0.1:
+            shape.append(rng.choice(names[3:]))
+        kinds = {name: rng.choice(["num", "int", "str", "bool", "any"]) for name in shape}
+
+        def value(kind: str) -> Any:
+            if kind == "any":
+                return rng.choice(values)
+            return {"num": rng.uniform(-1, 1), "int": rng.randint(-3, 3),
+                    "str": rng.choice("xyz"), "bool": rng.random() < 0.5}[kind]
+
+        ps = []
+        for i in range(rng.randint(0, 6)):
+            order = shape if rng.random() < 0.9 else rng.sample(shape, len(shape))
+            features = {name: value(kinds[name]) for name in order}
+            output: dict[str, Any] = rng.choice([
+                {"prediction": rng.choice(values)}, {"score": rng.random()},
+                {"probabilities": {"y": 0.25, "n": 0.75}}, {"output_text": "hi", "input_text": "q",
+                                                            "input_tokens": 3}])
+            if rng.random() < 0.2:
+                output["scores"] = {"s": rng.random()}
+            ps.append(Prediction(model="m", model_version="1", request_id=str(i),
+                                 features=features, **output))
+        cols = observed_columns(ps)
+        rows = [observed_features(p) for p in ps]
+        numeric: dict[str, list[float]] = {}
+        categorical: dict[str, list[str]] = {}
+        for num, cat in rows:
+            for name, x in num.items():
+                numeric.setdefault(name, []).append(x)
+            for name, y in cat.items():
+                categorical.setdefault(name, []).append(y)
+        got = (cols.n, list(cols.numeric.items()), list(cols.categorical.items()))
+        want = (len(ps), list(numeric.items()), list(categorical.items()))
+        if got != want:
+            bad += 1
+            print(f"columns {[p.features for p in ps]!r}: reference {want!r}, fast {got!r}")
+    return bad
+
+
 def main() -> None:
     rng = random.Random(int(sys.argv[1]) if len(sys.argv) > 1 else 1)
-    bad = check_timestamps(rng, 200_000) + check_numbers(rng, 100_000)
+    bad = check_timestamps(rng, 200_000) + check_numbers(rng, 100_000) + check_columns(rng, 20_000)
     print("fast paths agree with the reference checks" if not bad else f"{bad} disagreements")
     sys.exit(1 if bad else 0)
 

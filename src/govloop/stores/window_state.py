@@ -79,14 +79,16 @@ local function watermark(P, idle, now, first)
 end
 
 -- join outcomes wait in a sorted set by event time until every partition has passed
--- them, so the concept detectors see them in time order whichever worker read what
+-- them, so the concept detectors see them in time order whichever worker read what;
+-- released as one JSON array of them ('' when none), one reply for the client to read
 local function release(P, upto)
   local key = P .. 'outcomes'
   local limit = '+inf'
   if upto ~= nil then limit = tostring(upto) end
   local out = redis.call('ZRANGEBYSCORE', key, '-inf', limit)
-  if #out > 0 then redis.call('ZREMRANGEBYSCORE', key, '-inf', limit) end
-  return out
+  if #out == 0 then return '' end
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', limit)
+  return '[' .. table.concat(out, ',') .. ']'
 end
 """
 
@@ -258,12 +260,23 @@ for tp, offset in pairs(offsets) do
 end
 redis.call('SET', P .. 'last_input', now)
 redis.call('SET', P .. 'first_input', now, 'NX')
-for _, o in ipairs(outcomes) do
-  redis.call('ZADD', P .. 'outcomes', o[5], cjson.encode(o))
+if #outcomes > 0 then
+  -- one ZADD per chunk of outcomes (Lua's unpack takes a few thousand values at most)
+  local args = {}
+  for i, o in ipairs(outcomes) do
+    table.insert(args, o[5])
+    table.insert(args, cjson.encode(o))
+    if #args >= 1000 or i == #outcomes then
+      redis.call('ZADD', P .. 'outcomes', unpack(args))
+      args = {}
+    end
+  end
+  redis.call('EXPIRE', P .. 'outcomes', horizon)
+elseif redis.call('EXISTS', P .. 'outcomes') == 0 then
+  return {applied, ''}  -- nothing waits: no watermark needed
 end
-if #outcomes > 0 then redis.call('EXPIRE', P .. 'outcomes', horizon) end
 local mark = watermark(P, idle, now, 8)
-if mark == nil then return {applied, {}} end
+if mark == nil then return {applied, ''} end
 return {applied, release(P, mark)}
 """
 
@@ -324,9 +337,19 @@ class Applied(NamedTuple):
     outcomes: list[Outcome]
 
 
-def _outcomes(released: Sequence[bytes | str]) -> list[Outcome]:
-    """Outcomes as the scripts release them: JSON ``[model, version, stream, value, ts, id]``."""
-    return [Outcome(*json.loads(raw)[:5]) for raw in released]
+def _outcomes(released: bytes | str) -> list[Outcome]:
+    """Outcomes as the scripts release them: a JSON array of ``[model, version, stream,
+    value, ts, id]``, or ``""`` for none.
+
+    >>> _outcomes(b'[["m","1","error",1,60.5,"e1"],["m","1","negative",0,61,"e2"]]')
+    [Outcome(model='m', model_version='1', stream='error', value=1, ts=60.5), \
+Outcome(model='m', model_version='1', stream='negative', value=0, ts=61)]
+    >>> _outcomes(b"")
+    []
+    """
+    if not released:
+        return []
+    return [Outcome(*o[:5]) for o in json.loads(released)]
 
 
 class Claimed(NamedTuple):
@@ -387,7 +410,8 @@ class WindowStore:
     @staticmethod
     def encode(records: Sequence[Sequence[Any]]) -> Encoded:
         """A batch of records in the form :meth:`apply` sends (done ahead, off the I/O path)."""
-        return Encoded(len(records), json.dumps(records, separators=(",", ":")))
+        return Encoded(len(records), json.dumps(records, separators=(",", ":"),
+                                                check_circular=False))
 
     async def apply(self, records: Sequence[Sequence[Any]] | Encoded,
                     before: Callable[[Any], object] | None = None) -> Applied:

@@ -99,15 +99,23 @@ class ConceptMonitor:
         The caller publishes the alerts; they are already stored in SQL
         (idempotently), with the status rows.
         """
-        groups: dict[str, list[Outcome]] = {}
-        for o in outcomes:
-            if o.stream not in FEATURES:
-                raise ValueError(f"unknown outcome stream {o.stream!r}; expected one of "
-                                 f"{sorted(FEATURES)}")
-            key = concept_key(self.settings.redis_prefix, o.model, o.model_version, o.stream)
-            groups.setdefault(key, []).append(o)
-        if not groups:
+        if not outcomes:
             return []
+        by_stream: dict[tuple[str, str, str], list[Outcome]] = {}
+        for o in outcomes:  # the key's string is built once per stream, not per outcome
+            batch = by_stream.get(o[:3])
+            if batch is None:
+                if o.stream not in FEATURES:
+                    raise ValueError(f"unknown outcome stream {o.stream!r}; expected one of "
+                                     f"{sorted(FEATURES)}")
+                batch = by_stream[o[:3]] = []
+            batch.append(o)
+        prefix = self.settings.redis_prefix
+        groups = {concept_key(prefix, *stream): batch for stream, batch in by_stream.items()}
+        if len(groups) < len(by_stream):  # names with the separator in them: key by key
+            groups = {}
+            for o in outcomes:
+                groups.setdefault(concept_key(prefix, *o[:3]), []).append(o)
         states, changes = await self._transact(groups)
         alerts = [self._alert(groups[key][0], change)
                   for key, found in changes.items() for change in found]

@@ -9,10 +9,10 @@ handled apart (a multivariate test), not here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from govloop.schemas import Prediction
+from govloop.schemas import Prediction, Scalar
 from govloop.stats.profile import Columns
 
 __all__ = ["observed_columns", "observed_features"]
@@ -66,11 +66,19 @@ def observed_features(p: Prediction) -> tuple[dict[str, float], dict[str, str]]:
     return numeric, categorical
 
 
-def observed_columns(predictions: Iterable[Prediction]) -> Columns:
+def observed_columns(predictions: Sequence[Prediction],
+                     labels: Sequence[Scalar | None] | None = None) -> Columns:
     """The features of many predictions, feature by feature: :func:`observed_features` in bulk.
 
     Same names, values and order as calling :func:`observed_features` on each
     prediction, without building two dicts per event (this is the hot path).
+    ``labels``, if given, are the predictions' ``predicted_label`` (computed
+    once by the caller).
+
+    When every prediction has the same feature names, in the same order, and
+    each feature one kind of value (numbers, strings or booleans), the
+    feature columns are built with ``zip`` and each column's types checked
+    once; anything else goes event by event.
 
     >>> ps = [Prediction(model="m", model_version="1", request_id=str(i), prediction=label,
     ...                  features={"age": 40 + i, "plan": "pro", "output.value": 0.5},
@@ -83,11 +91,110 @@ def observed_columns(predictions: Iterable[Prediction]) -> Columns:
     True
     >>> cols.n, cols.numeric["output.value"], cols.categorical["output.label"]
     (3, [0.5, 3.0, 0.5], ['yes', 'true'])
+    >>> same = [Prediction(model="m", model_version="1", request_id=str(i), score=i / 4,
+    ...                    features={"age": 40 + i, "plan": "pro", "ok": i > 0})
+    ...         for i in range(3)]
+    >>> observed_columns(same)
+    Columns(n=3, numeric={'age': [40.0, 41.0, 42.0], 'output.score': [0.0, 0.25, 0.5]}, \
+categorical={'plan': ['pro', 'pro', 'pro'], 'ok': ['false', 'true', 'true']})
     """
+    if labels is None:
+        labels = [p.predicted_label for p in predictions]
+    if not predictions:
+        return Columns(0, {}, {})
+    numeric: dict[str, list[float]] = {}
+    categorical: dict[str, list[str]] = {}
+    if not _by_column(predictions, numeric, categorical):
+        numeric.clear()
+        categorical.clear()
+        return _by_event(predictions, labels)
+    for p, label in zip(predictions, labels, strict=True):
+        if label is not None:
+            if isinstance(label, bool):
+                _add(categorical, "output.label", "true" if label else "false")
+            elif isinstance(label, str):
+                _add(categorical, "output.label", label)
+            else:
+                _add(numeric, "output.value", float(label))
+        if p.probabilities:
+            _add(numeric, "output.confidence", max(p.probabilities.values()))
+        if p.score is not None:
+            _add(numeric, "output.score", p.score)
+        if p.input_text is not None:
+            _add(numeric, "llm.input_chars", float(len(p.input_text)))
+        if p.output_text is not None:
+            _add(numeric, "llm.output_chars", float(len(p.output_text)))
+        if p.input_tokens is not None:
+            _add(numeric, "llm.input_tokens", float(p.input_tokens))
+        if p.output_tokens is not None:
+            _add(numeric, "llm.output_tokens", float(p.output_tokens))
+        if p.scores:
+            for name, x in p.scores.items():
+                _add(numeric, f"score.{name}", x)
+    return Columns(len(predictions), numeric, categorical)
+
+
+#: Feature names that a derived feature could replace (see :func:`_put`).
+_DERIVED = ("output.", "llm.", "score.")
+_NUMBERS = frozenset({float, int})
+#: Whether a tuple of feature names can take the column path (no derived name in it).
+_plain_names: dict[tuple[str, ...], bool] = {}
+
+
+def _by_column(predictions: Sequence[Prediction], numeric: dict[str, list[float]],
+               categorical: dict[str, list[str]]) -> bool:
+    """The feature columns of predictions that share their feature names; False if they don't.
+
+    Each column must hold one kind of value (exactly ``float``/``int``, ``str``
+    or ``bool``), as its first value's kind; the order of the names is that of
+    the first prediction, as :func:`_by_event` would insert them.
+    """
+    first = predictions[0].features
+    names = tuple(first)
+    plain = _plain_names.get(names)
+    if plain is None:
+        plain = not any(name.startswith(_DERIVED) for name in names)
+        if len(_plain_names) < 1024:
+            _plain_names[names] = plain
+    if not plain:
+        return False
+    if not names:
+        return all(not p.features for p in predictions)
+    rows = []
+    for p in predictions:
+        features = p.features
+        if tuple(features) != names:
+            return False
+        rows.append(features.values())
+    for name, values in zip(names, zip(*rows, strict=True), strict=True):
+        kinds = set(map(type, values))
+        if kinds == {float}:
+            numeric[name] = list(values)
+        elif kinds == {str}:
+            categorical[name] = list(values)
+        elif kinds <= _NUMBERS:
+            numeric[name] = list(map(float, values))
+        elif kinds == {bool}:
+            categorical[name] = ["true" if v else "false" for v in values]
+        else:
+            return False
+    return True
+
+
+def _add(columns: dict[str, list[Any]], name: str, value: Any) -> None:
+    column = columns.get(name)
+    if column is None:
+        columns[name] = [value]
+    else:
+        column.append(value)
+
+
+def _by_event(predictions: Iterable[Prediction], labels: Iterable[Scalar | None]) -> Columns:
+    """:func:`observed_columns` event by event: any mix of names and kinds of values."""
     numeric: dict[str, list[float]] = {}
     categorical: dict[str, list[str]] = {}
     n = 0
-    for p in predictions:
+    for p, label in zip(predictions, labels, strict=True):
         n += 1
         features = p.features
         for name, value in features.items():
@@ -109,7 +216,6 @@ def observed_columns(predictions: Iterable[Prediction]) -> Columns:
                 target[name] = [x]
             else:
                 column.append(x)
-        label = p.predicted_label
         if label is not None:
             if isinstance(label, bool):
                 _put(categorical, "output.label", "true" if label else "false", features, False)

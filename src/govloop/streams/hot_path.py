@@ -56,8 +56,8 @@ from govloop.stores.sql import (
 )
 from govloop.stores.window_state import Encoded, Outcome, WindowStore
 from govloop.streams.concept import FEATURES, ConceptMonitor
-from govloop.streams.monitor import DriftMonitor, Staged
-from govloop.streams.records import record_of, snapshot_of
+from govloop.streams.monitor import DriftMonitor, Located, Staged
+from govloop.streams.records import feedback_record, prediction_record, snapshot_of
 
 __all__ = ["InputBatches", "Prepared", "Publish", "RawRecord", "dead_letter", "decode_one"]
 
@@ -169,7 +169,7 @@ class InputBatches:
         consumer its next fetch) while this batch is validated.
         """
         where: dict[tuple[str, int], str] = {}
-        located: list[tuple[Prediction, str, int]] = []
+        located: list[Located] = []
         rows: list[list[Any]] = []
         bad: list[DeadLetter] = []
         short = self.short
@@ -184,9 +184,13 @@ class InputBatches:
             tp = where.get((r.topic, r.partition))
             if tp is None:
                 tp = where[(r.topic, r.partition)] = f"{r.topic}:{r.partition}"
+            epoch = event.ts.timestamp()
             if isinstance(event, Prediction):
-                located.append((event, tp, r.offset))
-            rows.append(record_of(event, r.topic, r.partition, r.offset))  # type: ignore[arg-type]
+                label = event.predicted_label
+                located.append((event, tp, r.offset, epoch, label))
+                rows.append(prediction_record(event, tp, r.offset, epoch, label))
+            else:
+                rows.append(feedback_record(event, tp, r.offset, epoch))  # type: ignore[arg-type]
         # what can be done without I/O is done here, so the write is quick to send
         staged = self.drift.stage_cached(self.drift.group(located))
         return Prepared(self.store.encode(rows), staged, bad)

@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from govloop.config import Settings
-from govloop.schemas import DriftAlert, Prediction
+from govloop.schemas import DriftAlert, Prediction, Scalar
 from govloop.stats.fleet import FleetBudget
 from govloop.stats.profile import Columns, Profile
 from govloop.stores.drift_state import DriftStore, Saving
@@ -33,7 +33,7 @@ from govloop.stores.window_state import ClosedWindow
 from govloop.streams.drift import ClosingWindow, decide_round
 from govloop.streams.features import observed_columns
 
-__all__ = ["DriftMonitor", "Group", "Staged", "window_member"]
+__all__ = ["DriftMonitor", "Group", "Located", "Staged", "window_member"]
 
 log = logging.getLogger("govloop.streams.drift")
 
@@ -45,6 +45,12 @@ def window_member(model: str, version: str, epoch: float, size: float) -> str:
     """The window's identity, formatted exactly as the counters' Lua script does."""
     start = math.floor(epoch / size) * size
     return f"{model}\x1f{version}\x1f{start:.3f}"
+
+
+#: A prediction of a batch with where it was read and what :meth:`DriftMonitor.group` needs
+#: of it, computed once: (prediction, ``topic:partition``, offset, ``epoch``,
+#: ``predicted_label``).
+Located = tuple[Prediction, str, int, float, Scalar | None]
 
 
 class Group(NamedTuple):
@@ -75,8 +81,8 @@ class DriftMonitor:
         #: Longest a staged profile row waits to be stored (well inside the idle close).
         self.flush_seconds = min(0.5, settings.idle_close_seconds / 4)
 
-    async def observe(self, located: Sequence[tuple[Prediction, str, int]]) -> int:
-        """Add predictions (with their ``topic:partition`` and offset) to window profiles.
+    async def observe(self, located: Sequence[Located]) -> int:
+        """Add predictions (see :data:`Located`) to window profiles.
 
         :meth:`group`, :meth:`stage`, then store what is due (see :meth:`due`).
         Call it before the batch's counters are applied, so that a watermark that
@@ -86,28 +92,29 @@ class DriftMonitor:
         await self.store.flush(self.due())
         return applied
 
-    def group(self, located: Sequence[tuple[Prediction, str, int]]) -> Staged:
+    def group(self, located: Sequence[Located]) -> Staged:
         """Sort a batch's predictions into window partials and extract their features (no I/O)."""
         size = self.settings.window_seconds
+        floor = math.floor
         members: dict[tuple[str, str, float], str] = {}
-        parts: dict[tuple[str, str], tuple[list[int], list[Prediction]]] = {}
+        parts: dict[tuple[str, str], tuple[list[int], list[Prediction], list[Scalar | None]]] = {}
         newest: dict[str, float] = {}
-        for p, tp, offset in located:
-            epoch = p.epoch
-            start = math.floor(epoch / size) * size
+        for p, tp, offset, epoch, label in located:
+            start = floor(epoch / size) * size
             window = (p.model, p.model_version, start)
             member = members.get(window)
             if member is None:
                 member = members[window] = window_member(p.model, p.model_version, epoch, size)
             part = parts.get((member, tp))
             if part is None:
-                part = parts[(member, tp)] = ([], [])
+                part = parts[(member, tp)] = ([], [], [])
             part[0].append(offset)
             part[1].append(p)
+            part[2].append(label)
             if epoch > newest.get(tp, -math.inf):
                 newest[tp] = epoch
-        groups = {key: Group(offsets, preds, observed_columns(preds))
-                  for key, (offsets, preds) in parts.items()}
+        groups = {key: Group(offsets, preds, observed_columns(preds, labels))
+                  for key, (offsets, preds, labels) in parts.items()}
         return Staged(groups, newest)
 
     async def stage(self, staged: Staged) -> int:

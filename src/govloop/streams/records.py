@@ -19,7 +19,10 @@ from typing import Any
 from govloop.schemas import Feedback, MetricSnapshot, Prediction, Scalar
 from govloop.stats import CONFIDENCE_SCALE, bucket_of, summarize_window
 
-__all__ = ["OTHER", "label_key", "record_of", "slices_of", "snapshot_id", "snapshot_of"]
+__all__ = [
+    "OTHER", "feedback_record", "label_key", "prediction_record", "record_of", "slices_of",
+    "snapshot_id", "snapshot_of",
+]
 
 US = "\x1e"
 #: The segment value that stands for every value beyond the per-window cap.
@@ -58,21 +61,32 @@ def record_of(event: Prediction | Feedback, topic: str, partition: int, offset: 
     """The record the window store applies for one input event."""
     where = f"{topic}:{partition}"
     if isinstance(event, Prediction):
-        latency = "" if event.latency_ms is None else str(bucket_of(event.latency_ms))
-        served = label_key(event.predicted_label)
-        confidence: Any = ""
-        if event.probabilities:
-            p = event.probabilities.get(served)
-            if p is not None:
-                confidence = round(p * CONFIDENCE_SCALE)
-        slices = slices_of(event) if event.segment or event.variant is not None else []
-        return [
-            "p", where, offset, event.event_id, event.request_id, event.epoch,
-            event.model, event.model_version, served, latency, confidence, slices,
-        ]
+        return prediction_record(event, where, offset, event.epoch, event.predicted_label)
+    return feedback_record(event, where, offset, event.epoch)
+
+
+def prediction_record(event: Prediction, where: str, offset: int, epoch: float,
+                      label: Scalar | None) -> list[Any]:
+    """:func:`record_of` a prediction, given its ``epoch`` and ``predicted_label``."""
+    latency = "" if event.latency_ms is None else str(bucket_of(event.latency_ms))
+    served = label if type(label) is str else label_key(label)
+    confidence: Any = ""
+    if event.probabilities:
+        p = event.probabilities.get(served)
+        if p is not None:
+            confidence = round(p * CONFIDENCE_SCALE)
+    slices = slices_of(event) if event.segment or event.variant is not None else []
+    return [
+        "p", where, offset, event.event_id, event.request_id, epoch,
+        event.model, event.model_version, served, latency, confidence, slices,
+    ]
+
+
+def feedback_record(event: Feedback, where: str, offset: int, epoch: float) -> list[Any]:
+    """:func:`record_of` a feedback event, given its ``epoch``."""
     positive = "" if event.positive is None else ("1" if event.positive else "0")
     return [
-        "f", where, offset, event.event_id, event.request_id, event.epoch,
+        "f", where, offset, event.event_id, event.request_id, epoch,
         label_key(event.label), positive,
     ]
 
