@@ -67,10 +67,11 @@ def test_gate_state_in_sql_publishes_changes_only(db_url: str) -> None:
                 published.append((minute, change.outcome, change.previous_outcome))
         assert published == [(0, "pass", None), (1, "fail", "pass"), (5, "pass", "fail")]
         # a redelivered result changes nothing; the one that changed the state is re-sent
-        again = advance_gate(session, result(5, "pass").model_copy(update={"model": model}), 2)
+        again = advance_gate(session, result(5, "pass").model_copy(update={"model": model}), 2,
+                             new=False)
         assert again is not None and (again.outcome, again.previous_outcome) == ("pass", "fail")
         assert advance_gate(session, result(4, "pass").model_copy(update={"model": model}),
-                            2) is None
+                            2, new=False) is None
         row = session.get(GateStateRow, ("acc", model, "1"))
         assert row is not None and row.outcome == "pass" and row.changed_by == "r5"
     engine.dispose()

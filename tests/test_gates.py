@@ -227,8 +227,15 @@ def test_content_hash_is_the_sha256_of_canonical_json() -> None:
         '{"description":"","models":["*"],"name":"q","rules":[{"kind":"threshold",'
         '"metric":"accuracy","name":"accuracy >= 0.9","op":">=","severity":"fail","value":0.9}]}'
     )
-    assert json.loads(canonical) == policy.model_dump(mode="json")
+    assert json.loads(canonical) == policy.canonical()
     assert policy.content_hash == hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def test_an_online_baseline_is_part_of_the_hash() -> None:
+    plain = parse_policy("name: q\nrules:\n  - {metric: accuracy, value: 0.9}\n")
+    pinned = parse_policy("name: q\nbaseline: prod@3\nrules:\n  - {metric: accuracy, value: 0.9}\n")
+    assert pinned.canonical()["baseline"] == "prod@3"
+    assert pinned.content_hash != plain.content_hash
 
 
 @pytest.mark.parametrize(

@@ -131,3 +131,43 @@ rules:
         assert manifest is not None and manifest.evidence["baseline"]["ref"]["versions"] == [1]
         again = replay(session, failed.event_id, s)
     assert again.match, again.differences
+
+
+def test_a_drift_alert_makes_the_gate_look_again(settings: Settings, tmp_path: Path) -> None:
+    """A drift alert re-judges the latest snapshot with the alert active; replay agrees."""
+    from govloop.audit.replay import replay
+    from govloop.schemas import DriftAlert
+    from govloop.stores.sql import init_db, save_snapshot
+
+    policy = tmp_path / "drift.yaml"
+    policy.write_text("""
+name: no-drift
+rules:
+  - {metric: accuracy, op: ">=", value: 0.8}
+  - {kind: drift, features: ["*"], max_alerts: 0}
+""")
+    s = settings.model_copy(update={"policies": str(policy)})
+    engine = create_engine_for(s)
+    init_db(engine)
+    snap = MetricSnapshot(model="clf", model_version="1", window_start=T0,
+                          window_end=T0 + timedelta(minutes=1), ts=T0 + timedelta(minutes=1),
+                          count=100, feedback_count=100, labelled_count=100, correct_count=90,
+                          positive_count=0, judged_count=0, accuracy=0.9)
+    with Session(engine) as session:
+        save_snapshot(session, snap)  # what the worker stored when the window closed
+        session.commit()
+    alert = DriftAlert(model="clf", model_version="1", feature="age", test="ks", statistic=0.4,
+                       threshold=0.1, p_value=1e-6, ts=T0 + timedelta(minutes=2))
+    produce(s, "drift", [alert])
+    with WorkerProcess(s, tmp_path / "worker.log"):
+        gates = [g for g in consume(s, "gates", 1, timeout=45) if isinstance(g, GateResult)]
+    assert [(g.outcome, g.trigger_event_id, g.window_start) for g in gates] == [
+        ("fail", alert.event_id, T0)], (tmp_path / "worker.log").read_text()[-3000:]
+    drift_rule = gates[0].rules[1]
+    assert drift_rule.outcome == "fail" and "age" in drift_rule.detail
+    with Session(engine) as session:
+        manifest = load_manifest(session, gates[0].manifest_id)  # type: ignore[arg-type]
+        assert manifest is not None
+        assert [i["kind"] for i in manifest.inputs] == ["kafka", "stored"]
+        again = replay(session, gates[0].event_id, s)
+    assert again.match, again.differences

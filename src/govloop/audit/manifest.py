@@ -52,6 +52,7 @@ __all__ = [
     "package_versions",
     "redact_url",
     "save_manifest",
+    "stored_input",
 ]
 
 #: Distributions whose versions a manifest records, when installed.
@@ -71,8 +72,14 @@ def event_digest(event: BaseModel) -> str:
 
 
 def kafka_input(topic: str, partition: int, offset: int, event: BaseModel) -> dict[str, Any]:
-    """The manifest entry of one Kafka record: where it is and the digest of its event."""
+    """The manifest entry of one Kafka record: where it is, its event's id and digest."""
     return {"kind": "kafka", "topic": topic, "partition": partition, "offset": offset,
+            "event_id": getattr(event, "event_id", None), "sha256": event_digest(event)}
+
+
+def stored_input(event: BaseModel) -> dict[str, Any]:
+    """The manifest entry of an event read from the SQL store (e.g. a stored snapshot)."""
+    return {"kind": "stored", "event_id": getattr(event, "event_id", None),
             "sha256": event_digest(event)}
 
 

@@ -272,13 +272,58 @@ def read_record(settings: Settings, topic: str, partition: int, offset: int,
         consumer.close()
 
 
-def _stored_snapshot(session: Session, event_id: str | None) -> Any:
-    """The metric snapshot ``event_id`` as the SQL store holds it, or None."""
-    from govloop.schemas import MetricSnapshot
-    from govloop.stores.sql import MetricSnapshotRow
+def _stored_event(session: Session, event_id: str | None) -> Any:
+    """The metric snapshot or drift alert ``event_id`` as the SQL store holds it, or None."""
+    from govloop.schemas import DriftAlert, MetricSnapshot
+    from govloop.stores.sql import DriftAlertRow, MetricSnapshotRow
 
-    row = None if event_id is None else session.get(MetricSnapshotRow, event_id)
-    return None if row is None else MetricSnapshot.model_validate_json(row.body)
+    if event_id is None:
+        return None
+    row = session.get(MetricSnapshotRow, event_id)
+    if row is not None:
+        return MetricSnapshot.model_validate_json(row.body)
+    alert = session.get(DriftAlertRow, event_id)
+    return None if alert is None else DriftAlert.model_validate_json(alert.body)
+
+
+def _read_event(session: Session, settings: Settings, spec: dict[str, Any], strict: bool,
+                seen: list[str], differences: list[str]) -> Any:
+    """One event input of a manifest, re-read and held to its digest (noted in ``seen``).
+
+    ``kafka``: the record at its topic, partition and offset; when the broker
+    cannot give it back, the SQL store's copy (unless ``strict``).  ``stored``:
+    the SQL store's copy of the event ``event_id`` (e.g. the snapshot a drift
+    alert was judged with).
+    """
+    from govloop.schemas import decode
+
+    if spec["kind"] == "stored":
+        where = f"stored event {spec['event_id']}"
+        event = _stored_event(session, spec["event_id"])
+        if event is None:
+            raise ReplayError(f"cannot re-read {where}: it is not in the SQL store")
+        source = f"read {where} from the SQL store"
+    else:
+        topic, partition, offset = spec["topic"], int(spec["partition"]), int(spec["offset"])
+        where = f"{topic} partition {partition} offset {offset}"
+        try:
+            event = decode(_short_topic(settings, topic),
+                           read_record(settings, topic, partition, offset))
+            source = f"re-read kafka {where}"
+        except (ReplayError, RuntimeUnavailable) as exc:
+            event = None if strict else _stored_event(session, spec.get("event_id"))
+            if event is None:
+                raise
+            source = (f"Kafka cannot give {where} back ({exc}); read the event's copy "
+                      "in the SQL store instead")
+    digest = event_digest(event)
+    same = digest == spec["sha256"]
+    seen.append(f"{source}: {event.SCHEMA} {event.event_id}, sha256 {digest[:12]} "
+                + ("matches the manifest" if same else "DIFFERS from the manifest"))
+    if not same:
+        differences.append(f"input {where}: sha256 {spec['sha256']} (manifest) != "
+                           f"{digest} (re-read)")
+    return event
 
 
 def _answers(server: str) -> bool:
@@ -359,45 +404,33 @@ def replay(session: Session, gate_result_id: str, settings: Settings, *,
     when it cannot be recomputed at all.
     """
     from govloop.gates import DriftSignal, judge_snapshot, parse_results
-    from govloop.schemas import MetricSnapshot, decode
+    from govloop.schemas import MetricSnapshot
 
     stored, manifest, policy, differences = _load(session, gate_result_id)
-    kafka = [i for i in manifest.inputs if i.get("kind") == "kafka"]
+    events = [i for i in manifest.inputs if i.get("kind") in ("kafka", "stored")]
     files = [i for i in manifest.inputs if i.get("kind") == "file"]
-    if len(kafka) + len(files) != 1 or len(manifest.inputs) != 1:
+    only_events = bool(events) and not files
+    one_file = len(files) == 1 and not events
+    if not (only_events or one_file) or len(events) + len(files) != len(manifest.inputs):
         kinds = ", ".join(str(i.get("kind")) for i in manifest.inputs) or "none"
-        raise ReplayError(f"manifest {manifest.id} has inputs ({kinds}); replay knows one "
-                          "metric snapshot on Kafka or one results file")
+        raise ReplayError(f"manifest {manifest.id} has inputs ({kinds}); replay knows events "
+                          "(on Kafka or in the SQL store) or one results file")
     baseline, label, ref = _baseline_of(manifest.evidence)
     seen: list[str] = []
-    if kafka:
-        spec = kafka[0]
-        topic, partition, offset = spec["topic"], int(spec["partition"]), int(spec["offset"])
-        where = f"{topic} partition {partition} offset {offset}"
-        try:
-            event = decode(_short_topic(settings, topic),
-                           read_record(settings, topic, partition, offset))
-            source = f"re-read kafka {where}"
-        except (ReplayError, RuntimeUnavailable) as exc:
-            stored_copy = None if strict else _stored_snapshot(session, stored.trigger_event_id)
-            if stored_copy is None:
-                raise
-            event = stored_copy
-            source = (f"Kafka cannot give {where} back ({exc}); read the snapshot's copy "
-                      "in the SQL store instead")
-        if not isinstance(event, MetricSnapshot):
-            raise ReplayError(f"{where} holds a {event.SCHEMA} event, not a metric snapshot")
-        digest = event_digest(event)
-        same = digest == spec["sha256"]
-        seen.append(f"{source}: {event.SCHEMA} {event.event_id}, sha256 {digest[:12]} "
-                    + ("matches the manifest" if same else "DIFFERS from the manifest"))
-        if not same:
-            differences.append(f"input {where}: sha256 {spec['sha256']} (manifest) != "
-                               f"{digest} (re-read)")
+    if events:
+        read = [_read_event(session, settings, spec, strict, seen, differences)
+                for spec in events]
+        snaps = [e for e in read if isinstance(e, MetricSnapshot)]
+        triggers = [e for e in read if not isinstance(e, MetricSnapshot)]
+        if len(snaps) != 1 or len(triggers) > 1:
+            raise ReplayError(f"manifest {manifest.id}: replay knows one metric snapshot, "
+                              f"judged on its own or on a drift alert; the inputs hold "
+                              f"{', '.join(e.SCHEMA for e in read)}")
         alerts = manifest.evidence.get("drift_alerts")
         recomputed = judge_snapshot(
-            policy, event, baseline=baseline,
-            drift_alerts=None if alerts is None else [DriftSignal(**d) for d in alerts])
+            policy, snaps[0], baseline=baseline,
+            drift_alerts=None if alerts is None else [DriftSignal(**d) for d in alerts],
+            trigger=triggers[0] if triggers else None)
     else:
         spec = files[0]
         path = file_override or Path(spec["path"])

@@ -32,6 +32,7 @@ from govloop.gates.evidence import DriftSignal, Evidence, MetricValue, metrics_f
 from govloop.gates.fairness import FairnessEvaluator, fairness_evaluators
 from govloop.gates.policy import Policy
 from govloop.gates.rules import AnyRule, DriftRule, FairnessRule, SafetyRule
+from govloop.schemas.base import Event
 from govloop.schemas.results import GateResult, MetricSnapshot, Outcome, RuleResult
 
 __all__ = ["Verdict", "check", "combine", "evaluate", "evaluate_rule", "judge", "judge_snapshot"]
@@ -145,28 +146,32 @@ def evaluate(policy: Policy,
 
 def judge_snapshot(policy: Policy, snapshot: MetricSnapshot, *,
                    baseline: Mapping[str, MetricValue] | None = None,
-                   drift_alerts: Sequence[DriftSignal] | None = None) -> GateResult:
+                   drift_alerts: Sequence[DriftSignal] | None = None,
+                   trigger: Event | None = None) -> GateResult:
     """The gate result of ``policy`` on one metric snapshot, with a deterministic id.
 
-    The id is derived from the snapshot's id and the policy's hash, so judging
-    the same snapshot twice (after a redelivery) yields the same event.  Rates
-    carry their counts, so regression rules test them against ``baseline``.
+    The id is derived from the triggering event's id (the snapshot's, or
+    ``trigger``'s: a drift alert that makes the gate look again at the latest
+    snapshot) and the policy's hash, so judging the same thing twice (after a
+    redelivery) yields the same event.  Rates carry their counts, so
+    regression rules test them against ``baseline``.
     """
     evidence = Evidence(metrics=metrics_from_snapshots([snapshot]),
                         baseline=None if baseline is None else dict(baseline),
                         drift_alerts=None if drift_alerts is None else list(drift_alerts))
     verdict = judge(policy, evidence)
-    digest = hashlib.sha256(f"{snapshot.event_id}\x1f{policy.content_hash}".encode())
+    cause = snapshot if trigger is None else trigger
+    digest = hashlib.sha256(f"{cause.event_id}\x1f{policy.content_hash}".encode())
     return GateResult(
         event_id=digest.hexdigest()[:32],
-        ts=snapshot.ts,
+        ts=max(snapshot.ts, cause.ts),
         policy=policy.name,
         policy_hash=policy.content_hash,
         model=snapshot.model,
         model_version=snapshot.model_version,
         outcome=verdict.outcome,
         rules=verdict.results,
-        trigger_event_id=snapshot.event_id,
+        trigger_event_id=cause.event_id,
         window_start=snapshot.window_start,
         window_end=snapshot.window_end,
     )

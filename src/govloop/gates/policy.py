@@ -77,10 +77,19 @@ class Policy(BaseModel):
             raise ValueError(f"two rules share the name {', '.join(map(repr, duplicates))}")
         return rules
 
+    def canonical(self) -> dict[str, Any]:
+        """The policy as plain data, as hashed: optional settings that are unset are left
+        out, so adding one to govloop does not change the hash of policies without it."""
+        body = self.model_dump(mode="json")
+        for key in ("baseline", "baseline_last"):
+            if body[key] is None:
+                del body[key]
+        return body
+
     @property
     def content_hash(self) -> str:
         """SHA-256 of the policy's canonical JSON: equal policies, equal hashes."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        canonical = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     def applies_to(self, model: str) -> bool:
@@ -120,7 +129,7 @@ def policy_json_schema() -> dict[str, Any]:
 
     >>> schema = policy_json_schema()
     >>> schema["title"], sorted(schema["properties"])
-    ('Policy', ['description', 'models', 'name', 'rules'])
+    ('Policy', ['baseline', 'baseline_last', 'description', 'models', 'name', 'rules'])
     """
     schema = Policy.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"

@@ -38,6 +38,7 @@ __all__ = [
     "gate_results",
     "init_db",
     "latest_reference",
+    "latest_snapshot",
     "references",
     "save_drift_alert",
     "save_gate_result",
@@ -100,7 +101,7 @@ class GateStateRow(SQLModel, table=True):
     since: datetime  # window end of the result that set the outcome
     changed_by: str  # that result's event id
     previous: str | None = None  # the outcome before that change
-    last_window: datetime  # window start of the newest result applied
+    last_window: datetime  # newest window start judged
 
 
 class ReferenceProfileRow(SQLModel, table=True):
@@ -305,27 +306,31 @@ def save_policy(session: Session, name: str, policy_hash: str, body: dict[str, A
     return True
 
 
-def advance_gate(session: Session, result: GateResult, recover: int) -> GateResult | None:
+def advance_gate(session: Session, result: GateResult, recover: int,
+                 new: bool = True) -> GateResult | None:
     """Apply an online gate result to its gate's state; the result to publish, if any.
 
     Returns the result with ``previous_outcome`` set when it changed the
     gate's stable outcome (:func:`govloop.gates.hysteresis.settle`), else
-    None.  A result applied before (a redelivered snapshot) changes nothing,
-    but if it was the one that changed the state it is returned again, so a
-    crash between commit and publish cannot lose the change.
+    None.  A result that is not ``new`` (:func:`save_gate_result` found it
+    stored: a redelivery) changes nothing, but if it was the one that changed
+    the state it is returned again, so a crash between commit and publish
+    cannot lose the change.  The state row is locked for the update
+    (PostgreSQL), so two workers judging one model (a snapshot and a drift
+    alert) take turns.
     """
     from govloop.gates.hysteresis import GateState, settle
 
     assert result.window_start is not None and result.window_end is not None
     key = (result.policy, result.model, result.model_version)
-    row = session.get(GateStateRow, key)
-    if row is not None and _naive(row.last_window) >= _naive(result.window_start):
-        if row.changed_by == result.event_id:
+    row = session.get(GateStateRow, key, with_for_update=True)
+    if not new:
+        if row is not None and row.changed_by == result.event_id:
             return result.model_copy(update={"previous_outcome": row.previous})
         return None
     state = GateState(None) if row is None else GateState(
         row.outcome, tuple(json.loads(row.recent)))  # type: ignore[arg-type]
-    new, changed = settle(state, result.outcome, recover)
+    after, changed = settle(state, result.outcome, recover)
     if row is None:
         row = GateStateRow(policy=result.policy, model=result.model,
                            model_version=result.model_version, outcome=result.outcome,
@@ -335,9 +340,10 @@ def advance_gate(session: Session, result: GateResult, recover: int) -> GateResu
     if changed:
         published = result.model_copy(update={"previous_outcome": state.outcome})
         row.since, row.changed_by, row.previous = result.window_end, result.event_id, state.outcome
-    row.outcome = new.outcome or result.outcome
-    row.recent = json.dumps(list(new.recent))
-    row.last_window = result.window_start
+    row.outcome = after.outcome or result.outcome
+    row.recent = json.dumps(list(after.recent))
+    if _naive(result.window_start) > _naive(row.last_window):
+        row.last_window = result.window_start
     session.add(row)
     return published
 
@@ -345,6 +351,19 @@ def advance_gate(session: Session, result: GateResult, recover: int) -> GateResu
 def _naive(when: datetime) -> datetime:
     """UTC without tzinfo: SQLite gives stored datetimes back naive, PostgreSQL aware."""
     return when.astimezone(UTC).replace(tzinfo=None) if when.tzinfo else when
+
+
+def latest_snapshot(session: Session, model: str, model_version: str) -> MetricSnapshot | None:
+    """A model version's newest overall tumbling snapshot."""
+    query = (select(MetricSnapshotRow)
+             .where(MetricSnapshotRow.model == model,
+                    MetricSnapshotRow.model_version == model_version,
+                    MetricSnapshotRow.window_kind == "tumbling",
+                    MetricSnapshotRow.slice_kind == "")
+             .order_by(MetricSnapshotRow.window_start.desc())  # type: ignore[attr-defined]
+             .limit(1))
+    row = session.exec(query).first()
+    return None if row is None else MetricSnapshot.model_validate_json(row.body)
 
 
 def active_drift(session: Session, model: str, model_version: str) -> list[DriftStatusRow]:

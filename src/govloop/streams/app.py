@@ -8,7 +8,7 @@ to :class:`~govloop.streams.hot_path.InputBatches`.
 
 * predictions + feedback -> drift profiles, join and window counters (Redis)
 * timer                  -> due windows -> ``metrics`` topic, SQL, drift alerts
-* metrics                -> every matching policy -> ``gates`` topic and SQL
+* metrics, drift         -> every matching policy -> SQL (with manifests), ``gates`` topic
 
 The consumer group is ``<prefix>-worker``, one member per worker process, so
 more processes split the partitions.  Offsets are committed only after the
@@ -131,8 +131,8 @@ class InputConsumer:
         self.group = group
         self.batches = batches
         self.app = app
-        self.metrics = settings.topic("metrics")
-        self.topics = [settings.topic(n) for n in ("predictions", "feedback", "metrics")]
+        self.judged = {settings.topic("metrics"), settings.topic("drift")}
+        self.topics = [settings.topic(n) for n in ("predictions", "feedback", "metrics", "drift")]
         self.positions: dict[Any, int] = {}  # TopicPartition -> next offset, effects stored
         self.lock = asyncio.Lock()  # a batch, or a rebalance, at a time
         self.consumer: Any = None
@@ -186,7 +186,7 @@ class InputConsumer:
         for tp, records in got.items():
             if tp not in assigned or not records:  # revoked since it was fetched
                 continue
-            if tp.topic == self.metrics:
+            if tp.topic in self.judged:
                 snapshots.extend(records)
                 last_snapshots[tp] = records[-1].offset + 1
             else:

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from govloop.audit.manifest import build_manifest, kafka_input, save_manifest
+from govloop.audit.manifest import build_manifest, kafka_input, save_manifest, stored_input
 from govloop.audit.replay import baseline_evidence
 from govloop.config import Settings
 from govloop.errors import ConfigError, EventError
@@ -37,6 +37,7 @@ from govloop.gates import DriftSignal, MetricValue, Policy, judge_snapshot
 from govloop.schemas import (
     TOPICS,
     DeadLetter,
+    DriftAlert,
     Event,
     GateResult,
     MetricSnapshot,
@@ -50,6 +51,7 @@ from govloop.stores.sql import (
     advance_gate,
     create_engine_for,
     init_db,
+    latest_snapshot,
     save_gate_result,
     save_policy,
     save_snapshot,
@@ -220,14 +222,17 @@ class InputBatches:
         return applied.events
 
     async def judge(self, records: Iterable[Any]) -> None:
-        """Judge each window's overall snapshot against every policy that applies.
+        """Judge metric snapshots and drift alerts against every policy that applies.
 
-        Every result is stored (SQL and the audit ledger) with its manifest:
-        the snapshot's exact place in the ``metrics`` topic and digest, and the
-        drift alerts active when it was judged.  The ``gates`` topic gets the
-        results that change a gate's state (:mod:`govloop.gates.hysteresis`).
+        Each window's overall snapshot is judged by every policy for its model;
+        a drift alert makes the policies with drift rules look again at the
+        model version's latest snapshot, with the alert now active.  Every
+        result is stored (SQL and the audit ledger) with its manifest: its
+        inputs' exact place (topic, partition, offset) and digest, and the drift
+        alerts and baseline it used.  The ``gates`` topic gets the results that
+        change a gate's state (:mod:`govloop.gates.hysteresis`).
         """
-        located: list[tuple[MetricSnapshot, Any]] = []
+        located: list[tuple[MetricSnapshot | DriftAlert, Any]] = []
         bad: list[DeadLetter] = []
         for r in records:
             try:
@@ -235,7 +240,8 @@ class InputBatches:
             except EventError as exc:
                 bad.append(dead_letter(r.topic, r.partition, r.offset, exc.reason, r.value))
                 continue
-            if (isinstance(event, MetricSnapshot) and event.window == "tumbling"
+            if isinstance(event, DriftAlert) or (
+                    isinstance(event, MetricSnapshot) and event.window == "tumbling"
                     and event.variant is None and not event.segment):
                 located.append((event, r))
         if located and self.policies:
@@ -243,30 +249,44 @@ class InputBatches:
                 await self.publish("gates", change.model.encode(), change.to_json())
         await self._send_dead(bad)
 
-    def _judge(self, session: Session,
-               located: Sequence[tuple[MetricSnapshot, Any]]) -> list[GateResult]:
+    def _judge(self, session: Session, located: Sequence[tuple[MetricSnapshot | DriftAlert, Any]]
+               ) -> list[GateResult]:
         changes = []
-        for snap, r in located:
-            policies = [p for p in self.policies if p.applies_to(snap.model)]
+        for event, r in located:
+            policies = [p for p in self.policies if p.applies_to(event.model)]
+            inputs = [kafka_input(r.topic, r.partition, r.offset, event)]
+            trigger: DriftAlert | None = None
+            if isinstance(event, DriftAlert):
+                policies = [p for p in policies if any(rule.kind == "drift" for rule in p.rules)]
+                snap = latest_snapshot(session, event.model, event.model_version)
+                if snap is None or not policies:
+                    continue  # nothing judged yet: the next window sees the alert
+                trigger = event
+                inputs.append(stored_input(snap))
+            else:
+                snap = event
             if not policies:
                 continue
             drifting = active_drift(session, snap.model, snap.model_version)
             signals = [DriftSignal(feature=d.feature, test=d.test, statistic=d.statistic,
                                    model=d.model, severity=SEVERITY.get(d.feature, "warning"))
                        for d in drifting]
+            if trigger is not None:  # the alert as it says, whether its status is stored yet
+                signals = [x for x in signals if x.feature != trigger.feature]
+                if trigger.state == "drift":
+                    signals = sorted([*signals, DriftSignal.from_alert(trigger)],
+                                     key=lambda x: x.feature)
             drift = {"drift_alerts": [s.model_dump(mode="json") for s in signals]}
             for policy in policies:
                 baseline, recorded = self._baseline(session, policy)
-                manifest = build_manifest(
-                    policy_hash=policy.content_hash,
-                    inputs=[kafka_input(r.topic, r.partition, r.offset, snap)],
-                    evidence=drift | recorded, settings=self.settings)
-                result = judge_snapshot(policy, snap, drift_alerts=signals,
-                                        baseline=baseline).model_copy(
+                manifest = build_manifest(policy_hash=policy.content_hash, inputs=inputs,
+                                          evidence=drift | recorded, settings=self.settings)
+                result = judge_snapshot(policy, snap, drift_alerts=signals, baseline=baseline,
+                                        trigger=trigger).model_copy(
                     update={"manifest_id": manifest.id})
                 save_manifest(session, manifest)
-                save_gate_result(session, result)
-                change = advance_gate(session, result, self.settings.gate_recover_windows)
+                new = save_gate_result(session, result)
+                change = advance_gate(session, result, self.settings.gate_recover_windows, new)
                 if change is not None:
                     changes.append(change)
         return changes
