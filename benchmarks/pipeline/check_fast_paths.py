@@ -7,8 +7,13 @@ edges and compares:
 
 * ``Event._in_utc``: a wire timestamp parsed with ``datetime.fromisoformat``
   against pydantic's own parse followed by ``astimezone(UTC)``;
-* ````Prediction._finite_features``, ``_a_distribution`` and ``_finite_numbers``
-  against the loops they replaced;
+* the finiteness and range checks of ``Prediction`` (``features``,
+  ``probabilities``, ``scores``, now pydantic-core constraints) against the
+  Python loops they replaced: the same events rejected, for the same fields;
+* ``schemas.inputs.Feature`` (strict members, then lax ones, left to right)
+  against ``str | int | float | bool`` in smart mode with the non-finite
+  floats rejected: the same values and types out, the same inputs rejected,
+  on JSON numbers and odd Python values;
 * ``streams.features.observed_columns`` (column by column when the
   predictions share their feature names) against ``observed_features`` of
   each prediction: same names, values, order of names and order of values.
@@ -72,21 +77,34 @@ def check_timestamps(rng: random.Random, n: int) -> int:
 
 
 def reference_numbers(data: dict[str, Any]) -> str | None:
-    """The reason the checks before the fast paths gave (every failing field), or None."""
+    """The reason the plain checks give (every failing field), or None.
+
+    What is accepted is what the Python loops accepted before the checks moved
+    into pydantic-core; the wording is pydantic-core's, one error per value.
+    """
     reasons = []
     for name, x in data["features"].items():
         if isinstance(x, float) and not math.isfinite(x):
-            reasons.append(f"features: feature {name!r} is not finite")
-            break
+            reasons.append(f"features.{name}: Input should be a string, a boolean or a finite "
+                           "number")
     probs = data["probabilities"]
+    bounds = []
+    for c, p in probs.items():
+        if not math.isfinite(p):
+            bounds.append(f"probabilities.{c}: Input should be a finite number")
+        elif p < 0.0:
+            bounds.append(f"probabilities.{c}: Input should be greater than or equal to 0")
+        elif p > 1.0:
+            bounds.append(f"probabilities.{c}: Input should be less than or equal to 1")
     if not probs:
         reasons.append("probabilities: must name at least one class")
-    elif any(not (0.0 <= p <= 1.0) for p in probs.values()):
-        reasons.append("probabilities: each probability must lie in [0, 1]")
+    elif bounds:
+        reasons += bounds
     elif abs(sum(probs.values()) - 1.0) > 1e-3:
         reasons.append(f"probabilities: probabilities sum to {sum(probs.values()):.4f}, not 1")
-    if any(not math.isfinite(x) for x in data["scores"].values()):
-        reasons.append("scores: values must be finite")
+    for name, x in data["scores"].items():
+        if not math.isfinite(x):
+            reasons.append(f"scores.{name}: Input should be a finite number")
     return "; ".join(reasons) or None
 
 
@@ -115,6 +133,76 @@ def check_numbers(rng: random.Random, n: int) -> int:
         if want != got:
             bad += 1
             print(f"numbers {data!r}: reference {want!r}, validator {got!r}")
+    return bad
+
+
+def check_feature_union(rng: random.Random, n: int) -> int:
+    import enum
+    from decimal import Decimal
+    from fractions import Fraction
+
+    import numpy as np
+
+    from govloop.schemas.inputs import Feature
+
+    class Smart(BaseModel):
+        f: dict[str, str | int | float | bool]
+
+    class Fast(BaseModel):
+        f: dict[str, Feature]
+
+    class Level(enum.IntEnum):
+        A = 3
+
+    class Colour(enum.StrEnum):
+        RED = "red"
+
+    class Text(str):
+        pass
+
+    class Real(float):
+        pass
+
+    def smart(value: Any, json_text: str | None = None) -> Any:
+        try:
+            m = Smart.model_validate_json(json_text) if json_text else Smart(f={"a": value})
+        except ValidationError:
+            return "rejected"
+        x = m.f["a"]
+        if isinstance(x, float) and not math.isfinite(x):
+            return "rejected"
+        return repr(x), type(x)
+
+    def fast(value: Any, json_text: str | None = None) -> Any:
+        try:
+            m = Fast.model_validate_json(json_text) if json_text else Fast(f={"a": value})
+        except ValidationError:
+            return "rejected"
+        return repr(m.f["a"]), type(m.f["a"])
+
+    odd: list[Any] = [
+        3, 3.0, -0.0, True, False, "x", "3", "", Level.A, Colour.RED, Text("t"), Real(1.5),
+        Real("inf"), Decimal("2"), Decimal("2.5"), Decimal("nan"), Decimal("inf"),
+        np.float64(1.5), np.float64("inf"), np.int64(4), np.bool_(True), np.float32(0.5),
+        np.str_("s"), Fraction(1, 2), b"x", b"3", b"3.5", b"true", b"", bytearray(b"4"), None,
+        10**30, -(10**30), math.inf, -math.inf, math.nan, [1], {}, (1,), object(), 1 + 2j,
+    ]
+    texts = ["3", "3.0", "-0", "-0.0", "1e400", "-1e400", "NaN", "Infinity", "-Infinity",
+             "1e308", "5e-324", "1" * 30, "1.5e3", "true", "false", "null", '"x"', '"3"', '""',
+             '"\\u00e9"', "[1]", "{}", '{"a":1}', "0.1", "1E2", "-5"]
+    texts += [repr(rng.uniform(-1e6, 1e6)) for _ in range(n)]
+    texts += [str(rng.randint(-(10**20), 10**20)) for _ in range(n)]
+    bad = 0
+    for value in odd:
+        if smart(value) != fast(value):
+            bad += 1
+            print(f"feature {value!r}: smart union {smart(value)!r}, Feature {fast(value)!r}")
+    for text in texts:
+        doc = '{"f":{"a":' + text + "}}"
+        if smart(None, doc) != fast(None, doc):
+            bad += 1
+            print(f"feature JSON {text}: smart union {smart(None, doc)!r}, "
+                  f"Feature {fast(None, doc)!r}")
     return bad
 
 
@@ -168,7 +256,8 @@ def check_columns(rng: random.Random, n: int) -> int:
 
 def main() -> None:
     rng = random.Random(int(sys.argv[1]) if len(sys.argv) > 1 else 1)
-    bad = check_timestamps(rng, 200_000) + check_numbers(rng, 100_000) + check_columns(rng, 20_000)
+    bad = (check_timestamps(rng, 200_000) + check_numbers(rng, 100_000)
+           + check_feature_union(rng, 20_000) + check_columns(rng, 20_000))
     print("fast paths agree with the reference checks" if not bad else f"{bad} disagreements")
     sys.exit(1 if bad else 0)
 

@@ -2,17 +2,65 @@
 
 from __future__ import annotations
 
-import math
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, cast
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import (
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from govloop.schemas.base import Event, Scalar
 
-__all__ = ["Assignment", "Feedback", "Label", "Prediction"]
+__all__ = ["Assignment", "Feature", "Feedback", "FiniteFloat", "Label", "Prediction"]
 
-_isfinite = math.isfinite
-_is_float: Any = float.__instancecheck__  # isinstance(x, float), in C
+#: A number that must be finite (no NaN or infinity), checked by pydantic-core.
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class _ScalarUnion:
+    """A feature value's union, reported and exported as one scalar type.
+
+    Its failure is one error (``features.age: Input should be a string, a
+    boolean or a finite number``) rather than one per member, and its JSON
+    Schema is that of :data:`~govloop.schemas.base.Scalar`.
+    """
+
+    def __get_pydantic_core_schema__(self, source: Any,
+                                     handler: GetCoreSchemaHandler) -> CoreSchema:
+        schema: dict[str, Any] = {
+            **handler(source),
+            "custom_error_type": "scalar_type",
+            "custom_error_message": "Input should be a string, a boolean or a finite number",
+        }
+        return cast(CoreSchema, schema)
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema,
+                                     handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        return {"anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "number"},
+                          {"type": "boolean"}]}
+
+
+#: A feature value: a string, a boolean or a finite number, all checked by
+#: pydantic-core (no Python per value).  What it accepts, and the value it
+#: gives, are those of ``str | int | float | bool`` in smart mode with the
+#: non-finite floats rejected: the strict members take what has their exact
+#: type (all of JSON), in one try for a JSON number; anything else goes to the
+#: lax members in the smart union's order.  ``check_fast_paths.py`` compares
+#: the two on JSON and on odd Python values (enums, numpy, Decimal, bytes).
+Feature = Annotated[
+    StrictInt | Annotated[float, Field(allow_inf_nan=False, strict=True)] | StrictStr
+    | StrictBool | str | int | FiniteFloat | bool,
+    Field(union_mode="left_to_right"),
+    _ScalarUnion(),
+]
 
 
 def _name() -> Any:
@@ -49,29 +97,18 @@ class Prediction(Event):
         default=None, min_length=1, max_length=128, description="The experiment's variant served."
     )
     latency_ms: float | None = Field(default=None, ge=0, allow_inf_nan=False)
-    features: dict[str, Scalar] = Field(default_factory=dict)
+    features: dict[str, Feature] = Field(default_factory=dict)
     prediction: Scalar | None = None
-    probabilities: dict[str, float] | None = None
+    probabilities: dict[str, Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]] | None = None
     score: float | None = Field(default=None, allow_inf_nan=False)
     input_text: str | None = None
     output_text: str | None = None
     input_tokens: int | None = Field(default=None, ge=0)
     output_tokens: int | None = Field(default=None, ge=0)
-    scores: dict[str, float] = Field(
+    scores: dict[str, FiniteFloat] = Field(
         default_factory=dict, description="Judge, safety or other per-output scores."
     )
-    embedding: list[float] | None = Field(default=None, min_length=1, max_length=8192)
-
-    @field_validator("features")
-    @classmethod
-    def _finite_features(cls, value: dict[str, Scalar]) -> dict[str, Scalar]:
-        # the sum of the float features is finite only if each of them is; a sum
-        # that is not (an overflow, or a bad value) sends us to the exact check
-        if not _isfinite(sum(filter(_is_float, value.values()))):
-            for name, x in value.items():
-                if isinstance(x, float) and not math.isfinite(x):
-                    raise ValueError(f"feature {name!r} is not finite")
-        return value
+    embedding: list[FiniteFloat] | None = Field(default=None, min_length=1, max_length=8192)
 
     @field_validator("probabilities")
     @classmethod
@@ -80,21 +117,9 @@ class Prediction(Event):
             return None
         if not value:
             raise ValueError("must name at least one class")
-        ps = value.values()
-        total = sum(ps)
-        # a NaN anywhere makes the sum NaN (total != total); min and max see the rest
-        if total != total or min(ps) < 0.0 or max(ps) > 1.0:
-            raise ValueError("each probability must lie in [0, 1]")
+        total = sum(value.values())  # each is finite and in [0, 1] (pydantic-core checked)
         if abs(total - 1.0) > 1e-3:
             raise ValueError(f"probabilities sum to {total:.4f}, not 1")
-        return value
-
-    @field_validator("scores", "embedding")
-    @classmethod
-    def _finite_numbers(cls, value: dict[str, float] | list[float] | None):  # type: ignore[no-untyped-def]
-        numbers = value.values() if isinstance(value, dict) else (value or [])
-        if not _isfinite(sum(numbers)) and any(not math.isfinite(x) for x in numbers):
-            raise ValueError("values must be finite")
         return value
 
     @model_validator(mode="after")
