@@ -33,6 +33,7 @@ class Board:
 
     start: datetime
     drift_minute: int
+    model: str = "cancer-screen 2.3.0"
     rows: dict[int, dict[str, Any]] = field(default_factory=dict)
     emitted: int = 0
     feedback: int = 0
@@ -78,7 +79,7 @@ class Board:
     def table(self) -> Any:
         from rich.table import Table
 
-        table = Table(title="cancer-screen 2.3.0 — one row per 1-minute window",
+        table = Table(title=f"{self.model} — one row per 1-minute window",
                       title_justify="left")
         for name in ("min", "inputs", "preds", "labelled", "accuracy", "feedback",
                      "p95 ms", "drift", "gate"):
@@ -215,9 +216,15 @@ def _prepare(settings: Any, minutes: int, drift_minute: int) -> tuple[Board, Any
     with console.status("training the classifier (scikit-learn breast-cancer data)..."):
         now = datetime.now(UTC).replace(second=0, microsecond=0)
         start = now - timedelta(minutes=minutes + 1)
-        service = SimulatedService(start, minutes=minutes, drift_minute=drift_minute)
-    console.print(f"[green]✓[/] model trained: hold-out accuracy {service.holdout_accuracy:.3f}\n")
-    return Board(start=start, drift_minute=drift_minute), service
+        # each run is a new build of the model: its drift and gate state start afresh,
+        # whatever an earlier run left in the SQL store
+        build = settings.topic_prefix.removeprefix("demo").rstrip(".")
+        service = SimulatedService(start, minutes=minutes, drift_minute=drift_minute,
+                                   model_version=f"2.3.0+{build}")
+    console.print(f"[green]✓[/] model {service.model_name} {service.model_version} trained: "
+                  f"hold-out accuracy {service.holdout_accuracy:.3f}\n")
+    return Board(start=start, drift_minute=drift_minute,
+                 model=f"{service.model_name} {service.model_version}"), service
 
 
 def _run(settings: Any, board: Board, service: Any, pace: float, minutes: int,
@@ -347,8 +354,9 @@ def _verify_decision(settings: Any, result_id: str) -> list[str]:
     with Session(create_engine_for(settings)) as session:
         again = replay(session, result_id, settings)
         ledger = verify(session)
-    lines = [f"the failing decision {result_id[:12]} replayed from its manifest "
-             f"({', '.join(again.inputs)}): "
+    read = [line.split(":")[0] for line in again.inputs if "sha256" in line]
+    lines = [f"the failing decision {result_id[:12]} recomputed from its manifest "
+             f"({'; '.join(read)}, digests checked): "
              + ("[green]identical[/]" if again.match
                 else "[red]differs: " + "; ".join(again.differences) + "[/]")]
     lines.append(("[green]audit ledger intact[/]" if ledger.ok else "[red]audit ledger broken[/]")

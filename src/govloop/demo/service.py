@@ -39,7 +39,7 @@ class SimulatedService:
 
     def __init__(self, start: datetime, minutes: int = 14, drift_minute: int = 7,
                  requests_per_minute: int = 150, label_rate: float = 0.6,
-                 seed: int = 7) -> None:
+                 seed: int = 7, model_version: str = "2.3.0") -> None:
         from sklearn.datasets import load_breast_cancer
         from sklearn.linear_model import LogisticRegression
         from sklearn.model_selection import train_test_split
@@ -58,6 +58,7 @@ class SimulatedService:
         self.start, self.minutes, self.drift_minute = start, minutes, drift_minute
         self.requests_per_minute, self.label_rate = requests_per_minute, label_rate
         self.rng = np.random.default_rng(seed)
+        self.model_version = model_version
         self.holdout_accuracy = float(self.model.score(x_live, y_live))
 
     def ticks(self) -> Iterator[Tick]:
