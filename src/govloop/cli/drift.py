@@ -57,8 +57,11 @@ def status(model: ModelOption = None, as_json: JsonOption = False) -> None:
         groups.setdefault((r.model, r.model_version), []).append(r)
     for (name, version), items in groups.items():
         drifting = sum(r.state == "drift" for r in items)
-        table = Table(title=f"{name} {version}: {drifting} of {len(items)} features drifting "
-                      f"(reference {items[0].reference_version})", title_justify="left")
+        # data drift is against a reference profile; concept drift (ADWIN) has none
+        refs = sorted({r.reference_version for r in items if r.test != "adwin"})
+        table = Table(title=f"{name} {version}: {drifting} of {len(items)} features drifting"
+                      + (f" (reference {', '.join(refs)})" if refs else ""),
+                      title_justify="left")
         widest = max(len(r.feature) for r in items)
         table.add_column("feature", no_wrap=True, min_width=min(32, widest))
         for col in ("test", "statistic", "threshold", "p-value", "n", "state", "since"):
