@@ -78,3 +78,25 @@ def test_false_alarms_at_the_stated_rate_and_a_shift_is_found() -> None:
         cur.add_many(*stream(400, 96, seed=2000 + seed, shift=0.3))
         found += embedding_drift(ref, cur, n_permutations=199, seed=seed).drifted
     assert found >= 18, found
+
+
+def test_profiles_carry_and_compare_embeddings() -> None:
+    from govloop.stats import Profile, compare
+    from govloop.stats.profile import Columns
+
+    def profile(seed: int, shift: float) -> Profile:
+        ids, vectors = stream(300, 96, seed=seed, shift=shift)
+        p = Profile()
+        p.update_columns(Columns(300, {}, {}, tuple(zip(ids, vectors.tolist(), strict=True))))
+        return p
+
+    ref = Profile.from_dict(json.loads(json.dumps(profile(1, 0.0).to_dict())))
+    same, moved = profile(2, 0.0), profile(3, 0.4)
+    assert ref.embeddings is not None and ref.embeddings.n == 300
+    [(name, kind, result)] = [(d.feature, d.kind, d.result) for d in compare(ref, moved)]
+    assert (name, kind, result.drifted) == ("embedding", "embedding", True)
+    assert not compare(ref, same)[0].result.drifted
+    # partitions merge into one sample
+    whole = profile(2, 0.0)
+    whole.merge(profile(3, 0.4))
+    assert whole.embeddings is not None and whole.embeddings.n == 600

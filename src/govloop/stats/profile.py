@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from govloop.stats.drift_tests import DriftTestResult, categorical_drift, numeric_drift
+from govloop.stats.embeddings import EmbeddingSample, embedding_drift
 from govloop.stats.fleet import FleetBudget
 from govloop.stats.sketches import CategoricalCounts, NumericSketch
 
@@ -40,6 +41,8 @@ class Columns(NamedTuple):
     n: int
     numeric: dict[str, list[float]]
     categorical: dict[str, list[str]]
+    #: (event id, vector) of the events that carry an embedding
+    embeddings: tuple[tuple[str, Sequence[float]], ...] = ()
 
     @classmethod
     def from_rows(cls, rows: Iterable[Row]) -> Columns:
@@ -61,7 +64,8 @@ class Columns(NamedTuple):
 
         >>> a = Columns(2, {"x": [1.0, 2.0]}, {"c": ["u"]})
         >>> Columns.concat([a, Columns(1, {"y": [3.0]}, {"c": ["v"]})])
-        Columns(n=3, numeric={'x': [1.0, 2.0], 'y': [3.0]}, categorical={'c': ['u', 'v']})
+        Columns(n=3, numeric={'x': [1.0, 2.0], 'y': [3.0]}, categorical={'c': ['u', 'v']},
+                embeddings=())
         """
         numbers: dict[str, list[float]] = {}
         labels: dict[str, list[str]] = {}
@@ -70,7 +74,8 @@ class Columns(NamedTuple):
                 numbers.setdefault(name, []).extend(xs)
             for name, vs in part.categorical.items():
                 labels.setdefault(name, []).extend(vs)
-        return cls(sum(part.n for part in parts), numbers, labels)
+        vectors = tuple(e for part in parts for e in part.embeddings)
+        return cls(sum(part.n for part in parts), numbers, labels, vectors)
 
 
 class Profile:
@@ -93,6 +98,7 @@ class Profile:
         self.max_distinct = max_distinct
         self.numeric: dict[str, NumericSketch] = {}
         self.categorical: dict[str, CategoricalCounts] = {}
+        self.embeddings: EmbeddingSample | None = None  # a bounded sample, when events carry one
         self.n = 0
         self.ignored_features = 0
 
@@ -131,10 +137,20 @@ class Profile:
         for name, vs in columns.categorical.items():
             if self._room(name):
                 self._counts(name).update_many(vs)
+        if columns.embeddings:
+            if self.embeddings is None:
+                self.embeddings = EmbeddingSample()
+            ids, vectors = zip(*columns.embeddings, strict=True)
+            self.embeddings.add_many(ids, vectors)
 
     def merge(self, other: Profile) -> None:
         """Add another profile's events (of another partition, say) to this one."""
         self.n += other.n
+        if other.embeddings is not None:
+            if self.embeddings is None:
+                self.embeddings = EmbeddingSample.from_dict(other.embeddings.to_dict())
+            else:
+                self.embeddings.merge(other.embeddings)
         for name, sketch in other.numeric.items():
             if self._room(name):
                 self.numeric.setdefault(name, NumericSketch(self.k)).merge(sketch)
@@ -156,6 +172,7 @@ class Profile:
             "numeric": {name: base64.b64encode(s.to_bytes()).decode()
                         for name, s in self.numeric.items()},
             "categorical": {name: c.to_dict() for name, c in self.categorical.items()},
+            **({} if self.embeddings is None else {"embeddings": self.embeddings.to_dict()}),
         }
 
     @classmethod
@@ -167,6 +184,8 @@ class Profile:
                            for name, raw in data["numeric"].items()}
         profile.categorical = {name: CategoricalCounts.from_dict(c)
                                for name, c in data["categorical"].items()}
+        if "embeddings" in data:
+            profile.embeddings = EmbeddingSample.from_dict(data["embeddings"])
         return profile
 
 
@@ -175,7 +194,7 @@ class FeatureDrift:
     """One feature's comparison of current against reference."""
 
     feature: str
-    kind: str  # "numeric" | "categorical"
+    kind: str  # "numeric" | "categorical" | "embedding"
     result: DriftTestResult
     n_reference: int
     n_current: int
@@ -185,6 +204,10 @@ def compare(reference: Profile, current: Profile, numeric_method: str = "ks",
             categorical_method: str = "chi_square", min_count: int = 50,
             **options: Any) -> list[FeatureDrift]:
     """Test every feature both profiles hold with at least ``min_count`` values.
+
+    Embeddings, when both profiles sampled some (from at least ``min_count``
+    events each), are tested together as the feature ``embedding`` (MMD,
+    :func:`~govloop.stats.embeddings.embedding_drift`).
 
     >>> rng = np.random.default_rng(1)
     >>> ref, cur = Profile(), Profile()
@@ -205,6 +228,11 @@ def compare(reference: Profile, current: Profile, numeric_method: str = "ks",
         if cref.n >= min_count and ccur.n >= min_count:
             result = categorical_drift(cref, ccur, categorical_method, **options)
             out.append(FeatureDrift(name, "categorical", result, cref.n, ccur.n))
+    eref, ecur = reference.embeddings, current.embeddings
+    if eref is not None and ecur is not None and min(eref.n, ecur.n) >= min_count \
+            and eref.dim_in == ecur.dim_in:
+        out.append(FeatureDrift("embedding", "embedding", embedding_drift(eref, ecur),
+                                eref.n, ecur.n))
     return out
 
 
