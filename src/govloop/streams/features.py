@@ -94,9 +94,11 @@ def observed_columns(predictions: Sequence[Prediction],
     >>> same = [Prediction(model="m", model_version="1", request_id=str(i), score=i / 4,
     ...                    features={"age": 40 + i, "plan": "pro", "ok": i > 0})
     ...         for i in range(3)]
-    >>> observed_columns(same)
-    Columns(n=3, numeric={'age': [40.0, 41.0, 42.0], 'output.score': [0.0, 0.25, 0.5]}, \
-categorical={'plan': ['pro', 'pro', 'pro'], 'ok': ['false', 'true', 'true']})
+    >>> cols = observed_columns(same)
+    >>> cols.n, cols.numeric
+    (3, {'age': [40.0, 41.0, 42.0], 'output.score': [0.0, 0.25, 0.5]})
+    >>> cols.categorical
+    {'plan': ['pro', 'pro', 'pro'], 'ok': ['false', 'true', 'true']}
     """
     if labels is None:
         labels = [p.predicted_label for p in predictions]

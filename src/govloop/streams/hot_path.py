@@ -94,6 +94,10 @@ def dead_letter(source_topic: str, partition: int | None, offset: int | None,
                       reason=reason[:2000], payload=text[:PAYLOAD_LIMIT])
 
 
+#: Per topic, its model's JSON validator (``model_validate_json`` without the wrapper).
+_VALIDATE_JSON: dict[str, Callable[[bytes], Event]] = {}
+
+
 def decode_one(topic: str, raw: bytes | None) -> Event:
     """:func:`govloop.schemas.decode`, with the JSON parsed and validated in one pass.
 
@@ -109,8 +113,12 @@ def decode_one(topic: str, raw: bytes | None) -> Event:
     govloop.errors.EventError: expected a JSON object, got list
     """
     if raw is not None:
+        validate = _VALIDATE_JSON.get(topic)
+        if validate is None:
+            validator = TOPICS[topic].model.__pydantic_validator__
+            validate = _VALIDATE_JSON[topic] = validator.validate_json
         try:
-            return TOPICS[topic].model.model_validate_json(raw)
+            return validate(raw)  # what model_validate_json calls, without its Python frame
         except ValidationError:
             pass
     return decode(topic, raw)
