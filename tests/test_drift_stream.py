@@ -107,3 +107,28 @@ def test_drift_episode_through_the_broker(settings: Settings, tmp_path: Path) ->
     assert [(r.version, r.n) for r in refs] == [(1, 800)]
     assert status["x"].state == "ok" and not status["x"].drifted
     assert set(status) == {"x", "y", "output.score"}
+
+
+@pytest.mark.integration
+def test_embedding_drift_through_the_broker(settings: Settings, tmp_path: Path) -> None:
+    """LLM events with embeddings: the sampled vectors move, one `embedding` drift alert."""
+    s = settings.model_copy(update={"idle_close_seconds": 20.0, "window_grace_seconds": 1.0,
+                                    "reference_events": 400, "policies": ""})
+    rng = np.random.default_rng(3)
+    shifts = [0.0, 0.0, 0.0, 0.6, 0.6]
+    events = []
+    for minute, shift in enumerate(shifts):
+        for i in range(200):
+            events.append(Prediction(
+                model="chat", model_version="1", request_id=f"{minute}-{i}",
+                ts=T0 + timedelta(minutes=minute, seconds=i * 59 / 200), output_text="ok",
+                embedding=(rng.normal(shift, 1.0, 48)).tolist()))
+    events.append(Prediction(model="chat", model_version="1", request_id="end",
+                             ts=T0 + timedelta(minutes=30), output_text="ok"))
+    produce(s, "predictions", events)
+    with WorkerProcess(s, tmp_path / "worker.log"):
+        consume(s, "metrics", len(shifts), timeout=120)
+        alerts = [a for a in consume(s, "drift", 3, timeout=8) if isinstance(a, DriftAlert)]
+    log = (tmp_path / "worker.log").read_text()[-3000:]
+    assert [(a.feature, a.state, a.test) for a in alerts] == [("embedding", "drift", "mmd")], log
+    assert alerts[0].ts - T0 == timedelta(minutes=4)

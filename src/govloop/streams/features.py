@@ -3,8 +3,9 @@
 Tabular features pass through (numbers as numeric, strings and booleans as
 categorical).  Model outputs become ``output.*`` features, so prediction drift
 is feature drift on them.  LLM events contribute derived numeric features:
-text lengths, token counts and every judge or safety score.  Embeddings are
-handled apart (a multivariate test), not here.
+text lengths, token counts and every judge or safety score.  Embeddings
+travel beside the columns, with their event ids, to a bounded sample that the
+profile tests as one multivariate feature (:mod:`govloop.stats.embeddings`).
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def observed_columns(predictions: Sequence[Prediction],
     if not _by_column(predictions, numeric, categorical):
         numeric.clear()
         categorical.clear()
-        return _by_event(predictions, labels)
+        return _by_event(predictions, labels)._replace(embeddings=_embeddings(predictions))
     for p, label in zip(predictions, labels, strict=True):
         if label is not None:
             if isinstance(label, bool):
@@ -133,7 +134,7 @@ def observed_columns(predictions: Sequence[Prediction],
         if p.scores:
             for name, x in p.scores.items():
                 _add(numeric, f"score.{name}", x)
-    return Columns(len(predictions), numeric, categorical)
+    return Columns(len(predictions), numeric, categorical, _embeddings(predictions))
 
 
 #: Feature names that a derived feature could replace (see :func:`_put`).
@@ -189,6 +190,11 @@ def _add(columns: dict[str, list[Any]], name: str, value: Any) -> None:
         columns[name] = [value]
     else:
         column.append(value)
+
+
+def _embeddings(predictions: Sequence[Prediction]) -> tuple[tuple[str, list[float]], ...]:
+    """(event id, vector) of the predictions that carry an embedding (sampled by the profile)."""
+    return tuple((p.event_id, p.embedding) for p in predictions if p.embedding is not None)
 
 
 def _by_event(predictions: Iterable[Prediction], labels: Iterable[Scalar | None]) -> Columns:
