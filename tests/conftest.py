@@ -49,6 +49,30 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def own_db_url(db_url: str) -> Iterator[str]:
+    """``db_url``, and on PostgreSQL a fresh schema of its own, dropped afterwards.
+
+    For tests that read whole tables (the audit ledger, its chain): the
+    PostgreSQL database is shared by every test and by earlier runs.
+    """
+    if not db_url.startswith("postgresql"):
+        yield db_url
+        return
+    from sqlalchemy import create_engine
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine("postgresql+psycopg://" + db_url.removeprefix("postgresql://"))
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{db_url}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
+@pytest.fixture
 def settings(broker: EmbeddedBroker, redis_url: str, tmp_path: Path) -> Settings:
     """Settings of an isolated deployment: own topics, groups, Redis keys and SQLite file."""
     prefix = f"t{uuid.uuid4().hex[:12]}."

@@ -10,7 +10,6 @@ import json
 import subprocess
 import sys
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -19,7 +18,7 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import Engine, create_engine, func, text
+from sqlalchemy import Engine, func, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 from typer.testing import CliRunner
@@ -50,21 +49,8 @@ T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture
-def ledger_url(db_url: str) -> Iterator[str]:
-    """``db_url``, and on PostgreSQL a fresh schema of its own, dropped afterwards."""
-    if not db_url.startswith("postgresql"):
-        yield db_url
-        return
-    schema = f"audit_{uuid.uuid4().hex[:12]}"
-    admin = create_engine("postgresql+psycopg://" + db_url.removeprefix("postgresql://"))
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{db_url}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+def ledger_url(own_db_url: str) -> str:
+    return own_db_url
 
 
 def engine_for(url: str, tmp_path: Path) -> Engine:

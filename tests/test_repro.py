@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import create_engine, func
+from sqlalchemy import func
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
@@ -64,21 +63,8 @@ rules:
 
 
 @pytest.fixture
-def repro_url(db_url: str) -> Iterator[str]:
-    """``db_url``, and on PostgreSQL a fresh schema of its own, dropped afterwards."""
-    if not db_url.startswith("postgresql"):
-        yield db_url
-        return
-    schema = f"repro_{uuid.uuid4().hex[:12]}"
-    admin = create_engine("postgresql+psycopg://" + db_url.removeprefix("postgresql://"))
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{db_url}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+def repro_url(own_db_url: str) -> str:
+    return own_db_url
 
 
 @pytest.fixture

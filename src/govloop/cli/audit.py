@@ -3,41 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated
 
 import typer
 
-from govloop.cli.output import console, fail, stderr
+from govloop.cli.output import JsonOption, as_utc, console, fail, open_session, stderr
 
 app = typer.Typer(help="The tamper-evident audit ledger.", no_args_is_help=True)
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
-@contextmanager
-def _session() -> Iterator[Any]:
-    """A session on the configured database; the engine is disposed afterwards."""
-    from sqlmodel import Session
 
-    from govloop.cli.services import resolved_settings
-    from govloop.stores.sql import create_engine_for, init_db
-
-    engine = create_engine_for(resolved_settings())
-    try:
-        init_db(engine)
-        with Session(engine) as session:
-            yield session
-    finally:
-        engine.dispose()
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 @app.command("verify")
@@ -57,7 +34,7 @@ def verify(
             pinned = Anchor.parse(anchor)
         except ValueError as exc:
             fail(str(exc))
-    with _session() as session:
+    with open_session() as session:
         result = check(session, pinned)
     if as_json:
         print(json.dumps(result.to_dict(), indent=2))
@@ -98,10 +75,10 @@ def log(
 
     from govloop.audit import entries
 
-    with _session() as session:
-        rows = entries(session, kind=kind, ref=ref, model=model, since=_utc(since),
-                       until=_utc(until), limit=limit)
-        items = [{"seq": r.seq, "ts": _utc(r.ts).isoformat(),  # type: ignore[union-attr]
+    with open_session() as session:
+        rows = entries(session, kind=kind, ref=ref, model=model, since=as_utc(since),
+                       until=as_utc(until), limit=limit)
+        items = [{"seq": r.seq, "ts": as_utc(r.ts).isoformat(),  # type: ignore[union-attr]
                   "kind": r.kind, "ref": r.ref, "model": r.model,
                   "payload": json.loads(r.payload), "prev_hash": r.prev_hash,
                   "entry_hash": r.entry_hash} for r in rows]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,35 +10,14 @@ from typing import Annotated, Any
 import typer
 
 from govloop.cli.gate import fail
-from govloop.cli.output import console
+from govloop.cli.output import JsonOption, as_utc, console, open_session
 
 app = typer.Typer(help="Baselines for regression gates: every set is a new version.",
                   no_args_is_help=True)
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
-@contextmanager
-def open_session() -> Iterator[Any]:
-    """A session on the configured database, its tables created; the engine disposed after."""
-    from sqlmodel import Session
 
-    from govloop.cli.services import resolved_settings
-    from govloop.stores.sql import create_engine_for, init_db
-
-    engine = create_engine_for(resolved_settings())
-    try:
-        init_db(engine)
-        with Session(engine) as session:
-            yield session
-    finally:
-        engine.dispose()
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _iso(value: datetime) -> str:
@@ -93,7 +70,8 @@ def set_baseline(
             else:
                 if model is None:
                     fail("--window needs --model")
-                metrics, used = window_metrics(session, model, version, _utc(since), _utc(until))
+                metrics, used = window_metrics(session, model, version, as_utc(since),
+                                               as_utc(until))
                 if used == 0:
                     fail(f"no stored tumbling metric snapshots of {model}"
                          + (f" {version}" if version else "") + " in that range")

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from govloop.cli.output import console, fail
+from govloop.cli.output import JsonOption, console, fail, open_session
 
 app = typer.Typer(help="Data and prediction drift.", no_args_is_help=True)
 reference_app = typer.Typer(help="Reference profiles: what 'no drift' looks like.",
@@ -17,19 +17,7 @@ reference_app = typer.Typer(help="Reference profiles: what 'no drift' looks like
 app.add_typer(reference_app, name="reference")
 metrics_app = typer.Typer(help="Online metric snapshots.", no_args_is_help=True)
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 ModelOption = Annotated[str | None, typer.Option(help="Only this model.")]
-
-
-def _session() -> Any:
-    from sqlmodel import Session
-
-    from govloop.cli.services import resolved_settings
-    from govloop.stores.sql import create_engine_for, init_db
-
-    engine = create_engine_for(resolved_settings())
-    init_db(engine)
-    return Session(engine)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -43,7 +31,7 @@ def status(model: ModelOption = None, as_json: JsonOption = False) -> None:
 
     from govloop.stores.sql import drift_status
 
-    with _session() as session:
+    with open_session() as session:
         rows = drift_status(session, model)
     if as_json:
         print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
@@ -113,7 +101,7 @@ def reference_set(
         fail(str(exc))
     if profile.n == 0:
         fail(f"no predictions of {model} {version} in that range")
-    with _session() as session:
+    with open_session() as session:
         row = save_reference(session, model, version, origin, profile.n,
                              profile.to_dict(), datetime.now(UTC))
         session.commit()
@@ -134,7 +122,7 @@ def reference_show(model: ModelOption = None, as_json: JsonOption = False) -> No
 
     from govloop.stores.sql import references
 
-    with _session() as session:
+    with open_session() as session:
         rows = references(session, model)
     items: list[dict[str, Any]] = []
     for r in rows:
@@ -171,7 +159,7 @@ def metrics_show(model: ModelOption = None,
 
     if window not in ("tumbling", "sliding"):
         fail(f"--window must be tumbling or sliding, not {window!r}")
-    with _session() as session:
+    with open_session() as session:
         query = select(MetricSnapshotRow).where(MetricSnapshotRow.window_kind == window)
         if model is not None:
             query = query.where(MetricSnapshotRow.model == model)

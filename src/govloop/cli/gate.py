@@ -140,7 +140,7 @@ def check(
             base_metrics, base_label = ref.evidence.metrics, baseline_file.name
             base_info = {"ref": baseline_file.name, "sha256": ref.sha256}
         elif baseline is not None:
-            from govloop.cli.baseline import open_session
+            from govloop.cli.output import open_session
             from govloop.stores.baselines import resolve_baseline
 
             with open_session() as session:
@@ -196,7 +196,7 @@ def _record(policies: list[Any], results: list[Any], manifests: list[Any]) -> No
     from sqlalchemy.exc import SQLAlchemyError
 
     from govloop.audit.manifest import save_manifest
-    from govloop.cli.baseline import open_session
+    from govloop.cli.output import open_session
     from govloop.schemas import utcnow
     from govloop.stores.sql import save_gate_result, save_policy
 

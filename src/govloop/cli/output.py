@@ -1,13 +1,19 @@
-"""Shared CLI output: one rich console, errors to stderr with a clear exit code."""
+"""What the CLI's command groups share: one rich console, errors to stderr with a
+clear exit code, the ``--json`` option, a session on the configured database."""
 
 from __future__ import annotations
 
-from typing import NoReturn
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 
-__all__ = ["console", "fail", "stderr"]
+__all__ = ["JsonOption", "as_utc", "console", "fail", "open_session", "stderr"]
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 console = Console()
 stderr = Console(stderr=True)
@@ -17,3 +23,27 @@ def fail(message: str, code: int = 2) -> NoReturn:
     """Print ``error: message`` on stderr and exit with ``code``."""
     stderr.print(f"[bold red]error:[/] {message}")
     raise typer.Exit(code)
+
+
+@contextmanager
+def open_session() -> Iterator[Any]:
+    """A session on the configured database, its tables created; the engine disposed after."""
+    from sqlmodel import Session
+
+    from govloop.cli.services import resolved_settings
+    from govloop.stores.sql import create_engine_for, init_db
+
+    engine = create_engine_for(resolved_settings())
+    try:
+        init_db(engine)
+        with Session(engine) as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """A datetime in UTC; a naive one (as SQLite returns them) is read as UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -15,13 +15,12 @@ import typer
 from rich.markup import escape
 
 from govloop.cli.gate import fail
-from govloop.cli.output import console
+from govloop.cli.output import JsonOption, console, open_session
 
 app = typer.Typer(help="Reproducibility: gate decisions' manifests and their replay.",
                   no_args_is_help=True)
 
 IdArgument = Annotated[str, typer.Argument(help="The gate result's id (its event_id).")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 @app.command("verify")
@@ -35,7 +34,6 @@ def verify(
 ) -> None:
     """Recompute a gate decision from its manifest: exit 0 match, 1 differences, 2 error."""
     from govloop.audit.replay import replay
-    from govloop.cli.baseline import open_session
     from govloop.cli.services import resolved_settings
     from govloop.errors import GovloopError
 
@@ -70,7 +68,6 @@ def verify(
 def show(gate_result_id: IdArgument, as_json: JsonOption = False) -> None:
     """Print the manifest of a gate decision."""
     from govloop.audit.manifest import load_manifest
-    from govloop.cli.baseline import open_session
     from govloop.schemas import GateResult
     from govloop.stores.sql import GateResultRow
 
