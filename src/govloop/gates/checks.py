@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from govloop.gates.evidence import Evidence, MetricValue, Sample
 from govloop.gates.fairness import FairnessEvaluator
@@ -34,27 +34,16 @@ _WORST = ("fail", "inconclusive", "warn", "pass")
 _SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 
 
-class RuleReport(BaseModel):
+class RuleReport(RuleResult):
     """One rule's verdict, with its kind and evidence."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
     kind: str
-    rule: str
-    metric: str
-    op: str
-    threshold: float
-    observed: float | None = None
-    outcome: Outcome
-    detail: str = ""
     evidence: dict[str, Any] = Field(default_factory=dict)
 
     @property
     def result(self) -> RuleResult:
         """The event-shaped result (without kind and structured evidence)."""
-        return RuleResult(rule=self.rule, metric=self.metric, op=self.op,
-                          threshold=self.threshold, observed=self.observed,
-                          outcome=self.outcome, detail=self.detail)
+        return RuleResult.model_validate(self.model_dump(exclude={"kind", "evidence"}))
 
 
 def _missing(name: str, mv: MetricValue | None, where: str = "") -> str:
