@@ -572,6 +572,8 @@ async def _breakdown(args: argparse.Namespace) -> None:
                 prepared = await batches.prepare(batch)
             with step("write: Redis transaction, client side"):
                 await batches.write(prepared)
+                if hasattr(batches, "observed"):  # the concept observes, counted as before
+                    await batches.observed()
         redis_used = await _redis_cpu(client) - redis0
         n = len(work) * args.batch
         print(f"# {n:,} events in batches of {args.batch}, {args.models} models, "

@@ -157,6 +157,8 @@ class InputBatches:
         self.drift = DriftMonitor(settings, redis, self.engine)
         self.concept = ConceptMonitor(settings, redis, self.engine)
         self.short = {settings.topic(n): n for n in TOPICS}
+        #: The last of the chained concept-drift observes (:meth:`_observe_later`), or None.
+        self._observing: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Create the tables if needed and record the policies in force."""
@@ -168,8 +170,14 @@ class InputBatches:
         await self._in_db(save)
 
     async def apply(self, records: Iterable[Any]) -> int:
-        """Apply a batch of prediction and feedback records; return how many events were new."""
-        return await self.write(await self.prepare(records))
+        """Apply a batch of prediction and feedback records; return how many events were new.
+
+        Its join outcomes are observed (concept-drift state stored, alerts
+        published) when this returns.
+        """
+        applied = await self.write(await self.prepare(records))
+        await self.observed()
+        return applied
 
     async def prepare(self, records: Iterable[Any]) -> Prepared:
         """The CPU half of :meth:`apply`: validate, build counter records, extract features.
@@ -209,7 +217,11 @@ class InputBatches:
         """The I/O half of :meth:`apply`: one Redis transaction, then the dead letters.
 
         The drift profiles that are due go first in the transaction, so a
-        watermark moved by these counters finds them stored.
+        watermark moved by these counters finds them stored.  The join outcomes
+        the transaction released go to the concept-drift detectors on a
+        background task, in order (:meth:`_observe_later`): the next batch's
+        write does not wait for them, only for the observes before them, and
+        :meth:`flush` (before offsets are committed) waits for all of them.
         """
         if prepared.staged.groups:
             await self.drift.stage(prepared.staged)
@@ -225,7 +237,10 @@ class InputBatches:
                 self.drift.invalidate()  # what Redis holds is unknown now: read it again
                 raise
             self.drift.saved(saving)
-        await self._observe(applied.outcomes)
+        # at most one batch's observe in flight: the one before this must be done (and
+        # its error, if any, raised here) before this one's is queued
+        await self.observed()
+        self._observe_later(applied.outcomes)
         await self._send_dead(prepared.dead)
         return applied.events
 
@@ -325,7 +340,8 @@ class InputBatches:
         on the overall windows.
         """
         windows, outcomes = await self.store.claim_closed()
-        await self._observe(outcomes)
+        self._observe_later(outcomes)  # after the outcomes released before these
+        await self.observed()
         if not windows:
             return 0
         prefix, size = self.settings.topic_prefix, self.settings.window_seconds
@@ -353,8 +369,37 @@ class InputBatches:
             for alert in await self.concept.observe(outcomes):
                 await self.publish("drift", alert.model.encode(), alert.to_json())
 
+    def _observe_later(self, outcomes: Sequence[Outcome]) -> None:
+        """Queue :meth:`_observe` of ``outcomes`` after every observe queued before.
+
+        Outcomes reach the detectors in the order they were released.  An
+        error stops the chain: every later observe, and whoever awaits
+        :meth:`observed`, gets it.
+        """
+        if outcomes:
+            self._observing = asyncio.create_task(self._observe_after(self._observing,
+                                                                      outcomes))
+
+    async def _observe_after(self, previous: asyncio.Task[None] | None,
+                             outcomes: Sequence[Outcome]) -> None:
+        if previous is not None:
+            await previous
+        await self._observe(outcomes)
+
+    async def observed(self) -> None:
+        """Wait until every queued observe is done; raise the error of one that failed."""
+        task = self._observing
+        while task is not None:
+            # shielded: a waiter that is cancelled does not cancel the observes
+            await asyncio.shield(task)
+            if self._observing is task:
+                self._observing = None
+            task = self._observing
+
     async def flush(self) -> None:
-        """Store what is staged (drift profiles): before offsets are committed."""
+        """Store what is staged (concept-drift observes, drift profiles): before offsets are
+        committed."""
+        await self.observed()
         await self.drift.flush()
 
     def invalidate(self) -> None:
