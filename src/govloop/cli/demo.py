@@ -281,9 +281,9 @@ def _run(settings: Any, board: Board, service: Any, pace: float, minutes: int,
 
 
 def _print_new(board: Board, printed: set[int], final: bool = False) -> set[int]:
-    """One line per window, once two later windows' snapshots show it has been judged."""
+    """One line per window, once three later windows' snapshots show it has been judged."""
     snapped = {m for m, r in board.rows.items() if "snap" in r}
-    done = snapped if final else {m for m in snapped if m + 2 in snapped}
+    done = snapped if final else {m for m in snapped if m + 3 in snapped}
     for minute in sorted(done - printed):
         snap = board.rows[minute]["snap"]
         acc = "-" if snap.accuracy is None else f"{snap.accuracy:.3f}"
