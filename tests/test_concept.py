@@ -316,3 +316,47 @@ def test_concept_drift_through_the_worker(settings: Settings, tmp_path: Any) -> 
     with Session(create_engine_for(s)) as session:
         status = {r.feature: r for r in drift_status(session, "clf")}
     assert status["error_rate"].state == "drift"
+
+
+# -- the worker's chain of observes (off the write's path) -------------------------------------
+
+
+def test_chained_observes_run_in_order_and_stop_at_an_error(settings: Settings) -> None:
+    """The worker queues each batch's outcomes behind the previous ones: the alerts are
+    those of feeding the batches one by one, and an error reaches whoever waits."""
+    from govloop.streams.hot_path import InputBatches
+
+    stream = outcomes([0.1, 0.4, 0.1], 3000, seed=11)
+    published: list[tuple[str, bytes]] = []
+
+    async def publish(topic: str, key: bytes | None, value: bytes) -> None:
+        await asyncio.sleep(0)  # let the next observe be queued meanwhile
+        published.append((topic, value))
+
+    async def run() -> tuple[dict[str, Any] | None, bool]:
+        r = client(settings)
+        batches_ = InputBatches(settings, r, publish)
+        try:
+            await batches_.start()
+            for part in batches(stream, 250):
+                batches_._observe_later(part)
+            await batches_.flush()
+            state = await batches_.concept.state("m", "v1", "error")
+            batches_._observe_later([Outcome("m", "v1", "latency", 1.0, T0)])
+            batches_._observe_later(stream[:10])  # after the failed one: never observed
+            with pytest.raises(ValueError, match="unknown outcome stream"):
+                await batches_.observed()
+            with pytest.raises(ValueError, match="unknown outcome stream"):
+                await batches_.flush()  # a commit would stop here too
+            after = await batches_.concept.state("m", "v1", "error")
+            return state, after == state
+        finally:
+            batches_.engine.dispose()
+            await r.aclose()
+
+    state, unchanged = asyncio.run(run())
+    assert [DriftAlert.model_validate_json(v).state for _, v in published] == [
+        "drift", "recovered"]
+    assert {topic for topic, _ in published} == {"drift"}
+    assert state is not None and state["n"] == len(stream)
+    assert unchanged

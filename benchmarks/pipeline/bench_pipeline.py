@@ -572,7 +572,8 @@ async def _breakdown(args: argparse.Namespace) -> None:
                 prepared = await batches.prepare(batch)
             with step("write: Redis transaction, client side"):
                 await batches.write(prepared)
-                if hasattr(batches, "observed"):  # the concept observes, counted as before
+            if hasattr(batches, "observed"):  # off the write's path since Nov 27
+                with step("concept-drift observes of the released outcomes"):
                     await batches.observed()
         redis_used = await _redis_cpu(client) - redis0
         n = len(work) * args.batch

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -72,6 +73,9 @@ SEVERITY = {feature: severity for feature, severity in FEATURES.values()}
 PAYLOAD_LIMIT = 8192
 #: :meth:`InputBatches.prepare` lets other tasks run after this many records.
 YIELD_EVERY = 100
+#: :meth:`InputBatches.write` queues its concept-drift observe behind at most this many
+#: earlier ones still running; with more, it waits for the oldest first.
+OBSERVE_BEHIND = 2
 
 #: ``publish(short topic name, key, value)``: send one result event.
 Publish = Callable[[str, bytes | None, bytes], Awaitable[Any]]
@@ -157,8 +161,8 @@ class InputBatches:
         self.drift = DriftMonitor(settings, redis, self.engine)
         self.concept = ConceptMonitor(settings, redis, self.engine)
         self.short = {settings.topic(n): n for n in TOPICS}
-        #: The last of the chained concept-drift observes (:meth:`_observe_later`), or None.
-        self._observing: asyncio.Task[None] | None = None
+        #: The chained concept-drift observes (:meth:`_observe_later`), oldest first.
+        self._observes: deque[asyncio.Task[bool]] = deque()
 
     async def start(self) -> None:
         """Create the tables if needed and record the policies in force."""
@@ -220,8 +224,9 @@ class InputBatches:
         watermark moved by these counters finds them stored.  The join outcomes
         the transaction released go to the concept-drift detectors on a
         background task, in order (:meth:`_observe_later`): the next batch's
-        write does not wait for them, only for the observes before them, and
-        :meth:`flush` (before offsets are committed) waits for all of them.
+        write does not wait for them (unless ``OBSERVE_BEHIND`` are still
+        running), and :meth:`flush` (before offsets are committed) waits for
+        all of them.
         """
         if prepared.staged.groups:
             await self.drift.stage(prepared.staged)
@@ -237,9 +242,10 @@ class InputBatches:
                 self.drift.invalidate()  # what Redis holds is unknown now: read it again
                 raise
             self.drift.saved(saving)
-        # at most one batch's observe in flight: the one before this must be done (and
-        # its error, if any, raised here) before this one's is queued
-        await self.observed()
+        observes = self._observes
+        if observes and (observes[-1].done() or len(observes) > OBSERVE_BEHIND):
+            # all done (an error is raised here, not later), or too many in flight
+            await self._wait_observes(OBSERVE_BEHIND)
         self._observe_later(applied.outcomes)
         await self._send_dead(prepared.dead)
         return applied.events
@@ -373,28 +379,44 @@ class InputBatches:
         """Queue :meth:`_observe` of ``outcomes`` after every observe queued before.
 
         Outcomes reach the detectors in the order they were released.  An
-        error stops the chain: every later observe, and whoever awaits
-        :meth:`observed`, gets it.
+        error stops the chain: no later observe runs, and whoever awaits
+        :meth:`observed` (or the next :meth:`write`) gets the error.
         """
         if outcomes:
-            self._observing = asyncio.create_task(self._observe_after(self._observing,
-                                                                      outcomes))
+            previous = self._observes[-1] if self._observes else None
+            self._observes.append(asyncio.create_task(self._observe_after(previous,
+                                                                          outcomes)))
 
-    async def _observe_after(self, previous: asyncio.Task[None] | None,
-                             outcomes: Sequence[Outcome]) -> None:
+    async def _observe_after(self, previous: asyncio.Task[bool] | None,
+                             outcomes: Sequence[Outcome]) -> bool:
+        """:meth:`_observe` once ``previous`` is done; False (and nothing observed) if the
+        chain stopped before: ``previous`` or one before it failed or was cancelled."""
         if previous is not None:
-            await previous
+            await asyncio.wait((previous,))
+            if previous.cancelled() or previous.exception() is not None \
+                    or not previous.result():
+                return False  # the failed one raises its error to whoever waits
         await self._observe(outcomes)
+        return True
 
     async def observed(self) -> None:
         """Wait until every queued observe is done; raise the error of one that failed."""
-        task = self._observing
-        while task is not None:
-            # shielded: a waiter that is cancelled does not cancel the observes
-            await asyncio.shield(task)
-            if self._observing is task:
-                self._observing = None
-            task = self._observing
+        await self._wait_observes(0)
+
+    async def _wait_observes(self, keep: int) -> None:
+        """Wait for the oldest observes until at most ``keep`` are left (none failed)."""
+        observes = self._observes
+        while observes:
+            task = observes[0]
+            if len(observes) <= keep and not observes[-1].done():
+                return
+            # asyncio.wait: a waiter that is cancelled does not cancel the observes; a
+            # failed one stays first in the queue, so every later wait raises its error too
+            if not task.done():
+                await asyncio.wait((task,))
+            task.result()
+            if observes and observes[0] is task:
+                observes.popleft()
 
     async def flush(self) -> None:
         """Store what is staged (concept-drift observes, drift profiles): before offsets are
