@@ -109,6 +109,25 @@ local outcomes = {}  -- {model, version, stream, 0 or 1, time, event id} per lab
 
 local members = {}  -- model -> version -> slice -> window start -> member (formatted once)
 local redirect = {}  -- member of a segment value over the cap -> its __other__ counters
+local pvalues = {}  -- model -> version -> label -> a waiting prediction's join value (no slices)
+local parsed = {}  -- a waiting prediction's join value -> its fields, decoded once per batch
+local latency = {}  -- latency bucket -> its counter's field name
+
+-- what the join key of a prediction holds while it waits for its feedback: the same bytes
+-- for every prediction of (m, v) with label plabel and no slices, so encoded once per batch
+local function waiting_value(m, v, plabel, slices)
+  if #slices > 0 then return 'p' .. cjson.encode({m, v, plabel, slices}) end
+  local by_version = pvalues[m]
+  if by_version == nil then by_version = {}; pvalues[m] = by_version end
+  local by_label = by_version[v]
+  if by_label == nil then by_label = {}; by_version[v] = by_label end
+  local value = by_label[plabel]
+  if value == nil then
+    value = 'p' .. cjson.encode({m, v, plabel, slices})
+    by_label[plabel] = value
+  end
+  return value
+end
 
 -- the counters of slice `sl` of (m, v) in the window holding t; nil if that window
 -- has closed (the event is counted late, once, for the overall slice)
@@ -169,7 +188,11 @@ end
 local function count_prediction(c, lat, conf)
   if c == nil then return end
   inc(c, 'count')
-  if lat ~= '' then inc(c, 'lat:' .. lat) end
+  if lat ~= '' then
+    local field = latency[lat]
+    if field == nil then field = 'lat:' .. lat; latency[lat] = field end
+    inc(c, field)
+  end
   if conf ~= '' then inc(c, 'conf_n'); inc(c, 'conf_sum', conf) end
 end
 
@@ -224,7 +247,7 @@ for _, r in ipairs(records) do
         count_prediction(slot(m, v, '', t), lat, conf)
         for _, sl in ipairs(slices) do count_prediction(slot(m, v, sl, t), lat, conf) end
         -- the prediction waits for its feedback; feedback that came first is joined now
-        local before = redis.call('SET', jkey, 'p' .. cjson.encode({m, v, plabel, slices}),
+        local before = redis.call('SET', jkey, waiting_value(m, v, plabel, slices),
                                   'EX', horizon, 'GET')
         if before and string.sub(before, 1, 1) == 'f' then
           for _, f in ipairs(cjson.decode(string.sub(before, 2))) do
@@ -235,7 +258,11 @@ for _, r in ipairs(records) do
         local flabel, pos = r[7], r[8]
         local found = redis.call('GET', jkey)
         if found and string.sub(found, 1, 1) == 'p' then
-          local p = cjson.decode(string.sub(found, 2))
+          local p = parsed[found]  -- read only below
+          if p == nil then
+            p = cjson.decode(string.sub(found, 2))
+            parsed[found] = p
+          end
           join(p[1], p[2], p[3], p[4], flabel, pos, t, eid)
         else
           local waiting = {}
