@@ -316,14 +316,21 @@ def _read_event(session: Session, settings: Settings, spec: dict[str, Any], stri
                 raise
             source = (f"Kafka cannot give {where} back ({exc}); read the event's copy "
                       "in the SQL store instead")
-    digest = event_digest(event)
-    same = digest == spec["sha256"]
-    seen.append(f"{source}: {event.SCHEMA} {event.event_id}, sha256 {digest[:12]} "
+    _held_to(spec["sha256"], event_digest(event), f"{source}: {event.SCHEMA} {event.event_id}",
+             f"input {where}", "re-read", seen, differences)
+    return event
+
+
+def _held_to(recorded: str, digest: str, source: str, name: str, now: str,
+             seen: list[str], differences: list[str]) -> bool:
+    """Compare an input's digest with the manifest's: noted in ``seen``, a mismatch in
+    ``differences``.  True when they match."""
+    same = digest == recorded
+    seen.append(f"{source}, sha256 {digest[:12]} "
                 + ("matches the manifest" if same else "DIFFERS from the manifest"))
     if not same:
-        differences.append(f"input {where}: sha256 {spec['sha256']} (manifest) != "
-                           f"{digest} (re-read)")
-    return event
+        differences.append(f"{name}: sha256 {recorded} (manifest) != {digest} ({now})")
+    return same
 
 
 def _answers(server: str) -> bool:
@@ -439,13 +446,8 @@ def replay(session: Session, gate_result_id: str, settings: Settings, *,
         except OSError as exc:
             raise ReplayError(f"cannot read the results file {path}: {exc.strerror} "
                               "(--file PATH points replay at a copy)") from exc
-        digest = hashlib.sha256(data).hexdigest()
-        same = digest == spec["sha256"]
-        seen.append(f"re-read file {path}: sha256 {digest[:12]} "
-                    + ("matches the manifest" if same else "DIFFERS from the manifest"))
-        if not same:
-            differences.append(f"input file {path}: sha256 {spec['sha256']} (manifest) != "
-                               f"{digest} (now)")
+        same = _held_to(spec["sha256"], hashlib.sha256(data).hexdigest(),
+                        f"re-read file {path}", f"input file {path}", "now", seen, differences)
         loaded = parse_results(data, str(path))
         if not same:  # judge what is there now, under the recorded identity
             loaded = dataclasses.replace(loaded, sha256=spec["sha256"])
