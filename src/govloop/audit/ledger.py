@@ -27,6 +27,8 @@ from sqlalchemy import BigInteger, Column, DateTime, Text, UniqueConstraint, tex
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Field, Session, SQLModel, select
 
+from govloop.schemas.base import as_utc
+
 __all__ = [
     "GENESIS_HASH",
     "KINDS",
@@ -91,11 +93,6 @@ class LedgerHead(SQLModel, table=True):
     entry_hash: str
 
 
-def _utc(ts: datetime) -> datetime:
-    """A stored timestamp in UTC: SQLite gives it back naive, PostgreSQL in its time zone."""
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-
-
 def entry_hash(seq: int, ts: datetime, kind: str, ref: str, model: str | None,
                payload: str, prev_hash: str) -> str:
     """SHA-256 (hex) of the canonical JSON of an entry's content, ``payload`` parsed.
@@ -111,7 +108,7 @@ def entry_hash(seq: int, ts: datetime, kind: str, ref: str, model: str | None,
     """
     content = {
         "seq": seq,
-        "ts": _utc(ts).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "ts": as_utc(ts).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         "kind": kind,
         "ref": ref,
         "model": model,
@@ -170,7 +167,7 @@ def append(session: Session, kind: str, ref: str, payload: Mapping[str, Any], *,
         return existing
     head = read_head(session)
     assert head is not None  # created by _lock
-    when = _utc(ts) if ts is not None else datetime.now(UTC)
+    when = as_utc(ts) if ts is not None else datetime.now(UTC)
     seq = head.seq + 1
     entry = LedgerEntry(seq=seq, ts=when, kind=kind, ref=ref, model=model, payload=body,
                         prev_hash=head.entry_hash,
@@ -195,8 +192,8 @@ def entries(session: Session, kind: str | None = None, ref: str | None = None,
     if model is not None:
         query = query.where(LedgerEntry.model == model)
     if since is not None:
-        query = query.where(LedgerEntry.ts >= _utc(since))
+        query = query.where(LedgerEntry.ts >= as_utc(since))
     if until is not None:
-        query = query.where(LedgerEntry.ts < _utc(until))
+        query = query.where(LedgerEntry.ts < as_utc(until))
     query = query.order_by(LedgerEntry.seq.desc()).limit(limit)  # type: ignore[attr-defined]
     return list(session.exec(query))

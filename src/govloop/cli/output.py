@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+
+from govloop.schemas.base import as_utc
 
 __all__ = ["JsonOption", "as_utc", "console", "fail", "open_session", "stderr"]
 
@@ -40,10 +41,3 @@ def open_session() -> Iterator[Any]:
             yield session
     finally:
         engine.dispose()
-
-
-def as_utc(value: datetime | None) -> datetime | None:
-    """A datetime in UTC; a naive one (as SQLite returns them) is read as UTC."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidatorFunctionWrapHandler, field_validator
 
-__all__ = ["Event", "Scalar", "new_event_id", "utcnow"]
+__all__ = ["Event", "Scalar", "as_utc", "new_event_id", "utcnow"]
 
 #: A feature, label or segment value: what JSON and every model can carry.
 Scalar = str | int | float | bool
@@ -46,6 +46,21 @@ def new_event_id() -> str:
 def utcnow() -> datetime:
     """The current time, timezone-aware, in UTC."""
     return datetime.now(UTC)
+
+
+@overload
+def as_utc(value: datetime) -> datetime: ...
+@overload
+def as_utc(value: None) -> None: ...
+def as_utc(value: datetime | None) -> datetime | None:
+    """A datetime in UTC; a naive one (as SQLite gives stored times back) is read as UTC.
+
+    >>> as_utc(datetime(2030, 1, 1, 12)).isoformat()
+    '2030-01-01T12:00:00+00:00'
+    """
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Event(BaseModel):

@@ -42,6 +42,7 @@ from sqlmodel import Session
 from govloop.config import Settings
 from govloop.errors import GovloopError
 from govloop.schemas import DriftAlert
+from govloop.schemas.base import as_utc
 from govloop.stats.adwin import ADWIN
 from govloop.stats.episodes import Change, advance
 from govloop.stores.sql import DriftStatusRow, save_drift_alert
@@ -208,7 +209,7 @@ class ConceptMonitor:
                     for row in rows:
                         old = session.get(DriftStatusRow,
                                           (row.model, row.model_version, row.feature))
-                        if old is not None and _utc(old.window_end) > row.window_end:
+                        if old is not None and as_utc(old.window_end) > row.window_end:
                             continue
                         session.merge(row)
                     session.commit()
@@ -216,7 +217,3 @@ class ConceptMonitor:
             except IntegrityError:
                 if attempt == 2:
                     raise
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
