@@ -71,9 +71,14 @@ def fill(engine: Engine, n: int = 5) -> list[str]:
     hashes = []
     for i in range(1, n + 1):
         with Session(engine) as session:
-            e = append(session, "policy" if i % 2 else "gate_result", f"ref-{i}",
-                       {"i": i, "note": "ünïcode", "score": i / 3},
-                       model="churn" if i < 4 else "ranker", ts=T0 + timedelta(minutes=i))
+            e = append(
+                session,
+                "policy" if i % 2 else "gate_result",
+                f"ref-{i}",
+                {"i": i, "note": "ünïcode", "score": i / 3},
+                model="churn" if i < 4 else "ranker",
+                ts=T0 + timedelta(minutes=i),
+            )
             hashes.append(e.entry_hash)
             session.commit()
     return hashes
@@ -100,17 +105,20 @@ def row(engine: Engine, seq: int) -> dict[str, Any]:
 def put(engine: Engine, seq: int, values: dict[str, Any]) -> None:
     """Overwrite the columns given (every one but seq) of row ``seq``."""
     with engine.begin() as conn:
-        conn.execute(LEDGER.update().where(LEDGER.c.seq == seq)
-                     .values({k: v for k, v in values.items() if k != "seq"}))
+        conn.execute(
+            LEDGER.update()
+            .where(LEDGER.c.seq == seq)
+            .values({k: v for k, v in values.items() if k != "seq"})
+        )
 
 
 # -- round trip ---------------------------------------------------------------------------
 
+
 def test_append_and_verify_round_trip(engine: Engine) -> None:
     with Session(engine) as session:
         empty = verify(session)
-    assert (empty.ok, empty.entries, empty.head_seq, empty.head_hash) == (
-        True, 0, 0, GENESIS_HASH)
+    assert (empty.ok, empty.entries, empty.head_seq, empty.head_hash) == (True, 0, 0, GENESIS_HASH)
     hashes = fill(engine)
     result = check(engine)
     assert result.ok and result.problem is None
@@ -121,8 +129,10 @@ def test_append_and_verify_round_trip(engine: Engine) -> None:
         assert rows[0].prev_hash == GENESIS_HASH
         assert all(b.prev_hash == a.entry_hash for a, b in pairwise(rows))
         for e in rows:  # the documented hash, recomputed from the stored columns
-            assert entry_hash(e.seq, e.ts, e.kind, e.ref, e.model, e.payload,
-                              e.prev_hash) == e.entry_hash
+            assert (
+                entry_hash(e.seq, e.ts, e.kind, e.ref, e.model, e.payload, e.prev_hash)
+                == e.entry_hash
+            )
         assert json.loads(rows[0].payload) == {"i": 1, "note": "ünïcode", "score": 1 / 3}
         head = read_head(session)
         assert head is not None and (head.seq, head.entry_hash) == (5, hashes[-1])
@@ -131,6 +141,7 @@ def test_append_and_verify_round_trip(engine: Engine) -> None:
 def test_entries_filters(engine: Engine) -> None:
     fill(engine)
     with Session(engine) as session:
+
         def seqs(**kw: Any) -> list[int]:
             return [e.seq for e in entries(session, **kw)]
 
@@ -183,6 +194,7 @@ def test_append_rejects_what_cannot_be_hashed(engine: Engine) -> None:
 
 # -- tampering ----------------------------------------------------------------------------
 
+
 def _swap(engine: Engine, a: int, b: int) -> None:
     """Swap every column but seq of two rows (as ``UPDATE ... SET seq = CASE ...`` would)."""
     ra, rb = row(engine, a), row(engine, b)
@@ -193,8 +205,12 @@ def _swap(engine: Engine, a: int, b: int) -> None:
 
 def _rewrite_with_recomputed_hash(engine: Engine, seq: int) -> None:
     r = row(engine, seq)
-    payload = json.dumps(json.loads(r["payload"]) | {"score": -1.0}, sort_keys=True,
-                         separators=(",", ":"), ensure_ascii=False)
+    payload = json.dumps(
+        json.loads(r["payload"]) | {"score": -1.0},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
     new = entry_hash(seq, r["ts"], r["kind"], r["ref"], r["model"], payload, r["prev_hash"])
     put(engine, seq, r | {"payload": payload, "entry_hash": new})
 
@@ -210,46 +226,92 @@ def _forge_next(engine: Engine, hashes: list[str]) -> None:
     ts = T0 + timedelta(hours=1)
     seq, prev, payload = len(hashes) + 1, hashes[-1], '{"forged":true}'
     with engine.begin() as conn:
-        conn.execute(LEDGER.insert().values(
-            seq=seq, ts=ts, kind="policy", ref="forged", model=None, payload=payload,
-            prev_hash=prev, entry_hash=entry_hash(seq, ts, "policy", "forged", None, payload,
-                                                  prev)))
+        conn.execute(
+            LEDGER.insert().values(
+                seq=seq,
+                ts=ts,
+                kind="policy",
+                ref="forged",
+                model=None,
+                payload=payload,
+                prev_hash=prev,
+                entry_hash=entry_hash(seq, ts, "policy", "forged", None, payload, prev),
+            )
+        )
 
 
 Tamper = Callable[[Engine, list[str]], None]
 
 TAMPERING: dict[str, tuple[Tamper, int, str]] = {
-    "payload value": (lambda e, h: sql(
-        e, "UPDATE audit_ledger SET payload = :p WHERE seq = 3",
-        p='{"i":3,"note":"ünïcode","score":0.99}'), 3, "altered"),
-    "payload reformatted": (lambda e, h: sql(
-        e, "UPDATE audit_ledger SET payload = :p WHERE seq = 3",
-        p=json.dumps(json.loads(row(e, 3)["payload"]))), 3, "altered"),
-    "model column": (lambda e, h: sql(
-        e, "UPDATE audit_ledger SET model = 'other' WHERE seq = 2"), 2, "altered"),
+    "payload value": (
+        lambda e, h: sql(
+            e,
+            "UPDATE audit_ledger SET payload = :p WHERE seq = 3",
+            p='{"i":3,"note":"ünïcode","score":0.99}',
+        ),
+        3,
+        "altered",
+    ),
+    "payload reformatted": (
+        lambda e, h: sql(
+            e,
+            "UPDATE audit_ledger SET payload = :p WHERE seq = 3",
+            p=json.dumps(json.loads(row(e, 3)["payload"])),
+        ),
+        3,
+        "altered",
+    ),
+    "model column": (
+        lambda e, h: sql(e, "UPDATE audit_ledger SET model = 'other' WHERE seq = 2"),
+        2,
+        "altered",
+    ),
     "timestamp": (lambda e, h: put(e, 4, {"ts": T0}), 4, "altered"),
-    "entry hash": (lambda e, h: sql(
-        e, "UPDATE audit_ledger SET entry_hash = :x WHERE seq = 3", x="f" * 64), 3, "altered"),
-    "prev hash": (lambda e, h: sql(
-        e, "UPDATE audit_ledger SET prev_hash = :x WHERE seq = 4", x=h[0]), 4, "altered"),
-    "middle row deleted": (lambda e, h: sql(
-        e, "DELETE FROM audit_ledger WHERE seq = 3"), 3, "removed"),
-    "first row deleted": (lambda e, h: sql(
-        e, "DELETE FROM audit_ledger WHERE seq = 1"), 1, "removed"),
-    "last row deleted": (lambda e, h: sql(
-        e, "DELETE FROM audit_ledger WHERE seq = 5"), 5, "removed"),
-    "two last rows deleted": (lambda e, h: sql(
-        e, "DELETE FROM audit_ledger WHERE seq >= 4"), 4, "removed"),
+    "entry hash": (
+        lambda e, h: sql(e, "UPDATE audit_ledger SET entry_hash = :x WHERE seq = 3", x="f" * 64),
+        3,
+        "altered",
+    ),
+    "prev hash": (
+        lambda e, h: sql(e, "UPDATE audit_ledger SET prev_hash = :x WHERE seq = 4", x=h[0]),
+        4,
+        "altered",
+    ),
+    "middle row deleted": (
+        lambda e, h: sql(e, "DELETE FROM audit_ledger WHERE seq = 3"),
+        3,
+        "removed",
+    ),
+    "first row deleted": (
+        lambda e, h: sql(e, "DELETE FROM audit_ledger WHERE seq = 1"),
+        1,
+        "removed",
+    ),
+    "last row deleted": (
+        lambda e, h: sql(e, "DELETE FROM audit_ledger WHERE seq = 5"),
+        5,
+        "removed",
+    ),
+    "two last rows deleted": (
+        lambda e, h: sql(e, "DELETE FROM audit_ledger WHERE seq >= 4"),
+        4,
+        "removed",
+    ),
     "head record deleted": (lambda e, h: sql(e, "DELETE FROM audit_head"), 6, "removed"),
-    "row deleted, rest renumbered": (lambda e, h: _renumber_after_deleting(e, 2), 2,
-                                     "removed"),
+    "row deleted, rest renumbered": (lambda e, h: _renumber_after_deleting(e, 2), 2, "removed"),
     "rows swapped": (lambda e, h: _swap(e, 2, 4), 2, "reordered"),
     "neighbours swapped": (lambda e, h: _swap(e, 3, 4), 3, "reordered"),
     "first and last swapped": (lambda e, h: _swap(e, 1, 5), 1, "reordered"),
     "middle row rewritten, hash recomputed": (
-        lambda e, h: _rewrite_with_recomputed_hash(e, 3), 3, "replaced"),
+        lambda e, h: _rewrite_with_recomputed_hash(e, 3),
+        3,
+        "replaced",
+    ),
     "last row rewritten, hash recomputed": (
-        lambda e, h: _rewrite_with_recomputed_hash(e, 5), 5, "replaced"),
+        lambda e, h: _rewrite_with_recomputed_hash(e, 5),
+        5,
+        "replaced",
+    ),
     "row forged beyond the head": (_forge_next, 6, "inserted"),
 }
 
@@ -274,8 +336,10 @@ def test_problem_wording_names_entries(engine: Engine) -> None:
     hashes = fill(engine)
     _swap(engine, 2, 4)
     problem = check(engine).problem
-    assert str(problem) == ("entry 2 (gate_result ref-4) reordered: the row at seq 2 is "
-                            "entry 4, hashes intact: rows were swapped or moved")
+    assert str(problem) == (
+        "entry 2 (gate_result ref-4) reordered: the row at seq 2 is "
+        "entry 4, hashes intact: rows were swapped or moved"
+    )
     _swap(engine, 2, 4)
     assert check(engine).ok
     sql(engine, "DELETE FROM audit_ledger WHERE seq IN (2, 3)")
@@ -303,8 +367,9 @@ def test_an_anchor_catches_a_chain_rewritten_with_recomputed_hashes(engine: Engi
     # rewrite entry 4 and re-chain entry 5 and the head: consistent, but not what was anchored
     _rewrite_with_recomputed_hash(engine, 4)
     r4, r5 = row(engine, 4), row(engine, 5)
-    h5 = entry_hash(5, r5["ts"], r5["kind"], r5["ref"], r5["model"], r5["payload"],
-                    r4["entry_hash"])
+    h5 = entry_hash(
+        5, r5["ts"], r5["kind"], r5["ref"], r5["model"], r5["payload"], r4["entry_hash"]
+    )
     put(engine, 5, r5 | {"prev_hash": r4["entry_hash"], "entry_hash": h5})
     sql(engine, "UPDATE audit_head SET entry_hash = :h", h=h5)
     assert check(engine).ok
@@ -322,6 +387,7 @@ def test_anchor_parsing() -> None:
 
 
 # -- concurrency --------------------------------------------------------------------------
+
 
 def test_concurrent_appenders_keep_one_chain(ledger_url: str, tmp_path: Path) -> None:
     """Two engines (two workers' connection pools) appending at once: no fork, no gap."""
@@ -380,8 +446,9 @@ engine.dispose()
 
 
 def test_two_processes_append_to_one_chain(engine: Engine, ledger_url: str) -> None:
-    procs = [subprocess.Popen([sys.executable, "-c", APPENDER, ledger_url, f"p{i}"])
-             for i in range(2)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", APPENDER, ledger_url, f"p{i}"]) for i in range(2)
+    ]
     assert [p.wait(120) for p in procs] == [0, 0]
     result = check(engine)
     assert result.ok, result.problem
@@ -390,21 +457,39 @@ def test_two_processes_append_to_one_chain(engine: Engine, ledger_url: str) -> N
 
 # -- recording from the stores --------------------------------------------------------------
 
+
 def gate_result(event_id: str) -> GateResult:
     return GateResult(
-        event_id=event_id, ts=T0, policy="quality", policy_hash="h" * 64, model="clf",
-        model_version="7", outcome="fail", trigger_event_id="snap-1",
-        rules=[RuleResult(rule="accuracy >= 0.9", metric="accuracy", op=">=", threshold=0.9,
-                          observed=0.75, outcome="fail")],
-        window_start=T0, window_end=T0 + timedelta(minutes=1),
+        event_id=event_id,
+        ts=T0,
+        policy="quality",
+        policy_hash="h" * 64,
+        model="clf",
+        model_version="7",
+        outcome="fail",
+        trigger_event_id="snap-1",
+        rules=[
+            RuleResult(
+                rule="accuracy >= 0.9",
+                metric="accuracy",
+                op=">=",
+                threshold=0.9,
+                observed=0.75,
+                outcome="fail",
+            )
+        ],
+        window_start=T0,
+        window_end=T0 + timedelta(minutes=1),
     )
 
 
 def counts(engine: Engine) -> tuple[int, int, int]:
     with Session(engine) as session:
-        return (session.exec(select(func.count()).select_from(GateResultRow)).one(),
-                session.exec(select(func.count()).select_from(GatePolicyRow)).one(),
-                session.exec(select(func.count()).select_from(LedgerEntry)).one())
+        return (
+            session.exec(select(func.count()).select_from(GateResultRow)).one(),
+            session.exec(select(func.count()).select_from(GatePolicyRow)).one(),
+            session.exec(select(func.count()).select_from(LedgerEntry)).one(),
+        )
 
 
 def test_save_gate_result_and_policy_enter_the_ledger(engine: Engine) -> None:
@@ -419,8 +504,11 @@ def test_save_gate_result_and_policy_enter_the_ledger(engine: Engine) -> None:
         assert not save_policy(session, "quality", "h" * 64, {"name": "quality"}, T0)
         policy, gate = sorted(entries(session), key=lambda e: e.seq)
     assert (policy.kind, policy.ref, policy.model) == ("policy", "h" * 64, None)
-    assert json.loads(policy.payload) == {"name": "quality", "hash": "h" * 64,
-                                          "body": {"name": "quality", "rules": []}}
+    assert json.loads(policy.payload) == {
+        "name": "quality",
+        "hash": "h" * 64,
+        "body": {"name": "quality", "rules": []},
+    }
     assert (gate.kind, gate.ref, gate.model) == ("gate_result", "evt-1", "clf")
     assert GateResult.model_validate_json(gate.payload) == result
     assert counts(engine) == (1, 1, 2)
@@ -428,7 +516,8 @@ def test_save_gate_result_and_policy_enter_the_ledger(engine: Engine) -> None:
 
 
 def test_gate_result_and_its_entry_commit_or_roll_back_together(
-        engine: Engine, ledger_url: str) -> None:
+    engine: Engine, ledger_url: str
+) -> None:
     with Session(engine) as session:
         session.add(GatePolicyRow(policy_hash="x", name="x", created_at=T0, body="{}"))
         session.flush()  # the transaction is open: what follows is part of it
@@ -454,9 +543,11 @@ def test_a_gate_result_is_not_saved_when_its_entry_cannot_be(engine: Engine) -> 
 
 # -- CLI ------------------------------------------------------------------------------------
 
+
 @pytest.fixture
-def cli_engine(ledger_url: str, tmp_path: Path,
-               monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+def cli_engine(
+    ledger_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Engine]:
     for name in ("GOVLOOP_KAFKA", "GOVLOOP_REDIS_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("GOVLOOP_HOME", str(tmp_path / "home"))
@@ -493,7 +584,11 @@ def test_cli_verify_exit_codes(cli_engine: Engine) -> None:
     report = json.loads(stdout)
     assert code == 1 and report["ok"] is False and report["entries"] == 1
     assert {k: report["problem"][k] for k in ("seq", "reason", "kind", "ref")} == {
-        "seq": 2, "reason": "altered", "kind": "gate_result", "ref": "ref-2"}
+        "seq": 2,
+        "reason": "altered",
+        "kind": "gate_result",
+        "ref": "ref-2",
+    }
 
 
 def test_cli_log(cli_engine: Engine) -> None:
@@ -505,10 +600,13 @@ def test_cli_log(cli_engine: Engine) -> None:
     code, _, stdout = run("audit", "log", "--json", "--kind", "policy", "--model", "churn")
     items = json.loads(stdout)
     assert [(i["seq"], i["kind"], i["ref"]) for i in items] == [
-        (3, "policy", "ref-3"), (1, "policy", "ref-1")]
+        (3, "policy", "ref-3"),
+        (1, "policy", "ref-1"),
+    ]
     assert items[0]["payload"] == {"i": 3, "note": "ünïcode", "score": 1.0}
     assert items[0]["entry_hash"] == hashes[2] and items[0]["prev_hash"] == hashes[1]
     assert items[0]["ts"] == "2030-01-01T00:03:00+00:00"
-    code, _, stdout = run("audit", "log", "--json", "--since", "2030-01-01T00:04:00",
-                          "--limit", "1")
+    code, _, stdout = run(
+        "audit", "log", "--json", "--since", "2030-01-01T00:04:00", "--limit", "1"
+    )
     assert [i["seq"] for i in json.loads(stdout)] == [5]

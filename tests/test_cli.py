@@ -56,8 +56,9 @@ def test_help_loads_no_heavy_modules() -> None:
         " 'redis'}\n"
         "print(','.join(sorted({m.split('.')[0] for m in sys.modules} & heavy)))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
     assert out.stdout.strip() == ""
 
 
@@ -100,8 +101,11 @@ def test_schemas_list(clean_env: Path) -> None:
 @pytest.mark.integration
 def test_topics_create(broker: EmbeddedBroker, clean_env: Path) -> None:
     prefix = f"t{uuid.uuid4().hex[:12]}."
-    env = {"GOVLOOP_KAFKA": broker.bootstrap, "GOVLOOP_TOPIC_PREFIX": prefix,
-           "GOVLOOP_PARTITIONS": "2"}
+    env = {
+        "GOVLOOP_KAFKA": broker.bootstrap,
+        "GOVLOOP_TOPIC_PREFIX": prefix,
+        "GOVLOOP_PARTITIONS": "2",
+    }
     first = runner.invoke(app, ["topics", "create"], env=env)
     assert first.exit_code == 0, first.output
     assert first.stdout.startswith("created 11 topics: ")
@@ -208,8 +212,13 @@ def test_up_runs_until_sigterm(tmp_path: Path) -> None:
     }
     runtime_file = home / "runtime.json"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "govloop", "up"], env=env, cwd=tmp_path, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        [sys.executable, "-m", "govloop", "up"],
+        env=env,
+        cwd=tmp_path,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
     )
     output = Output(proc)
     spawned: list[int] = []

@@ -40,23 +40,45 @@ def test_status_without_results(env: Settings) -> None:
 
 def test_reference_from_files(env: Settings, tmp_path: Path) -> None:
     rows = tmp_path / "ref.jsonl"
-    rows.write_text("".join(json.dumps({"age": 30 + i % 7, "plan": "pro" if i % 3 else "free"})
-                            + "\n" for i in range(300)))
+    rows.write_text(
+        "".join(
+            json.dumps({"age": 30 + i % 7, "plan": "pro" if i % 3 else "free"}) + "\n"
+            for i in range(300)
+        )
+    )
     events = tmp_path / "events.jsonl"
-    events.write_text("\n".join(
-        Prediction(model="churn", model_version="2", request_id=str(i), features={"age": i},
-                   prediction="yes").to_json().decode() for i in range(50)))
+    events.write_text(
+        "\n".join(
+            Prediction(
+                model="churn",
+                model_version="2",
+                request_id=str(i),
+                features={"age": i},
+                prediction="yes",
+            )
+            .to_json()
+            .decode()
+            for i in range(50)
+        )
+    )
     code, out = run("drift", "reference", "set", "churn", "2", "--from", str(rows), "--json")
     assert code == 0, out
-    assert json.loads(out) == {"model": "churn", "model_version": "2", "version": 1, "n": 300,
-                               "features": ["age", "plan"]}
+    assert json.loads(out) == {
+        "model": "churn",
+        "model_version": "2",
+        "version": 1,
+        "n": 300,
+        "features": ["age", "plan"],
+    }
     code, out = run("drift", "reference", "set", "churn", "2", "--from", str(events), "--json")
     assert code == 0, out
     assert json.loads(out)["version"] == 2
     assert json.loads(out)["features"] == ["age", "output.label"]
     shown = json.loads(run("drift", "reference", "show", "--json")[1])
     assert [(r["version"], r["n"], r["source"]) for r in shown] == [
-        (2, 50, "file events.jsonl"), (1, 300, "file ref.jsonl")]
+        (2, 50, "file events.jsonl"),
+        (1, 300, "file ref.jsonl"),
+    ]
     assert "churn" in run("drift", "reference", "show")[1]
 
 
@@ -72,26 +94,91 @@ def test_reference_from_a_bad_file_names_the_line(env: Settings, tmp_path: Path)
 def test_status_and_metrics_show(env: Settings) -> None:
     now = datetime(2030, 1, 1, tzinfo=UTC)
     with Session(create_engine_for(env)) as session:
-        session.add(DriftStatusRow(model="churn", model_version="2", feature="age", test="ks",
-                                   statistic=0.31, threshold=0.12, p_value=1e-9, drifted=True,
-                                   state="drift", since=now, window_end=now,
-                                   reference_version="v1 (first 1000 events)", n_current=400))
-        session.add(DriftStatusRow(model="churn", model_version="2", feature="plan",
-                                   test="chi_square", statistic=1.2, threshold=3.8, p_value=0.3,
-                                   drifted=False, state="ok", window_end=now,
-                                   reference_version="v1 (first 1000 events)", n_current=400))
-        save_snapshot(session, MetricSnapshot(
-            model="churn", model_version="2", window_start=now, window_end=now, count=400,
-            feedback_count=200, labelled_count=150, correct_count=120, positive_count=30,
-            judged_count=50, accuracy=0.8, feedback_rate=0.5, positive_rate=0.6))
-        save_snapshot(session, MetricSnapshot(
-            model="churn", model_version="2", window_start=now, window_end=now, count=100,
-            feedback_count=0, labelled_count=0, correct_count=0, positive_count=0,
-            judged_count=0, experiment="pricing", variant="b", estimated_accuracy=0.9))
-        save_snapshot(session, MetricSnapshot(
-            model="churn", model_version="2", window_start=now, window_end=now, count=7,
-            feedback_count=0, labelled_count=0, correct_count=0, positive_count=0,
-            judged_count=0, window="sliding"))
+        session.add(
+            DriftStatusRow(
+                model="churn",
+                model_version="2",
+                feature="age",
+                test="ks",
+                statistic=0.31,
+                threshold=0.12,
+                p_value=1e-9,
+                drifted=True,
+                state="drift",
+                since=now,
+                window_end=now,
+                reference_version="v1 (first 1000 events)",
+                n_current=400,
+            )
+        )
+        session.add(
+            DriftStatusRow(
+                model="churn",
+                model_version="2",
+                feature="plan",
+                test="chi_square",
+                statistic=1.2,
+                threshold=3.8,
+                p_value=0.3,
+                drifted=False,
+                state="ok",
+                window_end=now,
+                reference_version="v1 (first 1000 events)",
+                n_current=400,
+            )
+        )
+        save_snapshot(
+            session,
+            MetricSnapshot(
+                model="churn",
+                model_version="2",
+                window_start=now,
+                window_end=now,
+                count=400,
+                feedback_count=200,
+                labelled_count=150,
+                correct_count=120,
+                positive_count=30,
+                judged_count=50,
+                accuracy=0.8,
+                feedback_rate=0.5,
+                positive_rate=0.6,
+            ),
+        )
+        save_snapshot(
+            session,
+            MetricSnapshot(
+                model="churn",
+                model_version="2",
+                window_start=now,
+                window_end=now,
+                count=100,
+                feedback_count=0,
+                labelled_count=0,
+                correct_count=0,
+                positive_count=0,
+                judged_count=0,
+                experiment="pricing",
+                variant="b",
+                estimated_accuracy=0.9,
+            ),
+        )
+        save_snapshot(
+            session,
+            MetricSnapshot(
+                model="churn",
+                model_version="2",
+                window_start=now,
+                window_end=now,
+                count=7,
+                feedback_count=0,
+                labelled_count=0,
+                correct_count=0,
+                positive_count=0,
+                judged_count=0,
+                window="sliding",
+            ),
+        )
         session.commit()
     code, out = run("drift", "status")
     assert code == 0 and "1 of 2 features drifting" in out and "age" in out
@@ -118,18 +205,35 @@ def test_reference_from_a_time_range_of_the_stream(
     from tests.kafka_helpers import produce
 
     now = datetime.now(UTC).replace(microsecond=0)
-    events = [Prediction(model="ranker", model_version="4", request_id=f"r{i}",
-                         ts=now - timedelta(minutes=30 - i), features={"k": i}, score=0.5)
-              for i in range(20)]
-    events.append(Prediction(model="other", model_version="4", request_id="x",
-                             ts=now - timedelta(minutes=20), features={"k": 1}, score=0.5))
+    events = [
+        Prediction(
+            model="ranker",
+            model_version="4",
+            request_id=f"r{i}",
+            ts=now - timedelta(minutes=30 - i),
+            features={"k": i},
+            score=0.5,
+        )
+        for i in range(20)
+    ]
+    events.append(
+        Prediction(
+            model="other",
+            model_version="4",
+            request_id="x",
+            ts=now - timedelta(minutes=20),
+            features={"k": 1},
+            score=0.5,
+        )
+    )
     produce(settings, "predictions", events)
     for name, value in settings.as_env().items():
         monkeypatch.setenv(name, value)
     since = (now - timedelta(minutes=25)).strftime("%Y-%m-%dT%H:%M:%S")
     until = (now - timedelta(minutes=15)).strftime("%Y-%m-%dT%H:%M:%S")
-    code, out = run("drift", "reference", "set", "ranker", "4", "--since", since,
-                    "--until", until, "--json")
+    code, out = run(
+        "drift", "reference", "set", "ranker", "4", "--since", since, "--until", until, "--json"
+    )
     assert code == 0, out
     # the events whose own time lies in the range: 10 of the 20
     assert json.loads(out)["n"] == 10

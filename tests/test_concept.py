@@ -33,8 +33,14 @@ pytestmark = pytest.mark.integration
 T0 = 1_700_000_000.0
 
 
-def outcomes(rates: Sequence[float], length: int, seed: int, stream: str = "error",
-             model: str = "m", version: str = "v1") -> list[Outcome]:
+def outcomes(
+    rates: Sequence[float],
+    length: int,
+    seed: int,
+    stream: str = "error",
+    model: str = "m",
+    version: str = "v1",
+) -> list[Outcome]:
     """``length`` outcomes per rate in turn, one second apart from ``T0``."""
     rng = np.random.default_rng(seed)
     p = np.repeat(rates, length)
@@ -43,7 +49,7 @@ def outcomes(rates: Sequence[float], length: int, seed: int, stream: str = "erro
 
 
 def batches(items: list[Outcome], size: int) -> list[list[Outcome]]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def client(settings: Settings) -> aioredis.Redis:
@@ -90,12 +96,16 @@ def test_advance_ignores_improvement_and_partial_recovery() -> None:
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
-@pytest.mark.parametrize(("rates", "length", "recovers_after"), [
-    ([0.1, 0.4, 0.7, 0.1], 4000, 12000),  # worse, then back: one episode
-    ([0.1, 0.4, 0.3, 0.1], 4000, 12000),  # a partial improvement does not end it
-])
-def test_one_episode_whatever_happens_inside_it(rates: list[float], length: int,
-                                               recovers_after: int, seed: int) -> None:
+@pytest.mark.parametrize(
+    ("rates", "length", "recovers_after"),
+    [
+        ([0.1, 0.4, 0.7, 0.1], 4000, 12000),  # worse, then back: one episode
+        ([0.1, 0.4, 0.3, 0.1], 4000, 12000),  # a partial improvement does not end it
+    ],
+)
+def test_one_episode_whatever_happens_inside_it(
+    rates: list[float], length: int, recovers_after: int, seed: int
+) -> None:
     stream = outcomes(rates, length, seed=seed)
     _, changes = advance(None, [o.value for o in stream], [o.ts for o in stream], 0.01, 0.1)
     assert [c.state for c in changes] == ["drift", "recovered"]
@@ -106,8 +116,10 @@ def test_one_episode_whatever_happens_inside_it(rates: list[float], length: int,
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_a_short_burst_recovers_without_a_second_cut(seed: int) -> None:
     # 300 outcomes at 40%: an alarm, and the regime after it bears it out no longer
-    stream = [*outcomes([0.1, 0.4], 5000, seed=seed)[:5300],
-              *outcomes([0.1], 20000, seed=seed + 10)]
+    stream = [
+        *outcomes([0.1, 0.4], 5000, seed=seed)[:5300],
+        *outcomes([0.1], 20000, seed=seed + 10),
+    ]
     state, changes = advance(None, [o.value for o in stream], list(range(len(stream))), 0.01)
     assert [c.state for c in changes] == ["drift", "recovered"]
     assert changes[1].ts < 6000 and state["state"] == "ok"
@@ -115,8 +127,7 @@ def test_a_short_burst_recovers_without_a_second_cut(seed: int) -> None:
 
 def test_advance_is_pure() -> None:
     stream = outcomes([0.1, 0.5], 1500, seed=5)
-    state, _ = advance(None, [o.value for o in stream[:1000]], [o.ts for o in stream[:1000]],
-                       0.01)
+    state, _ = advance(None, [o.value for o in stream[:1000]], [o.ts for o in stream[:1000]], 0.01)
     frozen = json.dumps(state)
     advance(state, [o.value for o in stream[1000:]], [o.ts for o in stream[1000:]], 0.01)
     assert json.dumps(state) == frozen
@@ -160,7 +171,8 @@ def test_negative_feedback_is_a_warning(settings: Settings) -> None:
 
     alerts = asyncio.run(run())
     assert [(a.state, a.feature, a.severity) for a in alerts] == [
-        ("drift", "negative_feedback_rate", "warning")]
+        ("drift", "negative_feedback_rate", "warning")
+    ]
 
 
 def test_no_change_raises_no_alert(settings: Settings) -> None:
@@ -200,8 +212,10 @@ def test_alert_ids_are_deterministic(settings: Settings) -> None:
 
 def test_concurrent_monitors_lose_no_update(settings: Settings) -> None:
     """Two workers, own clients, interleaved batches of the same keys at the same time."""
-    streams = [outcomes([0.1, 0.4], 3000, seed=15),
-               outcomes([0.2], 6000, seed=16, stream="negative")]
+    streams = [
+        outcomes([0.1, 0.4], 3000, seed=15),
+        outcomes([0.2], 6000, seed=16, stream="negative"),
+    ]
     # every batch holds outcomes of both keys; the workers take alternate batches
     parts = [a + b for a, b in zip(*(batches(s, 60) for s in streams), strict=True)]
 
@@ -209,8 +223,9 @@ def test_concurrent_monitors_lose_no_update(settings: Settings) -> None:
         clients = [client(settings), client(settings)]
         try:
             monitors = [ConceptMonitor(settings, c) for c in clients]
-            found = await asyncio.gather(feed(monitors[0], parts[0::2]),
-                                         feed(monitors[1], parts[1::2]))
+            found = await asyncio.gather(
+                feed(monitors[0], parts[0::2]), feed(monitors[1], parts[1::2])
+            )
             states = [await monitors[0].state("m", "v1", s) for s in ("error", "negative")]
             return monitors, found[0] + found[1], states
         finally:
@@ -287,16 +302,23 @@ def test_concept_drift_through_the_worker(settings: Settings, tmp_path: Any) -> 
     from govloop.schemas import Feedback, Prediction
     from tests.kafka_helpers import WorkerProcess, consume, produce
 
-    s = settings.model_copy(update={"idle_close_seconds": 20.0, "window_grace_seconds": 1.0,
-                                    "reference_events": 0, "policies": ""})
+    s = settings.model_copy(
+        update={
+            "idle_close_seconds": 20.0,
+            "window_grace_seconds": 1.0,
+            "reference_events": 0,
+            "policies": "",
+        }
+    )
     start = datetime(2030, 1, 1, tzinfo=UTC)
     rng = np.random.default_rng(5)
     preds, fbs = [], []
     for i in range(4000):
         ts = start + timedelta(seconds=i * 0.05)
         rid = f"r{i}"
-        preds.append(Prediction(model="clf", model_version="3", request_id=rid, ts=ts,
-                                prediction="yes"))
+        preds.append(
+            Prediction(model="clf", model_version="3", request_id=rid, ts=ts, prediction="yes")
+        )
         wrong = rng.random() < (0.05 if i < 2500 else 0.5)
         fbs.append(Feedback(request_id=rid, label="no" if wrong else "yes", ts=ts))
     produce(s, "predictions", preds)
@@ -306,8 +328,7 @@ def test_concept_drift_through_the_worker(settings: Settings, tmp_path: Any) -> 
         # and nothing more: one episode, one alert
         alerts = [a for a in consume(s, "drift", 2, timeout=6) if isinstance(a, DriftAlert)]
     log = (tmp_path / "worker.log").read_text()[-3000:]
-    assert [(a.feature, a.state, a.test) for a in alerts] == [
-        ("error_rate", "drift", "adwin")], log
+    assert [(a.feature, a.state, a.test) for a in alerts] == [("error_rate", "drift", "adwin")], log
     alert = alerts[0]
     # threshold: the rate before the cut; statistic: the mean of the window ADWIN keeps
     assert alert.threshold < 0.1 and alert.statistic > alert.threshold
@@ -355,8 +376,7 @@ def test_chained_observes_run_in_order_and_stop_at_an_error(settings: Settings) 
             await r.aclose()
 
     state, unchanged = asyncio.run(run())
-    assert [DriftAlert.model_validate_json(v).state for _, v in published] == [
-        "drift", "recovered"]
+    assert [DriftAlert.model_validate_json(v).state for _, v in published] == ["drift", "recovered"]
     assert {topic for topic, _ in published} == {"drift"}
     assert state is not None and state["n"] == len(stream)
     assert unchanged

@@ -89,7 +89,10 @@ class Garbage:
 
 
 PRED_BASE: dict[str, Any] = {
-    "model": "junk", "model_version": "1", "request_id": "junk-r", "prediction": "a",
+    "model": "junk",
+    "model_version": "1",
+    "request_id": "junk-r",
+    "prediction": "a",
     "ts": "2030-06-01T00:00:00Z",
 }
 FB_BASE: dict[str, Any] = {"request_id": "junk-r", "label": "a", "ts": "2030-06-01T00:00:00Z"}
@@ -100,25 +103,51 @@ FIELDS = {"predictions": set(Prediction.model_fields), "feedback": set(Feedback.
 
 #: A field that must be there, or the message the model-level rule gives when it is removed.
 REQUIRED = {
-    "predictions": {"model": "model", "model_version": "model_version",
-                    "request_id": "request_id", "prediction": "needs one of"},
+    "predictions": {
+        "model": "model",
+        "model_version": "model_version",
+        "request_id": "request_id",
+        "prediction": "needs one of",
+    },
     "feedback": {"request_id": "request_id", "label": "needs one of"},
 }
 
 WRONG_TYPES: dict[str, list[tuple[str, Any]]] = {
     "predictions": [
-        ("model", 7), ("model", None), ("model", ""), ("model_version", ["1"]),
-        ("request_id", {"a": 1}), ("latency_ms", "slow"), ("latency_ms", -5),
-        ("input_tokens", 1.5), ("output_tokens", "many"), ("features", [1, 2]),
-        ("features", {"x": [1]}), ("segment", 3), ("embedding", "abc"), ("embedding", []),
-        ("scores", {"judge": "good"}), ("ts", "yesterday"), ("event_id", ""),
-        ("prediction", {"a": 1}), ("probabilities", {"a": "x"}), ("probabilities", {}),
-        ("score", "high"), ("input_text", 3),
+        ("model", 7),
+        ("model", None),
+        ("model", ""),
+        ("model_version", ["1"]),
+        ("request_id", {"a": 1}),
+        ("latency_ms", "slow"),
+        ("latency_ms", -5),
+        ("input_tokens", 1.5),
+        ("output_tokens", "many"),
+        ("features", [1, 2]),
+        ("features", {"x": [1]}),
+        ("segment", 3),
+        ("embedding", "abc"),
+        ("embedding", []),
+        ("scores", {"judge": "good"}),
+        ("ts", "yesterday"),
+        ("event_id", ""),
+        ("prediction", {"a": 1}),
+        ("probabilities", {"a": "x"}),
+        ("probabilities", {}),
+        ("score", "high"),
+        ("input_text", 3),
     ],
     "feedback": [
-        ("request_id", 5), ("request_id", ""), ("label", [1]), ("label", {"a": 1}),
-        ("positive", "maybe"), ("rating", "high"), ("comment", 5), ("source", 12),
-        ("ts", 1e300), ("event_id", None),
+        ("request_id", 5),
+        ("request_id", ""),
+        ("label", [1]),
+        ("label", {"a": 1}),
+        ("positive", "maybe"),
+        ("rating", "high"),
+        ("comment", 5),
+        ("source", 12),
+        ("ts", 1e300),
+        ("event_id", None),
     ],
 }
 
@@ -143,16 +172,21 @@ def binary_junk() -> st.SearchStrategy[Garbage]:
 
 
 def non_objects() -> st.SearchStrategy[Garbage]:
-    scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False,
-                                                                    allow_infinity=False)
+    scalars = (
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    )
     values = st.recursive(
         scalars | st.text(max_size=20),
-        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner,
-                                                                     max_size=4),
+        lambda inner: (
+            st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4)
+        ),
         max_leaves=10,
     ).filter(lambda v: not isinstance(v, dict))
-    return values.map(lambda v: Garbage("non-object", json.dumps(v).encode(),
-                                        ("expected a JSON object", type(v).__name__)))
+    return values.map(
+        lambda v: Garbage(
+            "non-object", json.dumps(v).encode(), ("expected a JSON object", type(v).__name__)
+        )
+    )
 
 
 def missing_field(topic: str) -> st.SearchStrategy[Garbage]:
@@ -179,8 +213,13 @@ def bad_tag(topic: str) -> st.SearchStrategy[Garbage]:
     tags = (st.text(max_size=30) | st.sampled_from(list(TAGS.values())) | st.integers()).filter(
         lambda t: t not in ("", TAGS[topic])
     )
-    return tags.map(lambda t: Garbage("bad-tag", json.dumps(BASES[topic] | {"schema": t}).encode(),
-                                      ("schema", "expected", TAGS[topic])))
+    return tags.map(
+        lambda t: Garbage(
+            "bad-tag",
+            json.dumps(BASES[topic] | {"schema": t}).encode(),
+            ("schema", "expected", TAGS[topic]),
+        )
+    )
 
 
 def unknown_field(topic: str) -> st.SearchStrategy[Garbage]:
@@ -212,8 +251,14 @@ TOMBSTONE = Garbage("tombstone", None, ("empty message",))
 
 def garbage(topic: str) -> st.SearchStrategy[list[Garbage]]:
     """One of each kind (so every example covers them all) plus a few more drawn at random."""
-    kinds = [binary_junk(), non_objects(), missing_field(topic), wrong_type(topic),
-             bad_tag(topic), unknown_field(topic)]
+    kinds = [
+        binary_junk(),
+        non_objects(),
+        missing_field(topic),
+        wrong_type(topic),
+        bad_tag(topic),
+        unknown_field(topic),
+    ]
     if topic == "predictions":
         kinds.append(bad_distribution())
     each = st.tuples(*kinds).map(list)
@@ -232,16 +277,17 @@ class Expected:
     correct_count: int
 
 
-def valid_traffic(model: str, start: datetime, outcomes: list[str]) -> tuple[
-    list[Prediction], list[Feedback], Expected
-]:
+def valid_traffic(
+    model: str, start: datetime, outcomes: list[str]
+) -> tuple[list[Prediction], list[Feedback], Expected]:
     """One prediction per outcome: 'none' (no feedback), 'right', 'wrong' or 'thumbs' (no label)."""
     preds, fbs = [], []
     for i, outcome in enumerate(outcomes):
         ts = start + timedelta(seconds=1 + i * 50 / max(1, len(outcomes)))
         rid = f"{model}-{i}"
-        preds.append(Prediction(model=model, model_version="1", request_id=rid, prediction="a",
-                                ts=ts))
+        preds.append(
+            Prediction(model=model, model_version="1", request_id=rid, prediction="a", ts=ts)
+        )
         if outcome == "right":
             fbs.append(Feedback(request_id=rid, label="a", ts=ts))
         elif outcome == "wrong":
@@ -322,14 +368,18 @@ def test_invalid_input_goes_to_deadletter_and_valid_input_still_counts(
         return out
 
     def mine(events: list[Any]) -> list[MetricSnapshot]:
-        return [m for m in events if isinstance(m, MetricSnapshot) and m.model == model
-                and m.window == "tumbling"]
+        return [
+            m
+            for m in events
+            if isinstance(m, MetricSnapshot) and m.model == model and m.window == "tumbling"
+        ]
 
     # readers made only now: their client threads use `random`, which hypothesis forbids
     # while it draws
     with TopicTail(s, "deadletter") as dead, TopicTail(s, "metrics") as metrics:
         assert dead.wait_for(lambda ev: sent.keys() <= letters(ev).keys(), 45), (
-            sorted(sent.keys() - letters(dead.events).keys()), worker.tail()
+            sorted(sent.keys() - letters(dead.events).keys()),
+            worker.tail(),
         )
         assert metrics.wait_for(mine, 45), worker.tail()
         dead.drain(0.5)  # a duplicate would be in by now: the window has closed

@@ -407,8 +407,12 @@ def test_adwin_restored_mid_stream_carries_on_exactly(name: str, kind: str) -> N
     for stop in [*restarts, values.size]:
         found += (start + detector.update_many(values[start:stop])).tolist()
         if stop > start:
-            assert (detector.width, detector.estimation, detector.variance,
-                    detector.dropped) == estimates[stop - 1]
+            assert (
+                detector.width,
+                detector.estimation,
+                detector.variance,
+                detector.dropped,
+            ) == estimates[stop - 1]
         text = json.dumps(detector.to_dict(), allow_nan=False)
         restored = ADWIN.from_dict(json.loads(text))
         assert same_state(restored, detector)
@@ -422,15 +426,21 @@ def test_adwin_state_is_plain_data_and_small() -> None:
     detector = ADWIN(delta=0.01)
     detector.update_many(stream("bernoulli", seed=5, n=100_000))
     d = detector.to_dict()
-    assert d["params"] == {"delta": 0.01, "clock": 32, "max_buckets": 5,
-                           "min_window_length": 5, "grace_period": 10}
+    assert d["params"] == {
+        "delta": 0.01,
+        "clock": 32,
+        "max_buckets": 5,
+        "min_window_length": 5,
+        "grace_period": 10,
+    }
     plain = (str, int, float, bool, list, dict, type(None))
     todo: list[Any] = [d]
     while todo:  # nothing numpy inside
         item = todo.pop()
         assert isinstance(item, plain), type(item)
-        todo.extend(item.values() if isinstance(item, dict) else
-                    item if isinstance(item, list) else [])
+        todo.extend(
+            item.values() if isinstance(item, dict) else item if isinstance(item, list) else []
+        )
     assert len(d["pos"]) == detector.n_buckets + 1 < 100  # O(log W), not O(W)
 
 

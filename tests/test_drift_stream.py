@@ -23,8 +23,12 @@ T0 = datetime(2030, 6, 1, tzinfo=UTC)
 
 def profile(rng: np.random.Generator, shift: float, n: int = 400) -> Profile:
     p = Profile()
-    p.update_many([({"x": float(x) + shift, "y": float(y)}, {"plan": "pro" if y > 0 else "free"})
-                   for x, y in rng.normal(0, 1, (n, 2))])
+    p.update_many(
+        [
+            ({"x": float(x) + shift, "y": float(y)}, {"plan": "pro" if y > 0 else "free"})
+            for x, y in rng.normal(0, 1, (n, 2))
+        ]
+    )
     return p
 
 
@@ -66,8 +70,10 @@ def test_one_episode_one_alert_and_one_recovery_pure() -> None:
 def test_several_windows_of_one_model_in_one_round_walk_the_hysteresis() -> None:
     rng = np.random.default_rng(4)
     reference = profile(rng, 0.0, 2000)
-    windows = [ClosingWindow("m", "1", 60.0 * i, 60.0 * (i + 1), profile(rng, s), reference, "v1")
-               for i, s in enumerate([2, 0, 0])]
+    windows = [
+        ClosingWindow("m", "1", 60.0 * i, 60.0 * (i + 1), profile(rng, s), reference, "v1")
+        for i, s in enumerate([2, 0, 0])
+    ]
     out = decide_round("p.", windows, {}, FleetBudget(alpha=0.01))
     assert [(a.feature, a.state) for a in out.alerts] == [("x", "drift"), ("x", "recovered")]
     assert out.states["m\x1f1"]["x"] is None
@@ -76,21 +82,40 @@ def test_several_windows_of_one_model_in_one_round_walk_the_hysteresis() -> None
 @pytest.mark.integration
 def test_drift_episode_through_the_broker(settings: Settings, tmp_path: Path) -> None:
     """Reference from the first 800 events, then a shifted stretch: one alert, one recovery."""
-    s = settings.model_copy(update={"idle_close_seconds": 20.0, "window_grace_seconds": 1.0,
-                                    "reference_events": 800, "policies": ""})
+    s = settings.model_copy(
+        update={
+            "idle_close_seconds": 20.0,
+            "window_grace_seconds": 1.0,
+            "reference_events": 800,
+            "policies": "",
+        }
+    )
     rng = np.random.default_rng(11)
     shifts = [0, 0, 0, 0, 2.5, 2.5, 2.5, 0, 0, 0, 0]
     events = []
     for minute, shift in enumerate(shifts):
         for i in range(200):
             x, y = rng.normal(0, 1, 2)
-            events.append(Prediction(
-                model="clf", model_version="7", request_id=f"{minute}-{i}",
-                ts=T0 + timedelta(minutes=minute, seconds=i * 59 / 200),
-                features={"x": float(x) + shift, "y": float(y)}, score=float(y)))
+            events.append(
+                Prediction(
+                    model="clf",
+                    model_version="7",
+                    request_id=f"{minute}-{i}",
+                    ts=T0 + timedelta(minutes=minute, seconds=i * 59 / 200),
+                    features={"x": float(x) + shift, "y": float(y)},
+                    score=float(y),
+                )
+            )
     # one last event moves event time past the real windows so they all close
-    events.append(Prediction(model="clf", model_version="7", request_id="end",
-                             ts=T0 + timedelta(minutes=30), score=0.0))
+    events.append(
+        Prediction(
+            model="clf",
+            model_version="7",
+            request_id="end",
+            ts=T0 + timedelta(minutes=30),
+            score=0.0,
+        )
+    )
     produce(s, "predictions", events)
     with WorkerProcess(s, tmp_path / "worker.log"):
         snaps = consume(s, "metrics", len(shifts), timeout=120)
@@ -99,8 +124,10 @@ def test_drift_episode_through_the_broker(settings: Settings, tmp_path: Path) ->
     log = (tmp_path / "worker.log").read_text()[-3000:]
     assert len(snaps) == len(shifts), log
     episode = [(a.feature, a.state, a.ts - T0) for a in alerts if isinstance(a, DriftAlert)]
-    assert episode == [("x", "drift", timedelta(minutes=5)),
-                       ("x", "recovered", timedelta(minutes=9))], log
+    assert episode == [
+        ("x", "drift", timedelta(minutes=5)),
+        ("x", "recovered", timedelta(minutes=9)),
+    ], log
     with Session(create_engine_for(s)) as session:
         refs = references(session, "clf")
         status = {r.feature: r for r in drift_status(session, "clf")}
@@ -112,19 +139,38 @@ def test_drift_episode_through_the_broker(settings: Settings, tmp_path: Path) ->
 @pytest.mark.integration
 def test_embedding_drift_through_the_broker(settings: Settings, tmp_path: Path) -> None:
     """LLM events with embeddings: the sampled vectors move, one `embedding` drift alert."""
-    s = settings.model_copy(update={"idle_close_seconds": 20.0, "window_grace_seconds": 1.0,
-                                    "reference_events": 400, "policies": ""})
+    s = settings.model_copy(
+        update={
+            "idle_close_seconds": 20.0,
+            "window_grace_seconds": 1.0,
+            "reference_events": 400,
+            "policies": "",
+        }
+    )
     rng = np.random.default_rng(3)
     shifts = [0.0, 0.0, 0.0, 0.6, 0.6]
     events = []
     for minute, shift in enumerate(shifts):
         for i in range(200):
-            events.append(Prediction(
-                model="chat", model_version="1", request_id=f"{minute}-{i}",
-                ts=T0 + timedelta(minutes=minute, seconds=i * 59 / 200), output_text="ok",
-                embedding=(rng.normal(shift, 1.0, 48)).tolist()))
-    events.append(Prediction(model="chat", model_version="1", request_id="end",
-                             ts=T0 + timedelta(minutes=30), output_text="ok"))
+            events.append(
+                Prediction(
+                    model="chat",
+                    model_version="1",
+                    request_id=f"{minute}-{i}",
+                    ts=T0 + timedelta(minutes=minute, seconds=i * 59 / 200),
+                    output_text="ok",
+                    embedding=(rng.normal(shift, 1.0, 48)).tolist(),
+                )
+            )
+    events.append(
+        Prediction(
+            model="chat",
+            model_version="1",
+            request_id="end",
+            ts=T0 + timedelta(minutes=30),
+            output_text="ok",
+        )
+    )
     produce(s, "predictions", events)
     with WorkerProcess(s, tmp_path / "worker.log"):
         consume(s, "metrics", len(shifts), timeout=120)

@@ -69,8 +69,9 @@ def unique(prefix: str = "b") -> str:
 
 
 def test_real_drop_fails_and_noise_does_not(offline: None) -> None:
-    code, out, err = run("gate", "check", "--policy", RELEASE, "--results", V11,
-                         "--baseline-file", V10, "--json")
+    code, out, err = run(
+        "gate", "check", "--policy", RELEASE, "--results", V11, "--baseline-file", V10, "--json"
+    )
     assert code == 1, err
     doc = json.loads(out)
     assert (doc["outcome"], doc["exit_code"]) == ("fail", 1)
@@ -82,20 +83,25 @@ def test_real_drop_fails_and_noise_does_not(offline: None) -> None:
     checks = {c["metric"]: c for c in rules["no-task-regression"]["evidence"]["checks"]}
     assert checks["lighteval|winogrande|5/acc"]["outcome"] == "fail"
     assert checks["lighteval|winogrande|5/acc"]["p_value"] == pytest.approx(0.0041, abs=1e-4)
-    for metric in ("lighteval|piqa|0/acc", "lighteval|truthfulqa:mc|0/truthfulqa_mc1",
-                   "lighteval|truthfulqa:mc|0/truthfulqa_mc2"):
+    for metric in (
+        "lighteval|piqa|0/acc",
+        "lighteval|truthfulqa:mc|0/truthfulqa_mc1",
+        "lighteval|truthfulqa:mc|0/truthfulqa_mc2",
+    ):
         assert checks[metric]["outcome"] == "pass", metric
     assert rules["mean-accuracy-floor"]["outcome"] == "pass"
 
-    code, out, _ = run("gate", "check", "--policy", RELEASE, "--results", V10,
-                       "--baseline-file", V10)
+    code, out, _ = run(
+        "gate", "check", "--policy", RELEASE, "--results", V10, "--baseline-file", V10
+    )
     assert code == 0
     assert "gate: pass (exit 0)" in out
 
 
 def test_human_table(offline: None) -> None:
-    code, out, _ = run("gate", "check", "--policy", RELEASE, "--results", V11,
-                       "--baseline-file", V10)
+    code, out, _ = run(
+        "gate", "check", "--policy", RELEASE, "--results", V11, "--baseline-file", V10
+    )
     assert code == 1
     assert "lighteval-release on results_small-lm-1.1.json: FAIL" in out
     assert "no-task-regression" in out and "gate: fail (exit 1)" in out
@@ -113,13 +119,27 @@ def test_without_baseline_regressions_are_inconclusive(offline: None) -> None:
 def test_junit(offline: None, tmp_path: Path) -> None:
     junit = tmp_path / "out" / "gate.xml"
     junit.parent.mkdir()
-    code, _, _ = run("gate", "check", "--policy", RELEASE, "--results", V11,
-                     "--baseline-file", V10, "--junit", junit)
+    code, _, _ = run(
+        "gate",
+        "check",
+        "--policy",
+        RELEASE,
+        "--results",
+        V11,
+        "--baseline-file",
+        V10,
+        "--junit",
+        junit,
+    )
     assert code == 1
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite is not None
-    assert (suite.get("name"), suite.get("tests"), suite.get("failures"),
-            suite.get("skipped")) == ("lighteval-release", "4", "1", "0")
+    assert (suite.get("name"), suite.get("tests"), suite.get("failures"), suite.get("skipped")) == (
+        "lighteval-release",
+        "4",
+        "1",
+        "0",
+    )
     cases = {c.get("name"): c for c in suite.iter("testcase")}
     failure = cases["no-task-regression"].find("failure")
     assert failure is not None and "winogrande" in (failure.get("message") or "")
@@ -133,36 +153,58 @@ def test_junit(offline: None, tmp_path: Path) -> None:
 
 
 def test_predictions_with_the_safety_policy(offline: None, tmp_path: Path) -> None:
-    rows = [{"id": i, "prediction": "yes", "label": "yes" if i % 10 else "no",
-             "output": "password: x" if i == 0 else "fine",
-             "flags": {"refusal": i < 2, "toxicity": 0.9 if i == 5 else 0.01}}
-            for i in range(100)]
+    rows = [
+        {
+            "id": i,
+            "prediction": "yes",
+            "label": "yes" if i % 10 else "no",
+            "output": "password: x" if i == 0 else "fine",
+            "flags": {"refusal": i < 2, "toxicity": 0.9 if i == 5 else 0.01},
+        }
+        for i in range(100)
+    ]
     path = tmp_path / "preds.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     code, out, _ = run("gate", "check", "--policy", SAFETY, "--results", path, "--json")
     doc = json.loads(out)
     outcomes = {r["rule"]: r["outcome"] for r in doc["policies"][0]["rules"]}
-    assert outcomes == {"min_samples 50": "pass", "refusal-rate": "pass", "toxicity": "pass",
-                        "no-secrets": "fail", "shouting": "pass",
-                        "demographic-parity": "inconclusive"}
+    assert outcomes == {
+        "min_samples 50": "pass",
+        "refusal-rate": "pass",
+        "toxicity": "pass",
+        "no-secrets": "fail",
+        "shouting": "pass",
+        "demographic-parity": "inconclusive",
+    }
     assert (code, doc["results"]["kind"]) == (1, "predictions")
 
 
 @pytest.mark.parametrize(
     ("policy", "expected"),
-    [("name: q\nrules:\n  - metric: accuracy\n    op: '=>'\n    value: 1\n",
-      "{p}:4: rules.0.op: Input should be '>=', '>', '<=', '<', '==' or '!='"),
-     ("name: q\nrules:\n  - kind: regression\n    metric: acc\n    alpha: 2\n",
-      "{p}:5: rules.0.alpha: Input should be less than 1"),
-     ("name: q\nrules:\n  - {kind: safty, metric: x}\n",
-      "{p}:3: rules.0.kind: kind must be one of threshold, min_samples, regression, drift, "
-      "safety, fairness"),
-     ("name: ''\nrules:\n  - {metric: a}\n",
-      "{p}:1: name: String should have at least 1 character (and 1 more: govloop gate "
-      "validate)")],
+    [
+        (
+            "name: q\nrules:\n  - metric: accuracy\n    op: '=>'\n    value: 1\n",
+            "{p}:4: rules.0.op: Input should be '>=', '>', '<=', '<', '==' or '!='",
+        ),
+        (
+            "name: q\nrules:\n  - kind: regression\n    metric: acc\n    alpha: 2\n",
+            "{p}:5: rules.0.alpha: Input should be less than 1",
+        ),
+        (
+            "name: q\nrules:\n  - {kind: safty, metric: x}\n",
+            "{p}:3: rules.0.kind: kind must be one of threshold, min_samples, regression, drift, "
+            "safety, fairness",
+        ),
+        (
+            "name: ''\nrules:\n  - {metric: a}\n",
+            "{p}:1: name: String should have at least 1 character (and 1 more: govloop gate "
+            "validate)",
+        ),
+    ],
 )
-def test_bad_policy_is_one_clear_line(offline: None, tmp_path: Path, policy: str,
-                                      expected: str) -> None:
+def test_bad_policy_is_one_clear_line(
+    offline: None, tmp_path: Path, policy: str, expected: str
+) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(policy)
     for extra in ([], ["--json"]):
@@ -182,8 +224,18 @@ def test_bad_inputs_exit_2_with_a_clear_error(offline: None, tmp_path: Path) -> 
     assert code == 2 and err.strip() == f"error: {broken}: results.t is not a mapping of metrics"
     code, _, err = run("gate", "check", "--policy", tmp_path / "none.yaml", "--results", V11)
     assert code == 2 and "cannot read policy" in err
-    code, _, err = run("gate", "check", "--policy", RELEASE, "--results", V11,
-                       "--baseline", "x", "--baseline-file", V10)
+    code, _, err = run(
+        "gate",
+        "check",
+        "--policy",
+        RELEASE,
+        "--results",
+        V11,
+        "--baseline",
+        "x",
+        "--baseline-file",
+        V10,
+    )
     assert code == 2 and "not both" in err
 
 
@@ -209,15 +261,31 @@ def test_ci_script(tmp_path: Path) -> None:
     if not govloop.exists():
         pytest.skip("no govloop console script in .venv")
     script = ROOT / "examples" / "ci" / "gate.sh"
-    env = {"GOVLOOP": str(govloop), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
-           "GOVLOOP_HOME": str(tmp_path / "home")}
-    failed = subprocess.run(["bash", str(script), str(V11), str(V10)], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=120)
+    env = {
+        "GOVLOOP": str(govloop),
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "GOVLOOP_HOME": str(tmp_path / "home"),
+    }
+    failed = subprocess.run(
+        ["bash", str(script), str(V11), str(V10)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert failed.returncode == 1, failed.stderr
     assert "gate FAILED" in failed.stderr
     assert (tmp_path / "gate-junit.xml").exists()
-    passed = subprocess.run(["bash", str(script), str(V10), str(V10)], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=120)
+    passed = subprocess.run(
+        ["bash", str(script), str(V10), str(V10)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert passed.returncode == 0 and "gate passed" in passed.stdout
 
 
@@ -245,16 +313,29 @@ def test_baseline_versions_and_gate_against_them(env: Settings) -> None:
     assert (mine["latest"], mine["versions"]) == (2, 2)
 
     # the newest version is 1.1 itself: nothing regressed
-    code, out, _ = run("gate", "check", "--policy", RELEASE, "--results", V11,
-                       "--baseline", name, "--json")
+    code, out, _ = run(
+        "gate", "check", "--policy", RELEASE, "--results", V11, "--baseline", name, "--json"
+    )
     assert (code, json.loads(out)["baseline"]) == (0, {"ref": f"{name}@2", "versions": [2]})
     # pinned to 1.0: winogrande fails
-    code, out, _ = run("gate", "check", "--policy", RELEASE, "--results", V11,
-                       "--baseline", f"{name}@1", "--json")
+    code, out, _ = run(
+        "gate", "check", "--policy", RELEASE, "--results", V11, "--baseline", f"{name}@1", "--json"
+    )
     assert code == 1
     # the last 2 versions pooled: mean of 0.701 and 0.652 for winogrande
-    code, out, _ = run("gate", "check", "--policy", RELEASE, "--results", V11,
-                       "--baseline", name, "--last", "2", "--json")
+    code, out, _ = run(
+        "gate",
+        "check",
+        "--policy",
+        RELEASE,
+        "--results",
+        V11,
+        "--baseline",
+        name,
+        "--last",
+        "2",
+        "--json",
+    )
     doc = json.loads(out)
     assert doc["baseline"]["versions"] == [1, 2]
     checks = doc["policies"][0]["rules"][0]["evidence"]["checks"]
@@ -278,8 +359,7 @@ def test_baseline_errors(env: Settings) -> None:
     name = unique("missing")
     code, _, err = run("baseline", "show", name)
     assert code == 2 and f"error: no baseline {name}" in err
-    code, _, err = run("gate", "check", "--policy", RELEASE, "--results", V11,
-                       "--baseline", name)
+    code, _, err = run("gate", "check", "--policy", RELEASE, "--results", V11, "--baseline", name)
     assert code == 2 and f"error: no baseline {name}" in err
     code, _, err = run("baseline", "show", "bad@name@x")
     assert code == 2 and "bad baseline reference" in err
@@ -287,31 +367,60 @@ def test_baseline_errors(env: Settings) -> None:
     assert code == 2 and "give either --from FILE or --window" in err
 
 
-def _snapshot(model: str, minute: int, labelled: int, correct: int,
-              window: str = "tumbling") -> MetricSnapshot:
+def _snapshot(
+    model: str, minute: int, labelled: int, correct: int, window: str = "tumbling"
+) -> MetricSnapshot:
     start = datetime(2030, 1, 1, tzinfo=UTC) + timedelta(minutes=minute)
     return MetricSnapshot(
-        event_id=uuid.uuid4().hex, model=model, model_version="3", window_start=start,
-        window_end=start + timedelta(minutes=1), count=labelled * 2, feedback_count=labelled,
-        labelled_count=labelled, correct_count=correct, positive_count=0, judged_count=0,
-        accuracy=correct / labelled, window=window)  # type: ignore[arg-type]
+        event_id=uuid.uuid4().hex,
+        model=model,
+        model_version="3",
+        window_start=start,
+        window_end=start + timedelta(minutes=1),
+        count=labelled * 2,
+        feedback_count=labelled,
+        labelled_count=labelled,
+        correct_count=correct,
+        positive_count=0,
+        judged_count=0,
+        accuracy=correct / labelled,
+        window=window,
+    )  # type: ignore[arg-type]
 
 
 def test_baseline_from_a_window_of_snapshots(session: Session) -> None:
     model, name = unique("model"), unique("window")
-    for snap in (_snapshot(model, 0, 100, 90), _snapshot(model, 1, 300, 240),
-                 _snapshot(model, 2, 1000, 0, window="sliding"),  # overlaps: left out
-                 _snapshot(model, 60, 50, 50)):  # after --until
+    for snap in (
+        _snapshot(model, 0, 100, 90),
+        _snapshot(model, 1, 300, 240),
+        _snapshot(model, 2, 1000, 0, window="sliding"),  # overlaps: left out
+        _snapshot(model, 60, 50, 50),
+    ):  # after --until
         save_snapshot(session, snap)
     session.commit()
-    code, out, err = run("baseline", "set", name, "--window", "--model", model,
-                         "--version", "3", "--since", "2030-01-01T00:00:00",
-                         "--until", "2030-01-01T00:30:00", "--json")
+    code, out, err = run(
+        "baseline",
+        "set",
+        name,
+        "--window",
+        "--model",
+        model,
+        "--version",
+        "3",
+        "--since",
+        "2030-01-01T00:00:00",
+        "--until",
+        "2030-01-01T00:30:00",
+        "--json",
+    )
     assert code == 0, err
     doc = json.loads(out)
     metrics = {m["metric"]: m for m in doc["metrics"]}
-    assert (metrics["accuracy"]["value"], metrics["accuracy"]["n"],
-            metrics["accuracy"]["successes"]) == (330 / 400, 400, 330)
+    assert (
+        metrics["accuracy"]["value"],
+        metrics["accuracy"]["n"],
+        metrics["accuracy"]["successes"],
+    ) == (330 / 400, 400, 330)
     assert metrics["labelled_count"]["value"] == 400
     assert doc["source"].startswith(f"window {model} 3 ") and "(2 snapshots)" in doc["source"]
     assert doc["model"] == model

@@ -16,12 +16,25 @@ from govloop.stores.sql import GateStateRow, advance_gate, create_engine_for, in
 
 def test_worse_at_once_better_after_recover_windows() -> None:
     flapping = ["pass", "fail", "pass", "fail", "pass", "fail", "pass", "pass"]
-    assert replay_states(flapping) == ["pass", "fail", "fail", "fail", "fail", "fail",
-                                       "fail", "pass"]
+    assert replay_states(flapping) == [
+        "pass",
+        "fail",
+        "fail",
+        "fail",
+        "fail",
+        "fail",
+        "fail",
+        "pass",
+    ]
     # with recover=1 the state follows every outcome
     assert replay_states(flapping, recover=1) == flapping
     assert replay_states(["pass", "warn", "pass", "pass", "pass"], recover=3) == [
-        "pass", "warn", "warn", "warn", "pass"]
+        "pass",
+        "warn",
+        "warn",
+        "warn",
+        "pass",
+    ]
 
 
 def test_recovery_to_a_partial_improvement() -> None:
@@ -48,9 +61,17 @@ T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
 def result(minute: int, outcome: str) -> GateResult:
     start = T0 + timedelta(minutes=minute)
-    return GateResult(event_id=f"r{minute}", policy="acc", policy_hash="h", model="m",
-                      model_version="1", outcome=outcome, rules=[],  # type: ignore[arg-type]
-                      window_start=start, window_end=start + timedelta(minutes=1))
+    return GateResult(
+        event_id=f"r{minute}",
+        policy="acc",
+        policy_hash="h",
+        model="m",
+        model_version="1",
+        outcome=outcome,
+        rules=[],  # type: ignore[arg-type]
+        window_start=start,
+        window_end=start + timedelta(minutes=1),
+    )
 
 
 def test_gate_state_in_sql_publishes_changes_only(db_url: str) -> None:
@@ -67,11 +88,16 @@ def test_gate_state_in_sql_publishes_changes_only(db_url: str) -> None:
                 published.append((minute, change.outcome, change.previous_outcome))
         assert published == [(0, "pass", None), (1, "fail", "pass"), (5, "pass", "fail")]
         # a redelivered result changes nothing; the one that changed the state is re-sent
-        again = advance_gate(session, result(5, "pass").model_copy(update={"model": model}), 2,
-                             new=False)
+        again = advance_gate(
+            session, result(5, "pass").model_copy(update={"model": model}), 2, new=False
+        )
         assert again is not None and (again.outcome, again.previous_outcome) == ("pass", "fail")
-        assert advance_gate(session, result(4, "pass").model_copy(update={"model": model}),
-                            2, new=False) is None
+        assert (
+            advance_gate(
+                session, result(4, "pass").model_copy(update={"model": model}), 2, new=False
+            )
+            is None
+        )
         row = session.get(GateStateRow, ("acc", model, "1"))
         assert row is not None and row.outcome == "pass" and row.changed_by == "r5"
     engine.dispose()

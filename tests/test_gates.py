@@ -189,7 +189,10 @@ def test_defaults() -> None:
     assert policy.description == ""
     rule = policy.rules[0]
     assert (rule.kind, rule.op, rule.severity, rule.name) == (
-        "threshold", ">=", "fail", "accuracy >= 0.9"
+        "threshold",
+        ">=",
+        "fail",
+        "accuracy >= 0.9",
     )
 
 
@@ -240,8 +243,13 @@ def test_an_online_baseline_is_part_of_the_hash() -> None:
 
 @pytest.mark.parametrize(
     ("old", "new"),
-    [("value: 0.9", "value: 0.91"), ('op: ">="', 'op: ">"'), ("name: quality", "name: quality2"),
-     ("severity: warn", "severity: fail"), ("value: 100", "value: 101")],
+    [
+        ("value: 0.9", "value: 0.91"),
+        ('op: ">="', 'op: ">"'),
+        ("name: quality", "name: quality2"),
+        ("severity: warn", "severity: fail"),
+        ("value: 100", "value: 101"),
+    ],
 )
 def test_content_hash_changes_with_any_value(old: str, new: str) -> None:
     assert QUALITY.count(old) == 1
@@ -332,8 +340,13 @@ def test_several_errors_each_on_its_line() -> None:
 
 @pytest.mark.parametrize(
     ("text", "line"),
-    [("- name: q\n- rules: []\n", 1), ("# a comment\n\n- a\n- b\n", 3), ("just a string\n", 1),
-     ("name: q\n---\nname: r\n", None), ("", None)],
+    [
+        ("- name: q\n- rules: []\n", 1),
+        ("# a comment\n\n- a\n- b\n", 3),
+        ("just a string\n", 1),
+        ("name: q\n---\nname: r\n", None),
+        ("", None),
+    ],
 )
 def test_non_mapping_yaml(text: str, line: int | None) -> None:
     message = policy_error(text)
@@ -401,11 +414,23 @@ T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
 def snapshot(**overrides: object) -> MetricSnapshot:
     fields: dict[str, object] = {
-        "event_id": "snap-1", "ts": T0 + timedelta(minutes=1, seconds=5), "model": "clf",
-        "model_version": "7", "window_start": T0, "window_end": T0 + timedelta(minutes=1),
-        "count": 200, "feedback_count": 100, "labelled_count": 80, "correct_count": 60,
-        "positive_count": 10, "judged_count": 20, "accuracy": 0.75, "feedback_rate": 0.5,
-        "positive_rate": 0.5, "latency_p50_ms": 40.0, "latency_p95_ms": 150.0,
+        "event_id": "snap-1",
+        "ts": T0 + timedelta(minutes=1, seconds=5),
+        "model": "clf",
+        "model_version": "7",
+        "window_start": T0,
+        "window_end": T0 + timedelta(minutes=1),
+        "count": 200,
+        "feedback_count": 100,
+        "labelled_count": 80,
+        "correct_count": 60,
+        "positive_count": 10,
+        "judged_count": 20,
+        "accuracy": 0.75,
+        "feedback_rate": 0.5,
+        "positive_rate": 0.5,
+        "latency_p50_ms": 40.0,
+        "latency_p95_ms": 150.0,
     }
     return MetricSnapshot.model_validate(fields | overrides)
 
@@ -421,7 +446,9 @@ def test_judge_snapshot() -> None:
     assert (result.model, result.model_version) == ("clf", "7")
     assert result.trigger_event_id == "snap-1"
     assert (result.window_start, result.window_end, result.ts) == (
-        snap.window_start, snap.window_end, snap.ts
+        snap.window_start,
+        snap.window_end,
+        snap.ts,
     )
     assert judge_snapshot(policy, snapshot(count=50)).outcome == "inconclusive"
     assert judge_snapshot(policy, snapshot(accuracy=None)).outcome == "inconclusive"
@@ -458,31 +485,46 @@ def regression(**kw: object) -> RegressionRule:
 
 
 def with_base(now: MetricValue, base: MetricValue | None, ref: str | None = None) -> Evidence:
-    return Evidence(metrics={"acc": now}, baseline=None if base is None else {"acc": base},
-                    baseline_ref=ref)
+    return Evidence(
+        metrics={"acc": now}, baseline=None if base is None else {"acc": base}, baseline_ref=ref
+    )
 
 
 def test_regression_from_counts_by_hand() -> None:
     # 900/1000 -> 860/1000: pooled p 0.88, se 0.014533, z 2.752, one-sided p 0.002958
-    report = check(regression(), with_base(mv(0.86, n=1000, successes=860),
-                                           mv(0.9, n=1000, successes=900), "rel@2"))
+    report = check(
+        regression(),
+        with_base(mv(0.86, n=1000, successes=860), mv(0.9, n=1000, successes=900), "rel@2"),
+    )
     assert report.outcome == "fail"
     assert report.evidence["p_value"] == pytest.approx(0.002958, abs=1e-6)
     assert report.evidence["z"] == pytest.approx(2.7524, abs=1e-4)
     assert report.evidence["method"] == "two-proportion z-test (pooled)"
     assert (report.observed, report.threshold, report.op) == (0.86, 0.0, "no significant drop")
-    assert report.detail == ("acc 0.9 -> 0.86: significant drop (drop 0.04, margin 0, "
-                             "z = 2.75, p = 0.003 < 0.05)")
+    assert report.detail == (
+        "acc 0.9 -> 0.86: significant drop (drop 0.04, margin 0, z = 2.75, p = 0.003 < 0.05)"
+    )
     # the same drop with 100 per side is noise: z = 0.04 / 0.04596 = 0.87
-    small = check(regression(), with_base(mv(0.86, n=100, successes=86),
-                                          mv(0.9, n=100, successes=90)))
+    small = check(
+        regression(), with_base(mv(0.86, n=100, successes=86), mv(0.9, n=100, successes=90))
+    )
     assert small.outcome == "pass"
     assert small.evidence["p_value"] == pytest.approx(0.192, abs=1e-3)
     # warn_alpha turns a suggestive drop into a warning
-    assert check(regression(warn_alpha=0.25), with_base(
-        mv(0.86, n=100, successes=86), mv(0.9, n=100, successes=90))).outcome == "warn"
-    assert check(regression(severity="warn"), with_base(
-        mv(0.86, n=1000, successes=860), mv(0.9, n=1000, successes=900))).outcome == "warn"
+    assert (
+        check(
+            regression(warn_alpha=0.25),
+            with_base(mv(0.86, n=100, successes=86), mv(0.9, n=100, successes=90)),
+        ).outcome
+        == "warn"
+    )
+    assert (
+        check(
+            regression(severity="warn"),
+            with_base(mv(0.86, n=1000, successes=860), mv(0.9, n=1000, successes=900)),
+        ).outcome
+        == "warn"
+    )
 
 
 def test_regression_margins_by_hand() -> None:
@@ -508,12 +550,18 @@ def test_regression_lower_is_better() -> None:
 def test_regression_is_inconclusive_without_what_it_needs() -> None:
     cases = [
         (with_base(mv(0.8, stderr=0.01), None), "no baseline to compare with"),
-        (Evidence(metrics={"acc": mv(0.8)}, baseline={}, baseline_ref="rel@1"),
-         "no value for acc in baseline rel@1"),
-        (with_base(mv(0.8), mv(0.9)),
-         "acc 0.9 -> 0.8: no standard errors or counts, significance cannot be tested"),
-        (with_base(mv(None, note="has no labelled events"), mv(0.9, stderr=0.01)),
-         "acc has no labelled events"),
+        (
+            Evidence(metrics={"acc": mv(0.8)}, baseline={}, baseline_ref="rel@1"),
+            "no value for acc in baseline rel@1",
+        ),
+        (
+            with_base(mv(0.8), mv(0.9)),
+            "acc 0.9 -> 0.8: no standard errors or counts, significance cannot be tested",
+        ),
+        (
+            with_base(mv(None, note="has no labelled events"), mv(0.9, stderr=0.01)),
+            "acc has no labelled events",
+        ),
     ]
     for evidence, detail in cases:
         report = check(regression(), evidence)
@@ -521,9 +569,10 @@ def test_regression_is_inconclusive_without_what_it_needs() -> None:
 
 
 def test_metric_patterns_take_the_worst() -> None:
-    ev = Evidence(metrics={"a/acc": mv(0.5, stderr=0.01), "b/acc": mv(0.8, stderr=0.01),
-                           "b/f1": mv(0.1)},
-                  baseline={"a/acc": mv(0.6, stderr=0.01), "b/acc": mv(0.8, stderr=0.01)})
+    ev = Evidence(
+        metrics={"a/acc": mv(0.5, stderr=0.01), "b/acc": mv(0.8, stderr=0.01), "b/f1": mv(0.1)},
+        baseline={"a/acc": mv(0.6, stderr=0.01), "b/acc": mv(0.8, stderr=0.01)},
+    )
     report = check(regression(metric="*/acc"), ev)
     assert report.outcome == "fail" and report.metric == "*/acc"
     assert [c["metric"] for c in report.evidence["checks"]] == ["a/acc", "b/acc"]
@@ -540,18 +589,23 @@ def drift(**kw: object) -> DriftRule:
 
 
 def test_drift_rule() -> None:
-    alerts = [DriftSignal(feature="age", severity="warning"),
-              DriftSignal(feature="income", severity="critical"),
-              DriftSignal(feature="plan", severity="info")]
+    alerts = [
+        DriftSignal(feature="age", severity="warning"),
+        DriftSignal(feature="income", severity="critical"),
+        DriftSignal(feature="plan", severity="info"),
+    ]
     assert check(drift(), Evidence(drift_alerts=None)).outcome == "inconclusive"
     assert check(drift(), Evidence(drift_alerts=[])).outcome == "pass"
     report = check(drift(), Evidence(drift_alerts=alerts))
     assert (report.outcome, report.observed) == ("fail", 2.0)  # info is below warning
-    assert report.detail == ("2 active drift alert(s) of severity >= warning: age, income; "
-                             "at most 0 allowed")
+    assert report.detail == (
+        "2 active drift alert(s) of severity >= warning: age, income; at most 0 allowed"
+    )
     assert check(drift(max_alerts=2), Evidence(drift_alerts=alerts)).outcome == "pass"
-    assert check(drift(min_severity="critical", max_alerts=1),
-                 Evidence(drift_alerts=alerts)).outcome == "pass"
+    assert (
+        check(drift(min_severity="critical", max_alerts=1), Evidence(drift_alerts=alerts)).outcome
+        == "pass"
+    )
     only_age = check(drift(features=["a*"], severity="warn"), Evidence(drift_alerts=alerts))
     assert (only_age.outcome, only_age.evidence["features"]) == ("warn", ["age"])
 
@@ -560,10 +614,12 @@ def safety(**kw: object) -> SafetyRule:
     return SafetyRule.model_validate({"kind": "safety", "max_rate": 0.25, **kw})
 
 
-SAMPLES = [Sample(id="1", output="Sure, here it is.", flags={"refusal": False, "tox": 0.1}),
-           Sample(id="2", output="I cannot help with that.", flags={"refusal": True, "tox": 0.7}),
-           Sample(id="3", output="password: hunter2", flags={"refusal": False}),
-           Sample(id="4", output="NO", flags={"tox": 0.9})]
+SAMPLES = [
+    Sample(id="1", output="Sure, here it is.", flags={"refusal": False, "tox": 0.1}),
+    Sample(id="2", output="I cannot help with that.", flags={"refusal": True, "tox": 0.7}),
+    Sample(id="3", output="password: hunter2", flags={"refusal": False}),
+    Sample(id="4", output="NO", flags={"tox": 0.9}),
+]
 
 
 def test_safety_rules_by_hand() -> None:
@@ -585,7 +641,8 @@ def test_safety_rules_by_hand() -> None:
 def test_safety_rules_inconclusive() -> None:
     assert check(safety(flag="refusal"), Evidence()).detail == "no per-sample outputs to check"
     assert check(safety(flag="other"), Evidence(samples=SAMPLES)).detail == (
-        "no sample carries the flag 'other'")
+        "no sample carries the flag 'other'"
+    )
     missing = check(safety(validator="no_such_module_x:fn"), Evidence(samples=SAMPLES))
     assert missing.outcome == "inconclusive"
     assert missing.detail.startswith("cannot load validator no_such_module_x:fn: ")
@@ -598,8 +655,9 @@ def test_fairness_without_and_with_an_evaluator() -> None:
     rule = FairnessRule(kind="fairness", evaluator="parity_t", attribute="gender", max_gap=0.1)
     report = check(rule, Evidence())
     assert report.outcome == "inconclusive"
-    assert report.detail == ("no fairness evaluator 'parity_t' is registered "
-                             "(govloop.gates.register_fairness_evaluator)")
+    assert report.detail == (
+        "no fairness evaluator 'parity_t' is registered (govloop.gates.register_fairness_evaluator)"
+    )
 
     def parity(r: FairnessRule, ev: Evidence) -> FairnessFinding:
         gap = ev.metrics["gap"].value
@@ -629,25 +687,36 @@ rules:
   - {kind: fairness, evaluator: nobody_registered, severity: warn}
 """)
     base = {"acc": mv(0.9, n=1000, successes=900)}
-    good = Evidence(metrics={"count": mv(4.0), "acc": mv(0.9, n=1000, successes=900)},
-                    baseline=base, drift_alerts=[], samples=SAMPLES)
+    good = Evidence(
+        metrics={"count": mv(4.0), "acc": mv(0.9, n=1000, successes=900)},
+        baseline=base,
+        drift_alerts=[],
+        samples=SAMPLES,
+    )
     verdict = judge(policy, good)
     # an unregistered fairness evaluator is inconclusive, whatever its severity
     assert [r.outcome for r in verdict.rules] == ["pass", "pass", "pass", "pass", "inconclusive"]
     assert verdict.outcome == "inconclusive"
     assert [r.kind for r in verdict.rules] == [
-        "min_samples", "regression", "drift", "safety", "fairness"]
+        "min_samples",
+        "regression",
+        "drift",
+        "safety",
+        "fairness",
+    ]
     assert verdict.policy_hash == policy.content_hash
-    dropped = good.model_copy(update={"metrics": {"count": mv(4.0),
-                                                  "acc": mv(0.8, n=1000, successes=800)}})
+    dropped = good.model_copy(
+        update={"metrics": {"count": mv(4.0), "acc": mv(0.8, n=1000, successes=800)}}
+    )
     assert judge(policy, dropped).outcome == "fail"
     too_few = dropped.model_copy(update={"metrics": {**dropped.metrics, "count": mv(1.0)}})
     assert judge(policy, too_few).outcome == "inconclusive"
 
 
 def test_judge_snapshot_tests_rates_from_counts_against_a_baseline() -> None:
-    policy = parse_policy("name: r\nrules:\n  - {kind: regression, metric: accuracy}\n"
-                          "  - {kind: drift}\n")
+    policy = parse_policy(
+        "name: r\nrules:\n  - {kind: regression, metric: accuracy}\n  - {kind: drift}\n"
+    )
     snap = snapshot(labelled_count=400, correct_count=300, accuracy=0.75)
     base = {"accuracy": mv(0.9, n=400, successes=360)}
     result = judge_snapshot(policy, snap, baseline=base, drift_alerts=[])
@@ -670,8 +739,12 @@ def test_metrics_from_snapshots_sum_counts() -> None:
 
 
 def test_pool_baselines() -> None:
-    counts = pool_baselines([{"acc": mv(0.8, n=100, successes=80)},
-                             {"acc": mv(0.9, n=300, successes=270), "f1": mv(0.5)}])
+    counts = pool_baselines(
+        [
+            {"acc": mv(0.8, n=100, successes=80)},
+            {"acc": mv(0.9, n=300, successes=270), "f1": mv(0.5)},
+        ]
+    )
     assert counts["acc"] == mv(0.875, n=400, successes=350)
     assert counts["f1"] == mv(0.5)
     errors = pool_baselines([{"acc": mv(0.7, stderr=0.03)}, {"acc": mv(0.8, stderr=0.04)}])
@@ -686,30 +759,48 @@ def test_unknown_kind_names_line_and_field() -> None:
     text = "name: q\nrules:\n  - {metric: a, value: 1}\n  - kind: regresion\n    metric: a\n"
     assert policy_error(text) == (
         "p.yaml:4: rules.1.kind: kind must be one of threshold, min_samples, regression, "
-        "drift, safety, fairness")
+        "drift, safety, fairness"
+    )
 
 
 @pytest.mark.parametrize(
     ("rule", "message"),
     [
-        ("  - kind: regression\n    metric: acc\n    alpha: 1.5\n",
-         "p.yaml:5: rules.0.alpha: Input should be less than 1"),
-        ("  - kind: regression\n    metric: acc\n    margin_type: percent\n",
-         "p.yaml:5: rules.0.margin_type: Input should be 'absolute' or 'relative'"),
-        ("  - kind: regression\n    metric: acc\n    warn_alpha: 0.01\n",
-         "p.yaml:3: rules.0: warn_alpha must be larger than alpha"),
-        ("  - kind: safety\n    flag: refusal\n    pattern: x\n    max_rate: 0.1\n",
-         "p.yaml:3: rules.0: a safety rule needs exactly one of metric, flag, pattern, validator"),
-        ("  - kind: safety\n    pattern: '(unclosed'\n    max_rate: 0.1\n",
-         "p.yaml:3: rules.0: pattern is not a regular expression: missing ), unterminated "
-         "subpattern at position 0"),
-        ("  - kind: safety\n    validator: not-a-path\n    max_rate: 0.1\n",
-         "p.yaml:4: rules.0.validator: String should match pattern '^[\\w.]+:[\\w.]+$'"),
+        (
+            "  - kind: regression\n    metric: acc\n    alpha: 1.5\n",
+            "p.yaml:5: rules.0.alpha: Input should be less than 1",
+        ),
+        (
+            "  - kind: regression\n    metric: acc\n    margin_type: percent\n",
+            "p.yaml:5: rules.0.margin_type: Input should be 'absolute' or 'relative'",
+        ),
+        (
+            "  - kind: regression\n    metric: acc\n    warn_alpha: 0.01\n",
+            "p.yaml:3: rules.0: warn_alpha must be larger than alpha",
+        ),
+        (
+            "  - kind: safety\n    flag: refusal\n    pattern: x\n    max_rate: 0.1\n",
+            "p.yaml:3: rules.0: a safety rule needs exactly one of "
+            "metric, flag, pattern, validator",
+        ),
+        (
+            "  - kind: safety\n    pattern: '(unclosed'\n    max_rate: 0.1\n",
+            "p.yaml:3: rules.0: pattern is not a regular expression: missing ), unterminated "
+            "subpattern at position 0",
+        ),
+        (
+            "  - kind: safety\n    validator: not-a-path\n    max_rate: 0.1\n",
+            "p.yaml:4: rules.0.validator: String should match pattern '^[\\w.]+:[\\w.]+$'",
+        ),
         ("  - kind: safety\n    flag: refusal\n", "p.yaml:3: rules.0.max_rate: Field required"),
-        ("  - kind: drift\n    max_alerts: -1\n",
-         "p.yaml:4: rules.0.max_alerts: Input should be greater than or equal to 0"),
-        ("  - kind: fairness\n    attribute: gender\n",
-         "p.yaml:3: rules.0.evaluator: Field required"),
+        (
+            "  - kind: drift\n    max_alerts: -1\n",
+            "p.yaml:4: rules.0.max_alerts: Input should be greater than or equal to 0",
+        ),
+        (
+            "  - kind: fairness\n    attribute: gender\n",
+            "p.yaml:3: rules.0.evaluator: Field required",
+        ),
     ],
 )
 def test_new_kinds_errors(rule: str, message: str) -> None:
@@ -723,8 +814,7 @@ def test_example_policies_parse_and_match_the_json_schema() -> None:
     schema = policy_json_schema()
     jsonschema.Draft202012Validator.check_schema(schema)
     paths = sorted(EXAMPLES.glob("*.yaml"))
-    assert {p.name for p in paths} >= {"quality.yaml", "lighteval-release.yaml",
-                                       "llm-safety.yaml"}
+    assert {p.name for p in paths} >= {"quality.yaml", "lighteval-release.yaml", "llm-safety.yaml"}
     for path in paths:
         load_policy(path)
         jsonschema.validate(yaml.safe_load(path.read_text()), schema)
@@ -763,9 +853,18 @@ def test_lighteval_fixtures_judged() -> None:
 
 
 def test_predictions_jsonl() -> None:
-    lines = [json.dumps({"id": i, "prediction": i % 3 != 0, "label": True,
-                         "output": "OK" if i == 0 else "fine", "flags": {"refusal": i == 1}})
-             for i in range(6)] + [json.dumps({"prediction": True})]
+    lines = [
+        json.dumps(
+            {
+                "id": i,
+                "prediction": i % 3 != 0,
+                "label": True,
+                "output": "OK" if i == 0 else "fine",
+                "flags": {"refusal": i == 1},
+            }
+        )
+        for i in range(6)
+    ] + [json.dumps({"prediction": True})]
     loaded = parse_results("\n".join(lines).encode(), "p.jsonl")
     m = loaded.evidence.metrics
     assert loaded.kind == "predictions"
@@ -778,14 +877,20 @@ def test_predictions_jsonl() -> None:
 
 @pytest.mark.parametrize(
     ("data", "message"),
-    [(b'{"results": {}}', "r: no 'results' mapping of tasks to metrics"),
-     (b'{"results": {"t": 3}}', "r: results.t is not a mapping of metrics"),
-     (b'{"prediction": 1}\n{oops\n', "r:2: not valid JSON: Expecting property name enclosed "
-      "in double quotes"),
-     (b'{"label": 1}\n', "r:1: a prediction line is an object with 'prediction' (and 'label' "
-      "to be scored)"),
-     (b"\n\n", "r: no predictions in the file"),
-     (b"\xff", "r: not UTF-8 text")],
+    [
+        (b'{"results": {}}', "r: no 'results' mapping of tasks to metrics"),
+        (b'{"results": {"t": 3}}', "r: results.t is not a mapping of metrics"),
+        (
+            b'{"prediction": 1}\n{oops\n',
+            "r:2: not valid JSON: Expecting property name enclosed in double quotes",
+        ),
+        (
+            b'{"label": 1}\n',
+            "r:1: a prediction line is an object with 'prediction' (and 'label' to be scored)",
+        ),
+        (b"\n\n", "r: no predictions in the file"),
+        (b"\xff", "r: not UTF-8 text"),
+    ],
 )
 def test_bad_results_files(data: bytes, message: str) -> None:
     from govloop.errors import ConfigError

@@ -32,8 +32,16 @@ def traffic(n: int, wrong_every: int, start: datetime, model: str = "clf") -> li
     for i in range(n):
         ts = start + timedelta(seconds=i * 50 / n)
         rid = f"{start.timestamp()}-{i}"
-        events.append(Prediction(model=model, model_version="1", request_id=rid,
-                                 prediction="a", latency_ms=10 + i % 5, ts=ts))
+        events.append(
+            Prediction(
+                model=model,
+                model_version="1",
+                request_id=rid,
+                prediction="a",
+                latency_ms=10 + i % 5,
+                ts=ts,
+            )
+        )
         label = "b" if wrong_every and i % wrong_every == 0 else "a"
         events.append(Feedback(request_id=rid, label=label, positive=label == "a", ts=ts))
     return events
@@ -42,8 +50,9 @@ def traffic(n: int, wrong_every: int, start: datetime, model: str = "clf") -> li
 def fast(settings: Settings, tmp_path: Path) -> Settings:
     policy = tmp_path / "acc.yaml"
     policy.write_text(POLICY)
-    return settings.model_copy(update={"idle_close_seconds": 3.0, "window_grace_seconds": 1.0,
-                                       "policies": str(policy)})
+    return settings.model_copy(
+        update={"idle_close_seconds": 3.0, "window_grace_seconds": 1.0, "policies": str(policy)}
+    )
 
 
 def test_snapshots_and_gate_results(settings: Settings, tmp_path: Path) -> None:
@@ -75,17 +84,24 @@ def test_a_flapping_gate_publishes_changes_of_state(settings: Settings, tmp_path
     """pass, fail, pass, fail, pass, pass: the topic says pass, fail, pass; SQL has all six."""
     s = fast(settings, tmp_path)
     wrong_every = [0, 2, 0, 2, 0, 0]
-    events = [e for minute, w in enumerate(wrong_every)
-              for e in traffic(20, w, T0 + timedelta(minutes=minute))]
+    events = [
+        e
+        for minute, w in enumerate(wrong_every)
+        for e in traffic(20, w, T0 + timedelta(minutes=minute))
+    ]
     produce(s, "predictions", [e for e in events if isinstance(e, Prediction)])
     produce(s, "feedback", [e for e in events if isinstance(e, Feedback)])
     with WorkerProcess(s, tmp_path / "worker.log"):
         consume(s, "metrics", len(wrong_every), timeout=90)
         gates = [g for g in consume(s, "gates", 4, timeout=15) if isinstance(g, GateResult)]
-    changes = [((g.window_start - T0).seconds // 60, g.previous_outcome, g.outcome)
-               for g in gates if g.window_start is not None]
-    assert changes == [(0, None, "pass"), (1, "pass", "fail"), (5, "fail", "pass")], \
-        (tmp_path / "worker.log").read_text()[-3000:]
+    changes = [
+        ((g.window_start - T0).seconds // 60, g.previous_outcome, g.outcome)
+        for g in gates
+        if g.window_start is not None
+    ]
+    assert changes == [(0, None, "pass"), (1, "pass", "fail"), (5, "fail", "pass")], (
+        tmp_path / "worker.log"
+    ).read_text()[-3000:]
     with Session(create_engine_for(s)) as session:
         rows = session.exec(select(GateResultRow)).all()
         manifests = {r.manifest_id for r in (GateResult.model_validate_json(x.body) for x in rows)}
@@ -107,13 +123,18 @@ baseline: clf-yesterday
 rules:
   - {kind: regression, metric: accuracy, margin: 0.0, alpha: 0.01}
 """)
-    s = settings.model_copy(update={"idle_close_seconds": 3.0, "window_grace_seconds": 1.0,
-                                    "policies": str(policy)})
+    s = settings.model_copy(
+        update={"idle_close_seconds": 3.0, "window_grace_seconds": 1.0, "policies": str(policy)}
+    )
     engine = create_engine_for(s)
     init_db(engine)
     with Session(engine) as session:
-        save_baseline(session, "clf-yesterday",
-                      {"accuracy": MetricValue(value=0.95, n=400, successes=380)}, source="test")
+        save_baseline(
+            session,
+            "clf-yesterday",
+            {"accuracy": MetricValue(value=0.95, n=400, successes=380)},
+            source="test",
+        )
         session.commit()
     # 40 labelled per window: all right (no drop), then one in two wrong (a real drop)
     events = traffic(40, 0, T0) + traffic(40, 2, T0 + timedelta(minutes=1))
@@ -122,8 +143,9 @@ rules:
     with WorkerProcess(s, tmp_path / "worker.log"):
         consume(s, "metrics", 2, timeout=90)
         gates = [g for g in consume(s, "gates", 2, timeout=30) if isinstance(g, GateResult)]
-    assert [g.outcome for g in gates] == ["pass", "fail"], \
-        (tmp_path / "worker.log").read_text()[-3000:]
+    assert [g.outcome for g in gates] == ["pass", "fail"], (tmp_path / "worker.log").read_text()[
+        -3000:
+    ]
     failed = gates[1]
     assert "baseline" in failed.rules[0].detail or "0.95" in failed.rules[0].detail, failed.rules
     with Session(engine) as session:
@@ -149,20 +171,39 @@ rules:
     s = settings.model_copy(update={"policies": str(policy)})
     engine = create_engine_for(s)
     init_db(engine)
-    snap = MetricSnapshot(model="clf", model_version="1", window_start=T0,
-                          window_end=T0 + timedelta(minutes=1), ts=T0 + timedelta(minutes=1),
-                          count=100, feedback_count=100, labelled_count=100, correct_count=90,
-                          positive_count=0, judged_count=0, accuracy=0.9)
+    snap = MetricSnapshot(
+        model="clf",
+        model_version="1",
+        window_start=T0,
+        window_end=T0 + timedelta(minutes=1),
+        ts=T0 + timedelta(minutes=1),
+        count=100,
+        feedback_count=100,
+        labelled_count=100,
+        correct_count=90,
+        positive_count=0,
+        judged_count=0,
+        accuracy=0.9,
+    )
     with Session(engine) as session:
         save_snapshot(session, snap)  # what the worker stored when the window closed
         session.commit()
-    alert = DriftAlert(model="clf", model_version="1", feature="age", test="ks", statistic=0.4,
-                       threshold=0.1, p_value=1e-6, ts=T0 + timedelta(minutes=2))
+    alert = DriftAlert(
+        model="clf",
+        model_version="1",
+        feature="age",
+        test="ks",
+        statistic=0.4,
+        threshold=0.1,
+        p_value=1e-6,
+        ts=T0 + timedelta(minutes=2),
+    )
     produce(s, "drift", [alert])
     with WorkerProcess(s, tmp_path / "worker.log"):
         gates = [g for g in consume(s, "gates", 1, timeout=45) if isinstance(g, GateResult)]
     assert [(g.outcome, g.trigger_event_id, g.window_start) for g in gates] == [
-        ("fail", alert.event_id, T0)], (tmp_path / "worker.log").read_text()[-3000:]
+        ("fail", alert.event_id, T0)
+    ], (tmp_path / "worker.log").read_text()[-3000:]
     drift_rule = gates[0].rules[1]
     assert drift_rule.outcome == "fail" and "age" in drift_rule.detail
     with Session(engine) as session:

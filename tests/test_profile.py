@@ -49,8 +49,11 @@ def test_merge_of_partitions_equals_one_profile() -> None:
     assert left.n == whole.n == 4000
     assert left.categorical["c"].counts() == whole.categorical["c"].counts()
     assert abs(left.numeric["x"].mean - whole.numeric["x"].mean) < 1e-9
-    np.testing.assert_allclose(left.numeric["x"].quantiles([0.1, 0.5, 0.9]),
-                               whole.numeric["x"].quantiles([0.1, 0.5, 0.9]), atol=0.05)
+    np.testing.assert_allclose(
+        left.numeric["x"].quantiles([0.1, 0.5, 0.9]),
+        whole.numeric["x"].quantiles([0.1, 0.5, 0.9]),
+        atol=0.05,
+    )
 
 
 def test_round_trip_and_compare() -> None:
@@ -62,5 +65,7 @@ def test_round_trip_and_compare() -> None:
     ref = Profile.from_dict(json.loads(json.dumps(ref.to_dict())))
     assert [d.result.drifted for d in compare(ref, same)] == [False, False]
     assert [(d.feature, d.result.drifted) for d in compare(ref, shifted)] == [
-        ("x", True), ("c", True)]
+        ("x", True),
+        ("c", True),
+    ]
     assert compare(ref, same, min_count=5000) == []

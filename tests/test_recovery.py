@@ -35,8 +35,14 @@ class Counts:
 
     @staticmethod
     def of(snap: MetricSnapshot) -> Counts:
-        return Counts(snap.count, snap.feedback_count, snap.labelled_count, snap.correct_count,
-                      snap.judged_count, snap.positive_count)
+        return Counts(
+            snap.count,
+            snap.feedback_count,
+            snap.labelled_count,
+            snap.correct_count,
+            snap.judged_count,
+            snap.positive_count,
+        )
 
 
 @dataclass
@@ -61,8 +67,16 @@ def traffic(model: str, start: datetime, sizes: list[int]) -> Traffic:
         for j in range(n):
             ts = w_start + timedelta(seconds=0.5 + j * (WINDOW - 1) / n)
             rid = f"{model}-{w}-{j}"
-            preds.append(Prediction(model=model, model_version="1", request_id=rid,
-                                    prediction="a", latency_ms=5 + j % 7, ts=ts))
+            preds.append(
+                Prediction(
+                    model=model,
+                    model_version="1",
+                    request_id=rid,
+                    prediction="a",
+                    latency_ms=5 + j % 7,
+                    ts=ts,
+                )
+            )
             kind = j % 10
             if kind <= 1:
                 continue
@@ -75,8 +89,9 @@ def traffic(model: str, start: datetime, sizes: list[int]) -> Traffic:
                 fbs.append(Feedback(request_id=rid, positive=kind == 8, ts=ts))
                 c["judged"] += 1
                 c["positive"] += kind == 8
-        expected[w_start] = Counts(n, c["feedback"], c["labelled"], c["correct"], c["judged"],
-                                   c["positive"])
+        expected[w_start] = Counts(
+            n, c["feedback"], c["labelled"], c["correct"], c["judged"], c["positive"]
+        )
     return Traffic(preds, fbs, expected)
 
 
@@ -91,8 +106,9 @@ def end_of_stream(s: Settings, after: datetime) -> dict[str, int]:
     ts = after + timedelta(hours=1)
     last: dict[str, int] = {}
     for p in range(s.partitions):
-        pred = Prediction(model="end", model_version="1", request_id=f"end-{p}",
-                          prediction="a", ts=ts)
+        pred = Prediction(
+            model="end", model_version="1", request_id=f"end-{p}", prediction="a", ts=ts
+        )
         fb = Feedback(request_id=f"end-{p}", label="a", ts=ts)
         for topic, event in (("predictions", pred), ("feedback", fb)):
             [(partition, offset)] = produce_located(s, topic, [event], partition=p)
@@ -116,10 +132,11 @@ def produce_live(s: Settings, t: Traffic, chunk: int = 250) -> None:
     try:
         feedback = {f.request_id: f for f in t.feedback}
         for i in range(0, len(t.predictions), chunk):
-            preds = t.predictions[i:i + chunk]
-            for topic, events in (("predictions", preds),
-                                  ("feedback", [feedback[p.request_id] for p in preds
-                                                if p.request_id in feedback])):
+            preds = t.predictions[i : i + chunk]
+            for topic, events in (
+                ("predictions", preds),
+                ("feedback", [feedback[p.request_id] for p in preds if p.request_id in feedback]),
+            ):
                 for e in events:
                     producer.send(s.topic(topic), key=e.request_id.encode(), value=e.to_json())
             producer.flush()
@@ -129,8 +146,9 @@ def produce_live(s: Settings, t: Traffic, chunk: int = 250) -> None:
 
 def recovery_settings(settings: Settings) -> Settings:
     # idle close well beyond a restart's group join, so only the watermark closes windows
-    return settings.model_copy(update={"idle_close_seconds": 30.0, "window_grace_seconds": 1.0,
-                                       "policies": ""})
+    return settings.model_copy(
+        update={"idle_close_seconds": 30.0, "window_grace_seconds": 1.0, "policies": ""}
+    )
 
 
 def applied_offsets(r: redis.Redis, s: Settings) -> dict[str, int]:
@@ -175,8 +193,11 @@ def test_sigkill_mid_stream_then_restart_counts_every_event_once(
     first = WorkerProcess(s, logs[0]).start()
     try:
         # kill as soon as a few batches are in: far from the end at ~10k events/s
-        assert wait_until(lambda: sum(o + 1 for o in applied_offsets(rds, s).values()) >= 3000,
-                          timeout=60, interval=0.01), log_tail(logs[0])
+        assert wait_until(
+            lambda: sum(o + 1 for o in applied_offsets(rds, s).values()) >= 3000,
+            timeout=60,
+            interval=0.01,
+        ), log_tail(logs[0])
     finally:
         first.kill()
     at_kill = applied_offsets(rds, s)
@@ -270,24 +291,26 @@ def test_two_workers_share_the_partitions_and_count_exactly(
             return False
         a, b = shares()
         return all(
-            a.get(topic) and b.get(topic)
-            and a[topic] | b[topic] == set(range(s.partitions)) and not a[topic] & b[topic]
+            a.get(topic)
+            and b.get(topic)
+            and a[topic] | b[topic] == set(range(s.partitions))
+            and not a[topic] & b[topic]
             for topic in inputs
         )
 
     with workers[0], workers[1]:
         assert wait_until(split, timeout=45, interval=0.5), (
-            group_members(s), shares(), log_tail(*logs)
+            group_members(s),
+            shares(),
+            log_tail(*logs),
         )
         rebalances = [assigned(log)[0] for log in logs]
         # only now the traffic, so each worker reads the share it holds
         produce_live(s, t)
         last = end_of_stream(s, start + timedelta(seconds=WINDOW * 3))
         with TopicTail(s, "metrics") as metrics:
-            ok = metrics.wait_for(lambda _: len(snapshots(metrics, "pair")) == len(t.expected),
-                                  60)
-            assert ok, (snapshots(metrics, "pair").keys(), applied_offsets(rds, s),
-                        log_tail(*logs))
+            ok = metrics.wait_for(lambda _: len(snapshots(metrics, "pair")) == len(t.expected), 60)
+            assert ok, (snapshots(metrics, "pair").keys(), applied_offsets(rds, s), log_tail(*logs))
             metrics.drain(1.0)
             got = {w: Counts.of(snap) for w, snap in snapshots(metrics, "pair").items()}
         assert applied_offsets(rds, s) == last

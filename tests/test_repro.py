@@ -84,24 +84,41 @@ def session(live: Settings) -> Iterator[Session]:
 
 def snapshot(accuracy_correct: int = 410, **fields: object) -> MetricSnapshot:
     base: dict[str, object] = dict(
-        model="clf", model_version="v1", ts=T0 + timedelta(seconds=65),
-        window_start=T0, window_end=T0 + timedelta(seconds=60), count=600, feedback_count=500,
-        labelled_count=500, correct_count=accuracy_correct, positive_count=0, judged_count=0,
-        accuracy=accuracy_correct / 500, latency_p95_ms=120.0)
+        model="clf",
+        model_version="v1",
+        ts=T0 + timedelta(seconds=65),
+        window_start=T0,
+        window_end=T0 + timedelta(seconds=60),
+        count=600,
+        feedback_count=500,
+        labelled_count=500,
+        correct_count=accuracy_correct,
+        positive_count=0,
+        judged_count=0,
+        accuracy=accuracy_correct / 500,
+        latency_p95_ms=120.0,
+    )
     return MetricSnapshot.model_validate(base | fields)
 
 
-def decide(session: Session, settings: Settings, snap: MetricSnapshot, located: tuple[int, int],
-           signals: list[DriftSignal], policy: Policy = POLICY,
-           digest_of: MetricSnapshot | None = None) -> GateResult:
+def decide(
+    session: Session,
+    settings: Settings,
+    snap: MetricSnapshot,
+    located: tuple[int, int],
+    signals: list[DriftSignal],
+    policy: Policy = POLICY,
+    digest_of: MetricSnapshot | None = None,
+) -> GateResult:
     """What the stream worker does per judged snapshot record: judge, manifest, save."""
     partition, offset = located
     result = judge_snapshot(policy, snap, drift_alerts=signals)
-    m = build_manifest(policy_hash=policy.content_hash,
-                       inputs=[kafka_input(settings.topic("metrics"), partition, offset,
-                                           digest_of or snap)],
-                       evidence={"drift_alerts": [s.model_dump(mode="json") for s in signals]},
-                       settings=settings)
+    m = build_manifest(
+        policy_hash=policy.content_hash,
+        inputs=[kafka_input(settings.topic("metrics"), partition, offset, digest_of or snap)],
+        evidence={"drift_alerts": [s.model_dump(mode="json") for s in signals]},
+        settings=settings,
+    )
     result = result.model_copy(update={"manifest_id": m.id})
     save_policy(session, policy.name, policy.content_hash, policy.model_dump(mode="json"), T0)
     save_manifest(session, m)
@@ -110,8 +127,7 @@ def decide(session: Session, settings: Settings, snap: MetricSnapshot, located: 
     return result
 
 
-def test_online_decision_replays_to_an_identical_result(live: Settings,
-                                                        session: Session) -> None:
+def test_online_decision_replays_to_an_identical_result(live: Settings, session: Session) -> None:
     snap = snapshot()
     [located] = produce_located(live, "metrics", [snap])
     signals = [DriftSignal(feature="age", test="psi", severity="critical", statistic=0.4)]
@@ -155,8 +171,9 @@ def test_tampered_result_names_every_difference(live: Settings, session: Session
     ]
 
 
-def test_manifest_digest_that_does_not_match_the_record_is_named(live: Settings,
-                                                                 session: Session) -> None:
+def test_manifest_digest_that_does_not_match_the_record_is_named(
+    live: Settings, session: Session
+) -> None:
     snap = snapshot()
     [(partition, offset)] = produce_located(live, "metrics", [snap])
     other = snapshot(accuracy_correct=300)  # the manifest vouches for a different event
@@ -165,8 +182,9 @@ def test_manifest_digest_that_does_not_match_the_record_is_named(live: Settings,
     r = replay(session, result.event_id, live)
     assert not r.match
     where = f"{live.topic('metrics')} partition {partition} offset {offset}"
-    assert r.differences == [f"input {where}: sha256 {event_digest(other)} (manifest) != "
-                             f"{event_digest(snap)} (re-read)"]
+    assert r.differences == [
+        f"input {where}: sha256 {event_digest(other)} (manifest) != {event_digest(snap)} (re-read)"
+    ]
     assert "DIFFERS" in r.inputs[0]
 
 
@@ -174,8 +192,11 @@ def test_unreplayable_decisions_are_clear_errors(live: Settings, session: Sessio
     snap = snapshot()
     [(partition, offset)] = produce_located(live, "metrics", [snap])
     gone = decide(session, live, snap, (partition, offset + 5), [])
-    with pytest.raises(ReplayError, match=rf"partition {partition} offset {offset + 5}: "
-                                          r"the record is gone"):
+    with pytest.raises(
+        ReplayError,
+        match=rf"partition {partition} offset {offset + 5}: "
+        r"the record is gone",
+    ):
         replay(session, gone.event_id, live)
 
     with pytest.raises(ReplayError, match="no gate result 'nope'"):
@@ -188,26 +209,44 @@ def test_unreplayable_decisions_are_clear_errors(live: Settings, session: Sessio
         replay(session, bare.event_id, live)
 
     nowhere = live.model_copy(update={"kafka": "127.0.0.1:9"})
-    with pytest.raises(RuntimeUnavailable, match=rf"127.0.0.1:9 does not answer, cannot re-read "
-                                                 rf".*partition {partition} offset {offset + 5}"):
+    with pytest.raises(
+        RuntimeUnavailable,
+        match=rf"127.0.0.1:9 does not answer, cannot re-read "
+        rf".*partition {partition} offset {offset + 5}",
+    ):
         replay(session, gone.event_id, nowhere)
 
 
 def test_manifest_id_is_stable_and_saved_once(live: Settings, session: Session) -> None:
     snap = snapshot()
     inputs = [kafka_input("t.metrics", 1, 42, snap)]
-    a = build_manifest(policy_hash=POLICY.content_hash, inputs=inputs, settings=live,
-                       seeds={"sampler": 7})
-    b = build_manifest(policy_hash=POLICY.content_hash, inputs=inputs, settings=live,
-                       seeds={"sampler": 7})
+    a = build_manifest(
+        policy_hash=POLICY.content_hash, inputs=inputs, settings=live, seeds={"sampler": 7}
+    )
+    b = build_manifest(
+        policy_hash=POLICY.content_hash, inputs=inputs, settings=live, seeds={"sampler": 7}
+    )
     assert a.id == b.id == a.content_id and len(a.id) == 64
     # any input, seed or policy changes the id
-    assert build_manifest(policy_hash=POLICY.content_hash, settings=live, seeds={"sampler": 7},
-                          inputs=[kafka_input("t.metrics", 1, 43, snap)]).id != a.id
-    assert build_manifest(policy_hash=POLICY.content_hash, inputs=inputs, settings=live,
-                          seeds={"sampler": 8}).id != a.id
-    assert build_manifest(policy_hash="0" * 64, inputs=inputs, settings=live,
-                          seeds={"sampler": 7}).id != a.id
+    assert (
+        build_manifest(
+            policy_hash=POLICY.content_hash,
+            settings=live,
+            seeds={"sampler": 7},
+            inputs=[kafka_input("t.metrics", 1, 43, snap)],
+        ).id
+        != a.id
+    )
+    assert (
+        build_manifest(
+            policy_hash=POLICY.content_hash, inputs=inputs, settings=live, seeds={"sampler": 8}
+        ).id
+        != a.id
+    )
+    assert (
+        build_manifest(policy_hash="0" * 64, inputs=inputs, settings=live, seeds={"sampler": 7}).id
+        != a.id
+    )
     # the digest does not depend on where the event was read from
     assert inputs[0]["sha256"] == event_digest(MetricSnapshot.model_validate_json(snap.to_json()))
     # secrets are redacted, versions recorded
@@ -225,8 +264,12 @@ def test_manifest_id_is_stable_and_saved_once(live: Settings, session: Session) 
 
 
 def test_config_redacts_passwords(live: Settings) -> None:
-    secret = live.model_copy(update={"db_url": SecretStr("postgresql://gov:hunter2@db/x"),
-                                     "redis_url": SecretStr("redis://:hunter2@r:6379/0")})
+    secret = live.model_copy(
+        update={
+            "db_url": SecretStr("postgresql://gov:hunter2@db/x"),
+            "redis_url": SecretStr("redis://:hunter2@r:6379/0"),
+        }
+    )
     m = build_manifest(policy_hash="p" * 64, inputs=[], settings=secret)
     text = json.dumps(m.config)
     assert "hunter2" not in text
@@ -258,16 +301,28 @@ def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, repro_url: str) -> 
 def test_offline_gate_check_record_then_verify(cli_env: None, tmp_path: Path) -> None:
     results = tmp_path / "results.json"
     shutil.copy(V11, results)
-    code, out, err = run("gate", "check", "--policy", RELEASE, "--results", results,
-                         "--baseline-file", V10, "--record", "--json")
+    code, out, err = run(
+        "gate",
+        "check",
+        "--policy",
+        RELEASE,
+        "--results",
+        results,
+        "--baseline-file",
+        V10,
+        "--record",
+        "--json",
+    )
     assert code == 1, err  # winogrande regressed: the failing gate
     doc = json.loads(out)
     assert doc["recorded"] is True
     [entry] = doc["policies"]
     gate_id, manifest = entry["gate_result_id"], entry["manifest"]
     assert manifest["inputs"] == [file_input(results.resolve(), doc["results"]["sha256"])]
-    assert manifest["evidence"]["baseline"]["ref"] == {"ref": V10.name,
-                                                     "sha256": doc["baseline"]["sha256"]}
+    assert manifest["evidence"]["baseline"]["ref"] == {
+        "ref": V10.name,
+        "sha256": doc["baseline"]["sha256"],
+    }
 
     code, out, err = run("repro", "verify", gate_id)
     assert code == 0, out + err
@@ -280,8 +335,9 @@ def test_offline_gate_check_record_then_verify(cli_env: None, tmp_path: Path) ->
     assert code == 0 and json.loads(out)["id"] == manifest["id"]
 
     # without --record the same decision has the same id and manifest id
-    code, out, _ = run("gate", "check", "--policy", RELEASE, "--results", results,
-                       "--baseline-file", V10, "--json")
+    code, out, _ = run(
+        "gate", "check", "--policy", RELEASE, "--results", results, "--baseline-file", V10, "--json"
+    )
     again = json.loads(out)["policies"][0]
     assert (again["gate_result_id"], again["manifest"]["id"]) == (gate_id, manifest["id"])
 
@@ -291,8 +347,10 @@ def test_offline_gate_check_record_then_verify(cli_env: None, tmp_path: Path) ->
     results.write_text(json.dumps(data))
     code, out, err = run("repro", "verify", gate_id)
     assert code == 1, out + err
-    assert f"input file {results.resolve()}: sha256 {manifest['inputs'][0]['sha256']} " \
-           "(manifest) !=" in out
+    assert (
+        f"input file {results.resolve()}: sha256 {manifest['inputs'][0]['sha256']} "
+        "(manifest) !=" in out
+    )
     assert 'outcome: "fail" (stored) != "pass" (recomputed)' in out
     # pointed at an unchanged copy, it matches again
     assert run("repro", "verify", gate_id, "--file", V11)[0] == 0
@@ -307,7 +365,8 @@ def test_repro_errors_exit_2(cli_env: None) -> None:
 
 
 def test_a_broker_that_lost_the_record_falls_back_to_the_stored_copy(
-        live: Settings, session: Session) -> None:
+    live: Settings, session: Session
+) -> None:
     from govloop.stores.sql import MetricSnapshotRow, save_snapshot
 
     snap = snapshot(accuracy_correct=300)

@@ -113,8 +113,9 @@ def topic_partitions(bootstrap: str, topics: list[str]) -> dict[str, int]:
 @pytest.mark.usefixtures("clean_env")
 def test_local_stack(tmp_path: Path) -> None:
     home = tmp_path / "h"
-    requested = Settings(home=home, db_url=SecretStr(f"sqlite:///{tmp_path / 'db.sqlite'}"),
-                         partitions=3)
+    requested = Settings(
+        home=home, db_url=SecretStr(f"sqlite:///{tmp_path / 'db.sqlite'}"), partitions=3
+    )
     assert requested.kafka is None and requested.redis_url is None
     runtime_file = home / "runtime.json"
     stack = LocalStack(requested)
@@ -170,11 +171,17 @@ def test_discover_ignores_a_stale_or_broken_runtime_file(tmp_path: Path) -> None
 
 
 @pytest.mark.usefixtures("clean_env")
-def test_local_stack_reuses_configured_services(broker: EmbeddedBroker, redis_url: str,
-                                                tmp_path: Path) -> None:
-    s = Settings(home=tmp_path / "h", kafka=broker.bootstrap, redis_url=SecretStr(redis_url),
-                 db_url=SecretStr(f"sqlite:///{tmp_path / 'db.sqlite'}"),
-                 topic_prefix=f"t{uuid.uuid4().hex[:12]}.", partitions=1)
+def test_local_stack_reuses_configured_services(
+    broker: EmbeddedBroker, redis_url: str, tmp_path: Path
+) -> None:
+    s = Settings(
+        home=tmp_path / "h",
+        kafka=broker.bootstrap,
+        redis_url=SecretStr(redis_url),
+        db_url=SecretStr(f"sqlite:///{tmp_path / 'db.sqlite'}"),
+        topic_prefix=f"t{uuid.uuid4().hex[:12]}.",
+        partitions=1,
+    )
     with LocalStack(s, write_runtime_file=False) as settings:
         assert settings == s
         assert not (tmp_path / "h" / "runtime.json").exists()
@@ -189,11 +196,26 @@ T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
 def gate_result(event_id: str) -> GateResult:
     return GateResult(
-        event_id=event_id, ts=T0, policy="quality", policy_hash="h" * 64, model="clf",
-        model_version="7", outcome="fail", trigger_event_id="snap-1",
-        rules=[RuleResult(rule="accuracy >= 0.9", metric="accuracy", op=">=", threshold=0.9,
-                          observed=0.75, outcome="fail")],
-        window_start=T0, window_end=T0 + timedelta(minutes=1),
+        event_id=event_id,
+        ts=T0,
+        policy="quality",
+        policy_hash="h" * 64,
+        model="clf",
+        model_version="7",
+        outcome="fail",
+        trigger_event_id="snap-1",
+        rules=[
+            RuleResult(
+                rule="accuracy >= 0.9",
+                metric="accuracy",
+                op=">=",
+                threshold=0.9,
+                observed=0.75,
+                outcome="fail",
+            )
+        ],
+        window_start=T0,
+        window_end=T0 + timedelta(minutes=1),
     )
 
 
@@ -225,15 +247,26 @@ def test_sql_insert_once(db_url: str, tmp_path: Path) -> None:
             row = session.get(GateResultRow, eid)
             assert row is not None
             assert (row.policy, row.model, row.outcome, row.trigger_event_id) == (
-                "quality", "clf", "fail", "snap-1"
+                "quality",
+                "clf",
+                "fail",
+                "snap-1",
             )
             assert GateResult.model_validate_json(row.body) == result
             assert count(session, GateResultRow, other.event_id) == 1
 
             snap = MetricSnapshot(
-                event_id=uuid.uuid4().hex, model="clf", model_version="7", window_start=T0,
-                window_end=T0 + timedelta(minutes=1), count=10, feedback_count=0,
-                labelled_count=0, correct_count=0, positive_count=0, judged_count=0,
+                event_id=uuid.uuid4().hex,
+                model="clf",
+                model_version="7",
+                window_start=T0,
+                window_end=T0 + timedelta(minutes=1),
+                count=10,
+                feedback_count=0,
+                labelled_count=0,
+                correct_count=0,
+                positive_count=0,
+                judged_count=0,
             )
             assert save_snapshot(session, snap) is True
             assert save_snapshot(session, snap) is False
@@ -256,8 +289,11 @@ def test_local_stack_forgets_state_of_an_earlier_embedded_broker(tmp_path: Path)
     import redis
 
     prefix = f"t{uuid.uuid4().hex[:12]}."
-    requested = Settings(home=tmp_path / "h", topic_prefix=prefix,
-                         db_url=SecretStr(f"sqlite:///{tmp_path / 'db.sqlite'}"))
+    requested = Settings(
+        home=tmp_path / "h",
+        topic_prefix=prefix,
+        db_url=SecretStr(f"sqlite:///{tmp_path / 'db.sqlite'}"),
+    )
     first = LocalStack(requested, write_runtime_file=False)
     settings = first.start()
     assert settings.redis_url is not None

@@ -81,8 +81,15 @@ def test_tabular_prediction() -> None:
 
 @pytest.mark.parametrize(
     "output",
-    [{"prediction": "yes"}, {"prediction": 3}, {"prediction": 2.5}, {"prediction": True},
-     {"score": 0.31}, {"probabilities": {"only": 1.0}}, {"output_text": ""}],
+    [
+        {"prediction": "yes"},
+        {"prediction": 3},
+        {"prediction": 2.5},
+        {"prediction": True},
+        {"score": 0.31},
+        {"probabilities": {"only": 1.0}},
+        {"output_text": ""},
+    ],
 )
 def test_prediction_outputs(output: dict[str, Any]) -> None:
     p = Prediction(model="m", model_version="1", request_id="r", **output)
@@ -93,8 +100,12 @@ def test_prediction_outputs(output: dict[str, Any]) -> None:
 def test_probabilities_tolerate_rounding() -> None:
     p = Prediction(**BASE | {"probabilities": {"a": 0.3333, "b": 0.3333, "c": 0.3333}})
     assert p.prediction == "a"  # prediction wins over the most probable class
-    assert Prediction(**{**BASE, "prediction": None, "probabilities": {"a": 0.2, "b": 0.8}}
-                      ).predicted_label == "b"
+    assert (
+        Prediction(
+            **{**BASE, "prediction": None, "probabilities": {"a": 0.2, "b": 0.8}}
+        ).predicted_label
+        == "b"
+    )
 
 
 def test_llm_prediction() -> None:
@@ -107,8 +118,13 @@ def test_llm_prediction() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [{"label": "yes"}, {"label": 0}, {"positive": False}, {"rating": 4.0},
-     {"positive": True, "comment": "great", "source": "support"}],
+    [
+        {"label": "yes"},
+        {"label": 0},
+        {"positive": False},
+        {"rating": 4.0},
+        {"positive": True, "comment": "great", "source": "support"},
+    ],
 )
 def test_feedback_shapes(data: dict[str, Any]) -> None:
     f = Feedback(request_id="r1", **data)
@@ -162,8 +178,11 @@ def test_non_finite_numbers(bad: float) -> None:
 @pytest.mark.parametrize(
     ("probabilities", "message"),
     [
-        ({"a": 1.2, "b": -0.2}, "probabilities.a: Input should be less than or equal to 1; "
-                                "probabilities.b: Input should be greater than or equal to 0"),
+        (
+            {"a": 1.2, "b": -0.2},
+            "probabilities.a: Input should be less than or equal to 1; "
+            "probabilities.b: Input should be greater than or equal to 0",
+        ),
         ({"a": float("nan")}, "probabilities.a: Input should be a finite number"),
         ({"a": float("inf"), "b": 0.0}, "probabilities.a: Input should be a finite number"),
         ({"a": 0.5, "b": 0.2}, "probabilities: probabilities sum to 0.7000, not 1"),
@@ -190,9 +209,12 @@ def test_feedback_with_nothing() -> None:
 
 @pytest.mark.parametrize(
     ("model", "data"),
-    [(Prediction, BASE), (Feedback, {"request_id": "r", "label": 1}),
-     (Assignment, {"experiment": "e", "subject_id": "s", "variant": "A"}),
-     (Label, {"sample_id": "s", "label": 1, "labeler": "l"})],
+    [
+        (Prediction, BASE),
+        (Feedback, {"request_id": "r", "label": 1}),
+        (Assignment, {"experiment": "e", "subject_id": "s", "variant": "A"}),
+        (Label, {"sample_id": "s", "label": 1, "labeler": "l"}),
+    ],
 )
 def test_unknown_fields_are_rejected(model: type[Event], data: dict[str, Any]) -> None:
     assert reason(model, **data, colour="blue") == "colour: Extra inputs are not permitted"
@@ -204,8 +226,10 @@ def test_wrong_schema_tag() -> None:
     )
     assert reason(Prediction, **BASE, schema="govloop.prediction/2").startswith("schema: ")
     with pytest.raises(EventError, match=r"invalid govloop.feedback/1: schema: expected"):
-        decode("feedback", json.dumps({"schema": "govloop.prediction/1", "request_id": "r",
-                                        "label": 1}))
+        decode(
+            "feedback",
+            json.dumps({"schema": "govloop.prediction/1", "request_id": "r", "label": 1}),
+        )
 
 
 def test_right_schema_tag_is_accepted() -> None:
@@ -214,8 +238,7 @@ def test_right_schema_tag_is_accepted() -> None:
 
 
 def test_several_problems_in_one_line() -> None:
-    message = reason(Prediction, model="m", request_id="r", prediction="a", latency_ms=-3,
-                     extra=1)
+    message = reason(Prediction, model="m", request_id="r", prediction="a", latency_ms=-3, extra=1)
     assert message == (
         "model_version: Field required; "
         "latency_ms: Input should be greater than or equal to 0; "
@@ -292,22 +315,64 @@ ROUND_TRIP: list[Event] = [
     Feedback(request_id="r1", label=0),
     Assignment(experiment="ranker", subject_id="u1", variant="B"),
     Label(sample_id="s1", label=2.5, labeler="ann"),
-    MetricSnapshot(model="m", model_version="1", **WINDOW, count=10, feedback_count=5,
-                   labelled_count=4, correct_count=3, positive_count=1, judged_count=2,
-                   accuracy=0.75, latency_p95_ms=120.0, segment={"country": "DE"}),
-    DriftAlert(model="m", model_version="1", feature="age", test="psi", statistic=0.3,
-               threshold=0.2, top_features=["age", "income"]),
-    GateResult(policy="q", policy_hash="h" * 64, model="m", model_version="1", outcome="fail",
-               rules=[RuleResult(rule="accuracy >= 0.9", metric="accuracy", op=">=",
-                                 threshold=0.9, observed=0.8, outcome="fail", detail="low")],
-               **WINDOW),
-    SampleSelected(sample_id="s1", request_id="r1", model="m", model_version="1",
-                   strategy="margin", score=0.1, queue="q"),
-    ExperimentEvent(experiment="e", kind="decision", variants=["A", "B"],
-                    detail={"winner": "B", "p": 0.01}),
+    MetricSnapshot(
+        model="m",
+        model_version="1",
+        **WINDOW,
+        count=10,
+        feedback_count=5,
+        labelled_count=4,
+        correct_count=3,
+        positive_count=1,
+        judged_count=2,
+        accuracy=0.75,
+        latency_p95_ms=120.0,
+        segment={"country": "DE"},
+    ),
+    DriftAlert(
+        model="m",
+        model_version="1",
+        feature="age",
+        test="psi",
+        statistic=0.3,
+        threshold=0.2,
+        top_features=["age", "income"],
+    ),
+    GateResult(
+        policy="q",
+        policy_hash="h" * 64,
+        model="m",
+        model_version="1",
+        outcome="fail",
+        rules=[
+            RuleResult(
+                rule="accuracy >= 0.9",
+                metric="accuracy",
+                op=">=",
+                threshold=0.9,
+                observed=0.8,
+                outcome="fail",
+                detail="low",
+            )
+        ],
+        **WINDOW,
+    ),
+    SampleSelected(
+        sample_id="s1",
+        request_id="r1",
+        model="m",
+        model_version="1",
+        strategy="margin",
+        score=0.1,
+        queue="q",
+    ),
+    ExperimentEvent(
+        experiment="e", kind="decision", variants=["A", "B"], detail={"winner": "B", "p": 0.01}
+    ),
     DatasetEvent(dataset="d", version="v1", rows=10, sha256="0" * 64),
-    DeadLetter(source_topic="govloop.predictions", partition=1, offset=7, reason="bad",
-               payload="{"),
+    DeadLetter(
+        source_topic="govloop.predictions", partition=1, offset=7, reason="bad", payload="{"
+    ),
 ]
 
 
@@ -334,7 +399,10 @@ def test_scalar_types_survive_the_wire() -> None:
     back = decode("predictions", p.to_json())
     assert isinstance(back, Prediction)
     assert {k: type(v) for k, v in back.features.items()} == {
-        "i": int, "f": float, "s": str, "b": bool
+        "i": int,
+        "f": float,
+        "s": str,
+        "b": bool,
     }
 
 

@@ -75,13 +75,24 @@ def offline() -> Iterator[Govloop]:
 @pytest.mark.integration
 def test_each_input_event_arrives_on_its_topic_and_decodes_equal(settings: Settings) -> None:
     prediction = {
-        "model": "churn", "model_version": "3", "request_id": "r1", "subject_id": "u1",
-        "features": {"age": 42, "plan": "pro"}, "probabilities": {"yes": 0.8, "no": 0.2},
-        "latency_ms": 12.5, "event_id": "p1", "ts": TS,
+        "model": "churn",
+        "model_version": "3",
+        "request_id": "r1",
+        "subject_id": "u1",
+        "features": {"age": 42, "plan": "pro"},
+        "probabilities": {"yes": 0.8, "no": 0.2},
+        "latency_ms": 12.5,
+        "event_id": "p1",
+        "ts": TS,
     }
     feedback = {"request_id": "r1", "label": "yes", "rating": 4.5, "event_id": "f1", "ts": TS}
-    assignment = {"experiment": "exp", "subject_id": "u1", "variant": "b", "event_id": "a1",
-                  "ts": TS}
+    assignment = {
+        "experiment": "exp",
+        "subject_id": "u1",
+        "variant": "b",
+        "event_id": "a1",
+        "ts": TS,
+    }
     label = {"sample_id": "s1", "label": 1, "labeler": "ann", "event_id": "l1", "ts": TS}
     generic = Label(sample_id="s2", label="cat", labeler="bob", ts=TS)
     with Govloop.connect(settings) as gl:
@@ -120,8 +131,9 @@ def test_flush_returns_as_soon_as_everything_is_acknowledged(settings: Settings)
 
 
 @pytest.mark.integration
-def test_connect_reads_the_environment(settings: Settings, monkeypatch: pytest.MonkeyPatch,
-                                       tmp_path: Any) -> None:
+def test_connect_reads_the_environment(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
     monkeypatch.setenv("GOVLOOP_KAFKA", settings.kafka or "")
     monkeypatch.setenv("GOVLOOP_TOPIC_PREFIX", settings.topic_prefix)
     monkeypatch.setenv("GOVLOOP_HOME", str(tmp_path))
@@ -150,8 +162,7 @@ def test_a_malformed_broker_address_is_a_config_error() -> None:
 def test_assign_is_sticky_and_emits_one_assignment_per_subject(settings: Settings) -> None:
     with Govloop.connect(settings) as gl:
         first = gl.assign("ranker", "u1", ["control", "treatment"])
-        assert all(gl.assign("ranker", "u1", ["control", "treatment"]) == first
-                   for _ in range(5))
+        assert all(gl.assign("ranker", "u1", ["control", "treatment"]) == first for _ in range(5))
         second = gl.assign("ranker", "u2", ["control", "treatment"], weights=[0, 1])
         assert second == "treatment"
         assert gl.flush(timeout=30)
@@ -169,14 +180,23 @@ GOOD_PREDICTION = {"model": "m", "model_version": "1", "request_id": "r", "predi
 @pytest.mark.parametrize(
     ("method", "fields", "named"),
     [
-        ("emit_prediction", {k: v for k, v in GOOD_PREDICTION.items() if k != "model_version"},
-         "model_version: Field required"),
-        ("emit_prediction", {**GOOD_PREDICTION, "probabilities": {"a": 0.9, "b": 0.6}},
-         "probabilities: probabilities sum to 1.5"),
+        (
+            "emit_prediction",
+            {k: v for k, v in GOOD_PREDICTION.items() if k != "model_version"},
+            "model_version: Field required",
+        ),
+        (
+            "emit_prediction",
+            {**GOOD_PREDICTION, "probabilities": {"a": 0.9, "b": 0.6}},
+            "probabilities: probabilities sum to 1.5",
+        ),
         ("emit_prediction", {**GOOD_PREDICTION, "latency_ms": -1}, "latency_ms"),
         ("emit_prediction", {**GOOD_PREDICTION, "colour": "red"}, "colour"),
-        ("emit_prediction", {k: v for k, v in GOOD_PREDICTION.items() if k != "prediction"},
-         "one of prediction, probabilities, score or output_text"),
+        (
+            "emit_prediction",
+            {k: v for k, v in GOOD_PREDICTION.items() if k != "prediction"},
+            "one of prediction, probabilities, score or output_text",
+        ),
         ("emit_feedback", {"request_id": "r"}, "needs one of label, positive or rating"),
         ("emit_feedback", {"label": "yes"}, "request_id: Field required"),
         ("emit_assignment", {"experiment": "e", "subject_id": "u", "variant": ""}, "variant"),
@@ -229,11 +249,17 @@ def test_a_down_broker_never_blocks_or_raises() -> None:
 @pytest.mark.integration
 def test_buffered_events_are_delivered_when_the_broker_comes_up(tmp_path: Any) -> None:
     port = free_port()
-    settings = Settings(kafka=f"127.0.0.1:{port}", topic_prefix=f"t{uuid.uuid4().hex[:12]}.",
-                        partitions=2, home=tmp_path)
+    settings = Settings(
+        kafka=f"127.0.0.1:{port}",
+        topic_prefix=f"t{uuid.uuid4().hex[:12]}.",
+        partitions=2,
+        home=tmp_path,
+    )
     gl = Govloop.connect(settings)
-    ids = {gl.emit_prediction(model="m", model_version="1", request_id=f"r{i}", score=i / 200)
-           for i in range(200)}
+    ids = {
+        gl.emit_prediction(model="m", model_version="1", request_id=f"r{i}", score=i / 200)
+        for i in range(200)
+    }
     assert gl.stats.buffered == 200 and gl.stats.sent == 0
     assert not gl.flush(timeout=0.3)
 
@@ -257,8 +283,12 @@ def test_events_buffered_during_an_outage_are_delivered_after_it(
 ) -> None:
     quiet_kafka(caplog)
     port = free_port()
-    settings = Settings(kafka=f"127.0.0.1:{port}", topic_prefix=f"t{uuid.uuid4().hex[:12]}.",
-                        partitions=2, home=tmp_path)
+    settings = Settings(
+        kafka=f"127.0.0.1:{port}",
+        topic_prefix=f"t{uuid.uuid4().hex[:12]}.",
+        partitions=2,
+        home=tmp_path,
+    )
     broker = EmbeddedBroker(port=port).start()
     try:
         wait_for_broker(broker.bootstrap)
@@ -295,8 +325,12 @@ def test_close_accounts_for_what_a_vanished_broker_did_not_take(
 ) -> None:
     quiet_kafka(caplog)
     port = free_port()
-    settings = Settings(kafka=f"127.0.0.1:{port}", topic_prefix=f"t{uuid.uuid4().hex[:12]}.",
-                        partitions=2, home=tmp_path)
+    settings = Settings(
+        kafka=f"127.0.0.1:{port}",
+        topic_prefix=f"t{uuid.uuid4().hex[:12]}.",
+        partitions=2,
+        home=tmp_path,
+    )
     with EmbeddedBroker(port=port) as broker:
         wait_for_broker(broker.bootstrap)
         ensure_topics(settings)
@@ -333,8 +367,13 @@ def test_pick_variant_is_sticky_and_follows_weights() -> None:
 
 @pytest.mark.parametrize(
     ("variants", "weights"),
-    [([], None), (["a", "b"], [1.0]), (["a", "b"], [1.0, -1.0]), (["a"], [0.0]),
-     (["a", "b"], [1.0, float("nan")])],
+    [
+        ([], None),
+        (["a", "b"], [1.0]),
+        (["a", "b"], [1.0, -1.0]),
+        (["a"], [0.0]),
+        (["a", "b"], [1.0, float("nan")]),
+    ],
 )
 def test_pick_variant_rejects_bad_arguments(variants: list[str], weights: Any) -> None:
     with pytest.raises(ValueError):

@@ -46,7 +46,8 @@ def test_stderr_z_test_against_scipy() -> None:
     assert round(t.p_value, 4) == 0.0041
     # the same numbers with a margin: z = (0.049 - 0.02) / se
     assert stderr_drop(0.701, 0.012862, 0.652, 0.013382, margin=0.02).p_value == pytest.approx(
-        norm.sf(0.029 / se))
+        norm.sf(0.029 / se)
+    )
 
 
 def test_lower_is_better_flips_the_direction() -> None:
@@ -102,8 +103,10 @@ def _fail_rates(p_base: float, p_now: float, n: int, seed: int) -> tuple[float, 
     base, now = rng.binomial(n, p_base, TRIALS), rng.binomial(n, p_now, TRIALS)
     fails = np.zeros(2)
     for b, c in zip(base, now, strict=True):
-        ev = Evidence(metrics={"accuracy": MetricValue(value=c / n, n=n, successes=int(c))},
-                      baseline={"accuracy": MetricValue(value=b / n, n=n, successes=int(b))})
+        ev = Evidence(
+            metrics={"accuracy": MetricValue(value=c / n, n=n, successes=int(c))},
+            baseline={"accuracy": MetricValue(value=b / n, n=n, successes=int(b))},
+        )
         verdict = judge(REGRESSION, ev)
         fails += [r.outcome == "fail" for r in verdict.rules]
     return fails[0] / TRIALS, fails[1] / TRIALS
@@ -130,8 +133,10 @@ def test_a_real_drop_fails() -> None:
 
 
 def _pair(base: float, now: float, se: float) -> Evidence:
-    return Evidence(metrics={"acc": MetricValue(value=now, stderr=se)},
-                    baseline={"acc": MetricValue(value=base, stderr=se)})
+    return Evidence(
+        metrics={"acc": MetricValue(value=now, stderr=se)},
+        baseline={"acc": MetricValue(value=base, stderr=se)},
+    )
 
 
 def test_no_true_change_from_standard_errors_fails_at_most_alpha() -> None:
@@ -140,12 +145,14 @@ def test_no_true_change_from_standard_errors_fails_at_most_alpha() -> None:
     se = 0.013
     base, now = rng.normal(0.70, se, TRIALS), rng.normal(0.70, se, TRIALS)
     policy = parse_policy("name: r\nrules:\n  - {kind: regression, metric: acc}\n")
-    fails = sum(judge(policy, _pair(b, c, se)).outcome == "fail"
-                for b, c in zip(base, now, strict=True))
+    fails = sum(
+        judge(policy, _pair(b, c, se)).outcome == "fail" for b, c in zip(base, now, strict=True)
+    )
     assert fails / TRIALS <= ALPHA + TOLERANCE
     # a real drop of 0.05 is 2.7 standard errors of the difference: power 0.86
     drops = rng.normal(0.70, se, TRIALS), rng.normal(0.65, se, TRIALS)
     power = norm.sf(norm.isf(ALPHA) - 0.05 / (se * math.sqrt(2)))
-    real = sum(judge(policy, _pair(b, c, se)).outcome == "fail"
-               for b, c in zip(*drops, strict=True))
+    real = sum(
+        judge(policy, _pair(b, c, se)).outcome == "fail" for b, c in zip(*drops, strict=True)
+    )
     assert abs(real / TRIALS - power) <= 3 * math.sqrt(power * (1 - power) / TRIALS)

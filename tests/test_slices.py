@@ -27,18 +27,32 @@ def minute_of_traffic(minute: int, n: int) -> tuple[list[Prediction], list[Feedb
         rid = f"{minute}-{i}"
         variant = "ab"[i % 2]
         confidence = 0.9 if variant == "a" else 0.6
-        preds.append(Prediction(model="clf", model_version="1", request_id=rid, ts=ts,
-                                probabilities={"yes": confidence, "no": 1 - confidence},
-                                experiment="pricing", variant=variant,
-                                segment={"site": SITES[i % 3]}))
+        preds.append(
+            Prediction(
+                model="clf",
+                model_version="1",
+                request_id=rid,
+                ts=ts,
+                probabilities={"yes": confidence, "no": 1 - confidence},
+                experiment="pricing",
+                variant=variant,
+                segment={"site": SITES[i % 3]},
+            )
+        )
         wrong = variant == "b" and i % 4 == 1
         fbs.append(Feedback(request_id=rid, label="no" if wrong else "yes", ts=ts))
     return preds, fbs
 
 
 def test_variant_segment_and_sliding_snapshots(settings: Settings, tmp_path: Path) -> None:
-    s = settings.model_copy(update={"idle_close_seconds": 3.0, "window_grace_seconds": 1.0,
-                                    "sliding_windows": 2, "segment_slices": 2})
+    s = settings.model_copy(
+        update={
+            "idle_close_seconds": 3.0,
+            "window_grace_seconds": 1.0,
+            "sliding_windows": 2,
+            "segment_slices": 2,
+        }
+    )
     sizes = (24, 36, 12)  # predictions per minute
     preds, fbs = [], []
     for minute, n in enumerate(sizes):
@@ -50,14 +64,16 @@ def test_variant_segment_and_sliding_snapshots(settings: Settings, tmp_path: Pat
     # per minute: overall + 2 variants + 3 segment slices (2 named, 1 __other__), x2 kinds
     want = len(sizes) * 6 * 2
     with WorkerProcess(s, tmp_path / "worker.log"):
-        snaps = [x for x in consume(s, "metrics", want, timeout=120)
-                 if isinstance(x, MetricSnapshot)]
+        snaps = [
+            x for x in consume(s, "metrics", want, timeout=120) if isinstance(x, MetricSnapshot)
+        ]
     assert len(snaps) == want, (tmp_path / "worker.log").read_text()[-3000:]
     assert len({x.event_id for x in snaps}) == want
 
     def pick(window: str, slice_kind: str) -> list[MetricSnapshot]:
         def kind(x: MetricSnapshot) -> str:
             return "variant" if x.variant else "segment" if x.segment else "overall"
+
         return [x for x in snaps if x.window == window and kind(x) == slice_kind]
 
     overall = {x.window_start: x for x in pick("tumbling", "overall")}
@@ -76,8 +92,9 @@ def test_variant_segment_and_sliding_snapshots(settings: Settings, tmp_path: Pat
         assert (a.estimated_accuracy, b.estimated_accuracy) == pytest.approx((0.9, 0.6))
 
     for m, n in enumerate(sizes):
-        segments = [x for x in pick("tumbling", "segment")
-                    if x.window_start == T0 + timedelta(minutes=m)]
+        segments = [
+            x for x in pick("tumbling", "segment") if x.window_start == T0 + timedelta(minutes=m)
+        ]
         values = Counter(v for x in segments for v in x.segment.values())  # type: ignore[union-attr]
         # two site values get their own snapshot, the third is counted as __other__
         assert values["__other__"] == 1 and len(values) == 3, values

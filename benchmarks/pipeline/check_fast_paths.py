@@ -85,8 +85,9 @@ def reference_numbers(data: dict[str, Any]) -> str | None:
     reasons = []
     for name, x in data["features"].items():
         if isinstance(x, float) and not math.isfinite(x):
-            reasons.append(f"features.{name}: Input should be a string, a boolean or a finite "
-                           "number")
+            reasons.append(
+                f"features.{name}: Input should be a string, a boolean or a finite number"
+            )
     probs = data["probabilities"]
     bounds = []
     for c, p in probs.items():
@@ -112,6 +113,7 @@ def check_numbers(rng: random.Random, n: int) -> int:
     specials = [math.inf, -math.inf, math.nan, 1e308, -1e308, 0.0, 1.0, -0.0, 5e-324]
     bad = 0
     for _ in range(n):
+
         def number() -> float:
             return rng.choice(specials) if rng.random() < 0.1 else rng.uniform(-2, 2)
 
@@ -181,15 +183,76 @@ def check_feature_union(rng: random.Random, n: int) -> int:
         return repr(m.f["a"]), type(m.f["a"])
 
     odd: list[Any] = [
-        3, 3.0, -0.0, True, False, "x", "3", "", Level.A, Colour.RED, Text("t"), Real(1.5),
-        Real("inf"), Decimal("2"), Decimal("2.5"), Decimal("nan"), Decimal("inf"),
-        np.float64(1.5), np.float64("inf"), np.int64(4), np.bool_(True), np.float32(0.5),
-        np.str_("s"), Fraction(1, 2), b"x", b"3", b"3.5", b"true", b"", bytearray(b"4"), None,
-        10**30, -(10**30), math.inf, -math.inf, math.nan, [1], {}, (1,), object(), 1 + 2j,
+        3,
+        3.0,
+        -0.0,
+        True,
+        False,
+        "x",
+        "3",
+        "",
+        Level.A,
+        Colour.RED,
+        Text("t"),
+        Real(1.5),
+        Real("inf"),
+        Decimal("2"),
+        Decimal("2.5"),
+        Decimal("nan"),
+        Decimal("inf"),
+        np.float64(1.5),
+        np.float64("inf"),
+        np.int64(4),
+        np.bool_(True),
+        np.float32(0.5),
+        np.str_("s"),
+        Fraction(1, 2),
+        b"x",
+        b"3",
+        b"3.5",
+        b"true",
+        b"",
+        bytearray(b"4"),
+        None,
+        10**30,
+        -(10**30),
+        math.inf,
+        -math.inf,
+        math.nan,
+        [1],
+        {},
+        (1,),
+        object(),
+        1 + 2j,
     ]
-    texts = ["3", "3.0", "-0", "-0.0", "1e400", "-1e400", "NaN", "Infinity", "-Infinity",
-             "1e308", "5e-324", "1" * 30, "1.5e3", "true", "false", "null", '"x"', '"3"', '""',
-             '"\\u00e9"', "[1]", "{}", '{"a":1}', "0.1", "1E2", "-5"]
+    texts = [
+        "3",
+        "3.0",
+        "-0",
+        "-0.0",
+        "1e400",
+        "-1e400",
+        "NaN",
+        "Infinity",
+        "-Infinity",
+        "1e308",
+        "5e-324",
+        "1" * 30,
+        "1.5e3",
+        "true",
+        "false",
+        "null",
+        '"x"',
+        '"3"',
+        '""',
+        '"\\u00e9"',
+        "[1]",
+        "{}",
+        '{"a":1}',
+        "0.1",
+        "1E2",
+        "-5",
+    ]
     texts += [repr(rng.uniform(-1e6, 1e6)) for _ in range(n)]
     texts += [str(rng.randint(-(10**20), 10**20)) for _ in range(n)]
     bad = 0
@@ -201,8 +264,10 @@ def check_feature_union(rng: random.Random, n: int) -> int:
         doc = '{"f":{"a":' + text + "}}"
         if smart(None, doc) != fast(None, doc):
             bad += 1
-            print(f"feature JSON {text}: smart union {smart(None, doc)!r}, "
-                  f"Feature {fast(None, doc)!r}")
+            print(
+                f"feature JSON {text}: smart union {smart(None, doc)!r}, "
+                f"Feature {fast(None, doc)!r}"
+            )
     return bad
 
 
@@ -222,21 +287,32 @@ def check_columns(rng: random.Random, n: int) -> int:
         def value(kind: str) -> Any:
             if kind == "any":
                 return rng.choice(values)
-            return {"num": rng.uniform(-1, 1), "int": rng.randint(-3, 3),
-                    "str": rng.choice("xyz"), "bool": rng.random() < 0.5}[kind]
+            return {
+                "num": rng.uniform(-1, 1),
+                "int": rng.randint(-3, 3),
+                "str": rng.choice("xyz"),
+                "bool": rng.random() < 0.5,
+            }[kind]
 
         ps = []
         for i in range(rng.randint(0, 6)):
             order = shape if rng.random() < 0.9 else rng.sample(shape, len(shape))
             features = {name: value(kinds[name]) for name in order}
-            output: dict[str, Any] = rng.choice([
-                {"prediction": rng.choice(values)}, {"score": rng.random()},
-                {"probabilities": {"y": 0.25, "n": 0.75}}, {"output_text": "hi", "input_text": "q",
-                                                            "input_tokens": 3}])
+            output: dict[str, Any] = rng.choice(
+                [
+                    {"prediction": rng.choice(values)},
+                    {"score": rng.random()},
+                    {"probabilities": {"y": 0.25, "n": 0.75}},
+                    {"output_text": "hi", "input_text": "q", "input_tokens": 3},
+                ]
+            )
             if rng.random() < 0.2:
                 output["scores"] = {"s": rng.random()}
-            ps.append(Prediction(model="m", model_version="1", request_id=str(i),
-                                 features=features, **output))
+            ps.append(
+                Prediction(
+                    model="m", model_version="1", request_id=str(i), features=features, **output
+                )
+            )
         cols = observed_columns(ps)
         rows = [observed_features(p) for p in ps]
         numeric: dict[str, list[float]] = {}
@@ -256,8 +332,12 @@ def check_columns(rng: random.Random, n: int) -> int:
 
 def main() -> None:
     rng = random.Random(int(sys.argv[1]) if len(sys.argv) > 1 else 1)
-    bad = (check_timestamps(rng, 200_000) + check_numbers(rng, 100_000)
-           + check_feature_union(rng, 20_000) + check_columns(rng, 20_000))
+    bad = (
+        check_timestamps(rng, 200_000)
+        + check_numbers(rng, 100_000)
+        + check_feature_union(rng, 20_000)
+        + check_columns(rng, 20_000)
+    )
     print("fast paths agree with the reference checks" if not bad else f"{bad} disagreements")
     sys.exit(1 if bad else 0)
 

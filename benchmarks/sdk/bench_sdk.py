@@ -86,8 +86,10 @@ def main() -> None:
     with EmbeddedBroker() as broker:
         wait_for_broker(broker.bootstrap)
         settings = Settings(
-            kafka=broker.bootstrap, topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
-            partitions=4, sdk_buffer=n + 1000,
+            kafka=broker.bootstrap,
+            topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
+            partitions=4,
+            sdk_buffer=n + 1000,
         )
         ensure_topics(settings, ["predictions"])
         topic = settings.topic("predictions")
@@ -100,13 +102,14 @@ def main() -> None:
         assert sdk.flush(10), "SDK did not connect"
 
         results: dict[str, list[tuple[float, float, float]]] = {
-            "bare": [], "sdk": [], "down": [], "bare+validate": []
+            "bare": [],
+            "sdk": [],
+            "down": [],
+            "bare+validate": [],
         }
         for rep in range(reps):
             fields = make_fields(n, f"r{rep}")
-            records = [
-                (f["request_id"].encode(), Prediction(**f).to_json()) for f in fields
-            ]
+            records = [(f["request_id"].encode(), Prediction(**f).to_json()) for f in fields]
 
             def bare_loop(records: list[tuple[bytes, bytes]] = records) -> None:
                 send = bare.send
@@ -161,31 +164,44 @@ def main() -> None:
     def us(seconds: float) -> float:
         return seconds / n * 1e6
 
-    med = {k: tuple(statistics.median(run[i] for run in v) for i in range(3))
-           for k, v in results.items()}
+    med = {
+        k: tuple(statistics.median(run[i] for run in v) for i in range(3))
+        for k, v in results.items()
+    }
     size = len(Prediction(**fields[0]).to_json())
-    print(f"python {platform.python_version()}, {n} events x {reps} reps, ~{size} B/event, "
-          f"producer {', '.join(f'{k}={v}' for k, v in PRODUCER_DEFAULTS.items())}")
+    print(
+        f"python {platform.python_version()}, {n} events x {reps} reps, ~{size} B/event, "
+        f"producer {', '.join(f'{k}={v}' for k, v in PRODUCER_DEFAULTS.items())}"
+    )
     print()
-    print("| case | caller us/emit | end-to-end us/emit | CPU us/emit (all threads) "
-          "| SDK/bare caller | SDK/bare end-to-end |")
+    print(
+        "| case | caller us/emit | end-to-end us/emit | CPU us/emit (all threads) "
+        "| SDK/bare caller | SDK/bare end-to-end |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     bare_caller, bare_e2e, _ = med["bare"]
-    rows = [("a. bare KafkaProducer.send", "bare"), ("b. SDK emit_prediction", "sdk"),
-            ("c. SDK, broker down", "down"),
-            ("e. bare send + validate & dump in the caller (no SDK)", "bare+validate")]
+    rows = [
+        ("a. bare KafkaProducer.send", "bare"),
+        ("b. SDK emit_prediction", "sdk"),
+        ("c. SDK, broker down", "down"),
+        ("e. bare send + validate & dump in the caller (no SDK)", "bare+validate"),
+    ]
     for label, key in rows:
         caller, e2e, cpu = med[key]
         down = key == "down"
-        print(f"| {label} | {us(caller):.1f} | {'-' if down else f'{us(e2e):.1f}'} | "
-              f"{'-' if down else f'{us(cpu):.1f}'} | {caller / bare_caller:.2f}x | "
-              f"{'-' if down else f'{e2e / bare_e2e:.2f}x'} |")
+        print(
+            f"| {label} | {us(caller):.1f} | {'-' if down else f'{us(e2e):.1f}'} | "
+            f"{'-' if down else f'{us(cpu):.1f}'} | {caller / bare_caller:.2f}x | "
+            f"{'-' if down else f'{e2e / bare_e2e:.2f}x'} |"
+        )
     print(f"| d1. pydantic validation alone | {us(validate):.1f} | - | - | - | - |")
     print(f"| d2. JSON dump alone | {us(dump):.1f} | - | - | - | - |")
     print()
     for i, what in enumerate(("caller", "end-to-end")):
-        print(f"per-rep {what} us/emit:",
-              {k: [round(us(run[i]), 1) for run in v] for k, v in results.items()})
+        print(
+            f"per-rep {what} us/emit:",
+            {k: [round(us(run[i]), 1) for run in v] for k, v in results.items()},
+        )
 
 
 if __name__ == "__main__":

@@ -39,12 +39,14 @@ class Settings(BaseSettings):
     replication: int = Field(default=1, ge=1, description="Replication factor of created topics.")
     window_seconds: float = Field(default=60.0, gt=0, description="Tumbling metric window.")
     sliding_windows: int = Field(
-        default=5, ge=1,
+        default=5,
+        ge=1,
         description="Tumbling windows a sliding snapshot spans; one is published as each "
         "tumbling window closes (1: no sliding snapshots).",
     )
     segment_slices: int = Field(
-        default=64, ge=0,
+        default=64,
+        ge=0,
         description="Distinct segment values given their own snapshot per model version and "
         "window; the rest are counted as `<attribute>=__other__` (0: no segment snapshots).",
     )
@@ -61,12 +63,15 @@ class Settings(BaseSettings):
         default=900.0, gt=0, description="How long an event_id is remembered to drop duplicates."
     )
     reference_events: int = Field(
-        default=1000, ge=0,
+        default=1000,
+        ge=0,
         description="Without a stored reference, the first N events of a version become it "
         "(0: wait for `govloop drift reference set`).",
     )
     drift_alpha: float = Field(
-        default=0.01, gt=0, lt=1,
+        default=0.01,
+        gt=0,
+        lt=1,
         description="False-alarm budget per evaluation round, shared by every feature of "
         "every model (Holm: P(any false drift alert in a round) <= alpha).",
     )
@@ -83,7 +88,8 @@ class Settings(BaseSettings):
         default="", description="Gate policy files or directories, comma-separated."
     )
     gate_recover_windows: int = Field(
-        default=2, ge=1,
+        default=2,
+        ge=1,
         description="Consecutive better windows before an online gate's state improves "
         "(a worse outcome takes effect at once).",
     )

@@ -63,8 +63,9 @@ def canonical_json(obj: Any) -> bytes:
     ...
     ValueError: Out of range float values are not JSON compliant...
     """
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode()
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode()
 
 
 class LedgerEntry(SQLModel, table=True):
@@ -93,8 +94,9 @@ class LedgerHead(SQLModel, table=True):
     entry_hash: str
 
 
-def entry_hash(seq: int, ts: datetime, kind: str, ref: str, model: str | None,
-               payload: str, prev_hash: str) -> str:
+def entry_hash(
+    seq: int, ts: datetime, kind: str, ref: str, model: str | None, payload: str, prev_hash: str
+) -> str:
     """SHA-256 (hex) of the canonical JSON of an entry's content, ``payload`` parsed.
 
     The exact bytes, so the chain can be checked without govloop:
@@ -139,13 +141,23 @@ def _lock(session: Session) -> None:
 
 def read_head(session: Session) -> LedgerHead | None:
     """The head record as stored now (not a stale copy from the session's identity map)."""
-    query = (select(LedgerHead).where(LedgerHead.id == _HEAD_ID)
-             .execution_options(populate_existing=True))
+    query = (
+        select(LedgerHead)
+        .where(LedgerHead.id == _HEAD_ID)
+        .execution_options(populate_existing=True)
+    )
     return session.exec(query).first()
 
 
-def append(session: Session, kind: str, ref: str, payload: Mapping[str, Any], *,
-           model: str | None = None, ts: datetime | None = None) -> LedgerEntry:
+def append(
+    session: Session,
+    kind: str,
+    ref: str,
+    payload: Mapping[str, Any],
+    *,
+    model: str | None = None,
+    ts: datetime | None = None,
+) -> LedgerEntry:
     """Append an entry in the caller's transaction; the existing one if ``(kind, ref)`` is in.
 
     ``ref`` names the thing recorded (a gate result's ``event_id``, a policy's
@@ -162,17 +174,24 @@ def append(session: Session, kind: str, ref: str, payload: Mapping[str, Any], *,
     body = canonical_json(dict(payload)).decode()
     _lock(session)
     existing = session.exec(
-        select(LedgerEntry).where(LedgerEntry.kind == kind, LedgerEntry.ref == ref)).first()
+        select(LedgerEntry).where(LedgerEntry.kind == kind, LedgerEntry.ref == ref)
+    ).first()
     if existing is not None:
         return existing
     head = read_head(session)
     assert head is not None  # created by _lock
     when = as_utc(ts) if ts is not None else datetime.now(UTC)
     seq = head.seq + 1
-    entry = LedgerEntry(seq=seq, ts=when, kind=kind, ref=ref, model=model, payload=body,
-                        prev_hash=head.entry_hash,
-                        entry_hash=entry_hash(seq, when, kind, ref, model, body,
-                                              head.entry_hash))
+    entry = LedgerEntry(
+        seq=seq,
+        ts=when,
+        kind=kind,
+        ref=ref,
+        model=model,
+        payload=body,
+        prev_hash=head.entry_hash,
+        entry_hash=entry_hash(seq, when, kind, ref, model, body, head.entry_hash),
+    )
     head.seq, head.entry_hash = seq, entry.entry_hash
     session.add(entry)
     session.add(head)
@@ -180,9 +199,15 @@ def append(session: Session, kind: str, ref: str, payload: Mapping[str, Any], *,
     return entry
 
 
-def entries(session: Session, kind: str | None = None, ref: str | None = None,
-            model: str | None = None, since: datetime | None = None,
-            until: datetime | None = None, limit: int = 100) -> list[LedgerEntry]:
+def entries(
+    session: Session,
+    kind: str | None = None,
+    ref: str | None = None,
+    model: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 100,
+) -> list[LedgerEntry]:
     """Entries matching every filter given, newest first; ``since`` inclusive, ``until`` not."""
     query = select(LedgerEntry)
     if kind is not None:

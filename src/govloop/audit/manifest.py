@@ -56,8 +56,19 @@ __all__ = [
 ]
 
 #: Distributions whose versions a manifest records, when installed.
-PACKAGES = ("numpy", "scipy", "scikit-learn", "pydantic", "datasketches", "faust-streaming",
-            "aiokafka", "kafka-python", "redis", "sqlmodel", "sqlalchemy")
+PACKAGES = (
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "pydantic",
+    "datasketches",
+    "faust-streaming",
+    "aiokafka",
+    "kafka-python",
+    "redis",
+    "sqlmodel",
+    "sqlalchemy",
+)
 
 
 def event_digest(event: BaseModel) -> str:
@@ -73,14 +84,23 @@ def event_digest(event: BaseModel) -> str:
 
 def kafka_input(topic: str, partition: int, offset: int, event: BaseModel) -> dict[str, Any]:
     """The manifest entry of one Kafka record: where it is, its event's id and digest."""
-    return {"kind": "kafka", "topic": topic, "partition": partition, "offset": offset,
-            "event_id": getattr(event, "event_id", None), "sha256": event_digest(event)}
+    return {
+        "kind": "kafka",
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "event_id": getattr(event, "event_id", None),
+        "sha256": event_digest(event),
+    }
 
 
 def stored_input(event: BaseModel) -> dict[str, Any]:
     """The manifest entry of an event read from the SQL store (e.g. a stored snapshot)."""
-    return {"kind": "stored", "event_id": getattr(event, "event_id", None),
-            "sha256": event_digest(event)}
+    return {
+        "kind": "stored",
+        "event_id": getattr(event, "event_id", None),
+        "sha256": event_digest(event),
+    }
 
 
 def file_input(path: str | Path, sha256: str) -> dict[str, Any]:
@@ -128,8 +148,13 @@ def _git_head() -> str | None:
     """``git rev-parse HEAD`` in the installed package's source directory, if it is a checkout."""
     here = Path(__file__).resolve().parent
     try:
-        done = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True,
-                              text=True, timeout=5, check=False)
+        done = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     commit = done.stdout.strip()
@@ -186,10 +211,14 @@ class Manifest(BaseModel):
         return manifest_id(self.model_dump(mode="json"))
 
 
-def build_manifest(*, policy_hash: str, inputs: Sequence[Mapping[str, Any]],
-                   evidence: Mapping[str, Any] | None = None,
-                   seeds: Mapping[str, Any] | None = None,
-                   settings: Settings | None = None) -> Manifest:
+def build_manifest(
+    *,
+    policy_hash: str,
+    inputs: Sequence[Mapping[str, Any]],
+    evidence: Mapping[str, Any] | None = None,
+    seeds: Mapping[str, Any] | None = None,
+    settings: Settings | None = None,
+) -> Manifest:
     """The manifest of a decision on ``inputs`` by the policy of hash ``policy_hash``.
 
     >>> a = build_manifest(policy_hash="p" * 64, inputs=[file_input("r.json", "f" * 64)])
@@ -236,8 +265,13 @@ def save_manifest(session: Session, manifest: Manifest) -> str:
     inserted = False
     try:
         with session.begin_nested():
-            session.add(ManifestRow(id=manifest.id, created_at=manifest.created_at,
-                                    body=canonical_json(body).decode()))
+            session.add(
+                ManifestRow(
+                    id=manifest.id,
+                    created_at=manifest.created_at,
+                    body=canonical_json(body).decode(),
+                )
+            )
             session.flush()
             inserted = True
             append(session, "manifest", manifest.id, body)

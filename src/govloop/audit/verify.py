@@ -102,8 +102,10 @@ def _short(h: str) -> str:
 
 def _valid_at(row: LedgerEntry, seq: int) -> bool:
     try:
-        return entry_hash(seq, row.ts, row.kind, row.ref, row.model, row.payload,
-                          row.prev_hash) == row.entry_hash
+        return (
+            entry_hash(seq, row.ts, row.kind, row.ref, row.model, row.payload, row.prev_hash)
+            == row.entry_hash
+        )
     except ValueError:  # payload is not JSON
         return False
 
@@ -147,33 +149,63 @@ class _Walk:
     def _check(self, row: LedgerEntry) -> Problem | None:
         s, p = row.seq, self.last_seq
         if s < 1:
-            return Problem(s, "inserted", "seqs start at 1: this row was never appended",
-                           row.kind, row.ref)
+            return Problem(
+                s, "inserted", "seqs start at 1: this row was never appended", row.kind, row.ref
+            )
         if s != p + 1:
             missing = f"entry {p + 1} is" if s == p + 2 else f"entries {p + 1} to {s - 1} are"
-            return Problem(p + 1, "removed", f"{missing} missing: entry {s} follows "
-                           f"{'the start' if p == 0 else f'entry {p}'}")
+            return Problem(
+                p + 1,
+                "removed",
+                f"{missing} missing: entry {s} follows {'the start' if p == 0 else f'entry {p}'}",
+            )
         if not _canonical(row.payload):
-            return Problem(s, "altered", "its payload is not the canonical JSON that was "
-                           "hashed (edited by hand)", row.kind, row.ref)
+            return Problem(
+                s,
+                "altered",
+                "its payload is not the canonical JSON that was hashed (edited by hand)",
+                row.kind,
+                row.ref,
+            )
         if not _valid_at(row, s):
             return self._misplaced(row)
         if row.prev_hash != self.last_hash:
             if p == 0:
-                return Problem(s, "replaced", f"it hashes correctly but is chained to "
-                               f"{_short(row.prev_hash)}, not to the genesis hash: it was "
-                               "forged with a recomputed hash", row.kind, row.ref)
+                return Problem(
+                    s,
+                    "replaced",
+                    f"it hashes correctly but is chained to "
+                    f"{_short(row.prev_hash)}, not to the genesis hash: it was "
+                    "forged with a recomputed hash",
+                    row.kind,
+                    row.ref,
+                )
             last = self.last
             assert last is not None
-            return Problem(p, "replaced", f"it hashes correctly but entry {s} was chained to "
-                           f"an entry {p} with hash {_short(row.prev_hash)}, not "
-                           f"{_short(last.entry_hash)}: entry {p} was rewritten and its hash "
-                           "recomputed", last.kind, last.ref)
-        if (self.anchor is not None and self.anchor.seq == s
-                and not row.entry_hash.startswith(self.anchor.hash)):
-            return Problem(s, "replaced", f"its hash is {_short(row.entry_hash)} but the anchor "
-                           f"says {_short(self.anchor.hash)}: the chain up to here was rewritten "
-                           "with recomputed hashes", row.kind, row.ref)
+            return Problem(
+                p,
+                "replaced",
+                f"it hashes correctly but entry {s} was chained to "
+                f"an entry {p} with hash {_short(row.prev_hash)}, not "
+                f"{_short(last.entry_hash)}: entry {p} was rewritten and its hash "
+                "recomputed",
+                last.kind,
+                last.ref,
+            )
+        if (
+            self.anchor is not None
+            and self.anchor.seq == s
+            and not row.entry_hash.startswith(self.anchor.hash)
+        ):
+            return Problem(
+                s,
+                "replaced",
+                f"its hash is {_short(row.entry_hash)} but the anchor "
+                f"says {_short(self.anchor.hash)}: the chain up to here was rewritten "
+                "with recomputed hashes",
+                row.kind,
+                row.ref,
+            )
         return None
 
     def _misplaced(self, row: LedgerEntry) -> Problem:
@@ -188,18 +220,35 @@ class _Walk:
             candidates.insert(0, after.seq - 1)
         if before is not None:
             candidates.insert(0, before.seq + 1)
-        home = next((t for t in dict.fromkeys(candidates)
-                     if t >= 1 and t != s and _valid_at(row, t)), None)
+        home = next(
+            (t for t in dict.fromkeys(candidates) if t >= 1 and t != s and _valid_at(row, t)), None
+        )
         if home is None:
-            return Problem(s, "altered", "its content does not hash to its entry_hash "
-                           f"({_short(row.entry_hash)}): a value, its prev_hash or its "
-                           "entry_hash was changed", row.kind, row.ref)
+            return Problem(
+                s,
+                "altered",
+                "its content does not hash to its entry_hash "
+                f"({_short(row.entry_hash)}): a value, its prev_hash or its "
+                "entry_hash was changed",
+                row.kind,
+                row.ref,
+            )
         if home > s and before is None and row.prev_hash != GENESIS_HASH:
             gone = f"entry {s} is" if home == s + 1 else f"entries {s} to {home - 1} are"
-            return Problem(s, "removed", f"{gone} gone: the row at seq {s} is entry {home}, "
-                           "renumbered to close the gap", row.kind, row.ref)
-        return Problem(s, "reordered", f"the row at seq {s} is entry {home}, hashes intact: "
-                       "rows were swapped or moved", row.kind, row.ref)
+            return Problem(
+                s,
+                "removed",
+                f"{gone} gone: the row at seq {s} is entry {home}, renumbered to close the gap",
+                row.kind,
+                row.ref,
+            )
+        return Problem(
+            s,
+            "reordered",
+            f"the row at seq {s} is entry {home}, hashes intact: rows were swapped or moved",
+            row.kind,
+            row.ref,
+        )
 
 
 def verify(session: Session, anchor: Anchor | None = None) -> Verification:
@@ -224,8 +273,7 @@ def verify(session: Session, anchor: Anchor | None = None) -> Verification:
     if problem is None:
         return Verification(True, walk.count, walk.last_seq, walk.last_hash)
     if walk.last is not None and walk.last.seq >= problem.seq:  # the last entry was replaced
-        return Verification(False, walk.count - 1, walk.last.seq - 1, walk.last.prev_hash,
-                            problem)
+        return Verification(False, walk.count - 1, walk.last.seq - 1, walk.last.prev_hash, problem)
     return Verification(False, walk.count, walk.last_seq, walk.last_hash, problem)
 
 
@@ -240,31 +288,58 @@ def _check_end(session: Session, walk: _Walk, head: Any, anchor: Anchor | None) 
             return None
     if head is None:
         if n > 0:
-            return Problem(n + 1, "removed", f"the head record is missing: entries after {n} "
-                           "may have been removed too (check against an anchor)")
+            return Problem(
+                n + 1,
+                "removed",
+                f"the head record is missing: entries after {n} "
+                "may have been removed too (check against an anchor)",
+            )
         return None
     if head.seq > n:
-        return Problem(n + 1, "removed", f"the ledger ends at entry {n} but the head record "
-                       f"says it ends at {head.seq} (hash {_short(head.entry_hash)}): the tail "
-                       "was removed")
+        return Problem(
+            n + 1,
+            "removed",
+            f"the ledger ends at entry {n} but the head record "
+            f"says it ends at {head.seq} (hash {_short(head.entry_hash)}): the tail "
+            "was removed",
+        )
     if head.entry_hash != walk.last_hash:
         last = walk.last
-        return Problem(n, "replaced", f"it is not the entry the head record names (hash "
-                       f"{_short(head.entry_hash)}, found {_short(walk.last_hash)}): it was "
-                       "rewritten and its hash recomputed",
-                       None if last is None else last.kind, None if last is None else last.ref)
+        return Problem(
+            n,
+            "replaced",
+            f"it is not the entry the head record names (hash "
+            f"{_short(head.entry_hash)}, found {_short(walk.last_hash)}): it was "
+            "rewritten and its hash recomputed",
+            None if last is None else last.kind,
+            None if last is None else last.ref,
+        )
     if anchor is not None and anchor.seq > n:
-        return Problem(n + 1, "removed", f"the anchor names entry {anchor.seq} but the ledger "
-                       f"ends at {n}: the tail and the head record were rewound")
+        return Problem(
+            n + 1,
+            "removed",
+            f"the anchor names entry {anchor.seq} but the ledger "
+            f"ends at {n}: the tail and the head record were rewound",
+        )
     # rows beyond the head: read their maximum first, then the head as it is now, so an
     # append that commits in between is not mistaken for an insertion
     top = session.exec(select(func.max(LedgerEntry.seq))).one()
     now = read_head(session)
     limit = head.seq if now is None else now.seq
     if top is not None and top > limit:
-        stray = session.exec(select(LedgerEntry).where(LedgerEntry.seq > limit)
-                             .order_by(LedgerEntry.seq).limit(1)).first()  # type: ignore[arg-type]
+        stray = session.exec(
+            select(LedgerEntry)
+            .where(LedgerEntry.seq > limit)
+            .order_by(LedgerEntry.seq)  # type: ignore[arg-type]
+            .limit(1)
+        ).first()
         assert stray is not None
-        return Problem(stray.seq, "inserted", f"it lies beyond the head record (entry {limit}): "
-                       "it was not written by govloop.audit.append", stray.kind, stray.ref)
+        return Problem(
+            stray.seq,
+            "inserted",
+            f"it lies beyond the head record (entry {limit}): "
+            "it was not written by govloop.audit.append",
+            stray.kind,
+            stray.ref,
+        )
     return None

@@ -12,12 +12,9 @@ import typer
 from govloop.cli.gate import fail
 from govloop.cli.output import JsonOption, as_utc, console, open_session
 
-app = typer.Typer(help="Baselines for regression gates: every set is a new version.",
-                  no_args_is_help=True)
-
-
-
-
+app = typer.Typer(
+    help="Baselines for regression gates: every set is a new version.", no_args_is_help=True
+)
 
 
 def _iso(value: datetime) -> str:
@@ -31,10 +28,15 @@ def metric_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
 def _describe(row: Any, versions: list[int] | None = None) -> dict[str, Any]:
     from govloop.stores.baselines import baseline_metrics
 
-    out: dict[str, Any] = {"name": row.name, "version": row.version, "source": row.source,
-                           "sha256": row.sha256, "model": row.model,
-                           "created_at": _iso(row.created_at),
-                           "metrics": metric_rows(baseline_metrics(row))}
+    out: dict[str, Any] = {
+        "name": row.name,
+        "version": row.version,
+        "source": row.source,
+        "sha256": row.sha256,
+        "model": row.model,
+        "created_at": _iso(row.created_at),
+        "metrics": metric_rows(baseline_metrics(row)),
+    }
     if versions is not None:
         out["versions"] = versions
     return out
@@ -43,13 +45,20 @@ def _describe(row: Any, versions: list[int] | None = None) -> dict[str, Any]:
 @app.command("set")
 def set_baseline(
     name: Annotated[str, typer.Argument(help="Baseline name (a new version is added).")],
-    source: Annotated[Path | None, typer.Option(
-        "--from", help="A Lighteval results JSON or a JSONL of predictions with labels.")] = None,
-    window: Annotated[bool, typer.Option(
-        "--window", help="Instead of a file: the stored metric snapshots of --model.")] = False,
+    source: Annotated[
+        Path | None,
+        typer.Option(
+            "--from", help="A Lighteval results JSON or a JSONL of predictions with labels."
+        ),
+    ] = None,
+    window: Annotated[
+        bool,
+        typer.Option("--window", help="Instead of a file: the stored metric snapshots of --model."),
+    ] = False,
     model: Annotated[str | None, typer.Option(help="With --window: the model.")] = None,
-    version: Annotated[str | None, typer.Option(
-        "--version", help="With --window: only this model version.")] = None,
+    version: Annotated[
+        str | None, typer.Option("--version", help="With --window: only this model version.")
+    ] = None,
     since: Annotated[datetime | None, typer.Option(help="With --window: from (UTC).")] = None,
     until: Annotated[datetime | None, typer.Option(help="With --window: until (UTC).")] = None,
     as_json: JsonOption = False,
@@ -70,18 +79,27 @@ def set_baseline(
             else:
                 if model is None:
                     fail("--window needs --model")
-                metrics, used = window_metrics(session, model, version, as_utc(since),
-                                               as_utc(until))
+                metrics, used = window_metrics(
+                    session, model, version, as_utc(since), as_utc(until)
+                )
                 if used == 0:
-                    fail(f"no stored tumbling metric snapshots of {model}"
-                         + (f" {version}" if version else "") + " in that range")
-                span = (f"{since:%Y-%m-%dT%H:%M}" if since else "start") + ".." + (
-                    f"{until:%Y-%m-%dT%H:%M}" if until else "now")
-                origin = f"window {model}" + (f" {version}" if version else "") + \
-                         f" {span} ({used} snapshots)"
+                    fail(
+                        f"no stored tumbling metric snapshots of {model}"
+                        + (f" {version}" if version else "")
+                        + " in that range"
+                    )
+                span = (
+                    (f"{since:%Y-%m-%dT%H:%M}" if since else "start")
+                    + ".."
+                    + (f"{until:%Y-%m-%dT%H:%M}" if until else "now")
+                )
+                origin = (
+                    f"window {model}"
+                    + (f" {version}" if version else "")
+                    + f" {span} ({used} snapshots)"
+                )
                 sha, model_name = None, model
-            row = save_baseline(session, name, metrics, source=origin, sha256=sha,
-                                model=model_name)
+            row = save_baseline(session, name, metrics, source=origin, sha256=sha, model=model_name)
             session.commit()
             out = _describe(row)
     except GovloopError as exc:
@@ -89,8 +107,10 @@ def set_baseline(
     if as_json:
         print(json.dumps(out, indent=2))
     else:
-        console.print(f"baseline {name} v{out['version']}: {len(out['metrics'])} metrics from "
-                      f"{origin}" + (f" (sha256 {sha[:12]})" if sha else ""))
+        console.print(
+            f"baseline {name} v{out['version']}: {len(out['metrics'])} metrics from "
+            f"{origin}" + (f" (sha256 {sha[:12]})" if sha else "")
+        )
 
 
 @app.command("show")
@@ -121,13 +141,23 @@ def show(
     def fmt(x: float | None) -> str:
         return "-" if x is None else f"{x:.4g}"
 
-    table = Table("metric", "value", "stderr", "n", "successes",
-                  title=f"baseline {name} v{out['version']} of {out['versions']}: {out['source']}",
-                  title_justify="left")
+    table = Table(
+        "metric",
+        "value",
+        "stderr",
+        "n",
+        "successes",
+        title=f"baseline {name} v{out['version']} of {out['versions']}: {out['source']}",
+        title_justify="left",
+    )
     for m in out["metrics"]:
-        table.add_row(m["metric"], fmt(m["value"]), fmt(m["stderr"]),
-                      "-" if m["n"] is None else str(m["n"]),
-                      "-" if m["successes"] is None else str(m["successes"]))
+        table.add_row(
+            m["metric"],
+            fmt(m["value"]),
+            fmt(m["stderr"]),
+            "-" if m["n"] is None else str(m["n"]),
+            "-" if m["successes"] is None else str(m["successes"]),
+        )
     console.print(table)
 
 
@@ -140,9 +170,16 @@ def list_all(as_json: JsonOption = False) -> None:
 
     with open_session() as session:
         items: list[dict[str, Any]] = [
-            {"name": r.name, "latest": r.version, "versions": n, "source": r.source,
-             "model": r.model, "created_at": _iso(r.created_at)}
-            for r, n in list_baselines(session)]
+            {
+                "name": r.name,
+                "latest": r.version,
+                "versions": n,
+                "source": r.source,
+                "model": r.model,
+                "created_at": _iso(r.created_at),
+            }
+            for r, n in list_baselines(session)
+        ]
     if as_json:
         print(json.dumps(items, indent=2))
         return
@@ -151,6 +188,7 @@ def list_all(as_json: JsonOption = False) -> None:
         return
     table = Table("name", "latest", "versions", "source", "created")
     for i in items:
-        table.add_row(i["name"], f"v{i['latest']}", str(i["versions"]), i["source"],
-                      i["created_at"][:19])
+        table.add_row(
+            i["name"], f"v{i['latest']}", str(i["versions"]), i["source"], i["created_at"][:19]
+        )
     console.print(table)

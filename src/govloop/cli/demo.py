@@ -23,8 +23,12 @@ from govloop.cli.output import console, fail
 
 #: How a broken rule reads: ``accuracy 0.788 < 0.85`` for a rule ``accuracy >= 0.85``.
 VIOLATED = {">=": "<", "<=": ">", ">": "<=", "<": ">=", "==": "!=", "!=": "=="}
-OUTCOME_STYLE = {"pass": "bold green", "warn": "bold yellow", "fail": "bold red",
-                 "inconclusive": "dim"}
+OUTCOME_STYLE = {
+    "pass": "bold green",
+    "warn": "bold yellow",
+    "fail": "bold red",
+    "inconclusive": "dim",
+}
 
 
 @dataclass
@@ -69,8 +73,10 @@ class Board:
         self.rows.setdefault(minute, {}).setdefault("drift", []).append(alert)
 
     def drift_alerts(self) -> list[tuple[int, Any]]:
-        return sorted(((m, a) for m, r in self.rows.items() for a in r.get("drift", [])),
-                      key=lambda item: (item[0], item[1].feature))
+        return sorted(
+            ((m, a) for m, r in self.rows.items() for a in r.get("drift", [])),
+            key=lambda item: (item[0], item[1].feature),
+        )
 
     def gates(self) -> list[tuple[int, str]]:
         """The gate's changes of state: (minute, new outcome)."""
@@ -79,10 +85,18 @@ class Board:
     def table(self) -> Any:
         from rich.table import Table
 
-        table = Table(title=f"{self.model} — one row per 1-minute window",
-                      title_justify="left")
-        for name in ("min", "inputs", "preds", "labelled", "accuracy", "feedback",
-                     "p95 ms", "drift", "gate"):
+        table = Table(title=f"{self.model} — one row per 1-minute window", title_justify="left")
+        for name in (
+            "min",
+            "inputs",
+            "preds",
+            "labelled",
+            "accuracy",
+            "feedback",
+            "p95 ms",
+            "drift",
+            "gate",
+        ):
             table.add_column(name, justify="left" if name == "inputs" else "right", no_wrap=True)
         table.add_column("why", justify="left", overflow="fold")
         for minute in sorted(self.rows):
@@ -91,9 +105,14 @@ class Board:
             if snap is None:
                 continue
             drifting = minute >= self.drift_minute
-            why = "" if gate is None else ", ".join(
-                f"{r.metric} {r.observed:.3g} {VIOLATED[r.op]} {r.threshold:g}"
-                for r in gate.rules if r.outcome != "pass" and r.observed is not None
+            why = (
+                ""
+                if gate is None
+                else ", ".join(
+                    f"{r.metric} {r.observed:.3g} {VIOLATED[r.op]} {r.threshold:g}"
+                    for r in gate.rules
+                    if r.outcome != "pass" and r.observed is not None
+                )
             )
             table.add_row(
                 str(minute),
@@ -124,8 +143,9 @@ def _drift_cell(alerts: list[Any]) -> str:
     return f"[bold magenta]+{n} feature{'s' if n > 1 else ''}[/]" if started else ""
 
 
-def _emit_traffic(client: Any, service: Any, board: Board, pace: float,
-                  errors: list[BaseException]) -> None:
+def _emit_traffic(
+    client: Any, service: Any, board: Board, pace: float, errors: list[BaseException]
+) -> None:
     try:
         for tick in service.ticks():
             began = time.monotonic()
@@ -164,14 +184,16 @@ def demo(
         f"From minute {drift_minute} the inputs drift. Watch the gate.\n"
     )
     base = Settings()
-    settings = base.model_copy(update={
-        "topic_prefix": f"demo{uuid.uuid4().hex[:8]}.",
-        "window_seconds": 60.0,
-        "window_grace_seconds": 2.0,
-        "idle_close_seconds": 3.0,
-        "join_horizon_seconds": 900.0,
-        "policies": str(POLICY_FILE),
-    })
+    settings = base.model_copy(
+        update={
+            "topic_prefix": f"demo{uuid.uuid4().hex[:8]}.",
+            "window_seconds": 60.0,
+            "window_grace_seconds": 2.0,
+            "idle_close_seconds": 3.0,
+            "join_horizon_seconds": 900.0,
+            "policies": str(POLICY_FILE),
+        }
+    )
     stack = LocalStack(settings, write_runtime_file=False)
     worker = None
     try:
@@ -182,8 +204,9 @@ def demo(
         console.print(f"[green]✓[/] Redis  {info['redis_url']} ({info['redis_source']})")
         console.print(f"[green]✓[/] SQL    {info['db_url']}")
         worker = _start_worker(settings)
-        console.print(f"[green]✓[/] stream worker pid {worker.pid} "
-                      f"(log: {settings.home / 'demo-worker.log'})")
+        console.print(
+            f"[green]✓[/] stream worker pid {worker.pid} (log: {settings.home / 'demo-worker.log'})"
+        )
         board, service = _prepare(settings, minutes, drift_minute)
         ok = _run(settings, board, service, pace, minutes, began + timeout)
         _summary(settings, board, service, time.monotonic() - began)
@@ -206,8 +229,12 @@ def _start_worker(settings: Any) -> Any:
 
     log = open(settings.home / "demo-worker.log", "wb")  # noqa: SIM115 - child keeps it
     with log:
-        return subprocess.Popen([sys.executable, "-m", "govloop", "worker"],
-                                env=os.environ | settings.as_env(), stdout=log, stderr=log)
+        return subprocess.Popen(
+            [sys.executable, "-m", "govloop", "worker"],
+            env=os.environ | settings.as_env(),
+            stdout=log,
+            stderr=log,
+        )
 
 
 def _prepare(settings: Any, minutes: int, drift_minute: int) -> tuple[Board, Any]:
@@ -219,35 +246,50 @@ def _prepare(settings: Any, minutes: int, drift_minute: int) -> tuple[Board, Any
         # each run is a new build of the model: its drift and gate state start afresh,
         # whatever an earlier run left in the SQL store
         build = settings.topic_prefix.removeprefix("demo").rstrip(".")
-        service = SimulatedService(start, minutes=minutes, drift_minute=drift_minute,
-                                   model_version=f"2.3.0+{build}")
-    console.print(f"[green]✓[/] model {service.model_name} {service.model_version} trained: "
-                  f"hold-out accuracy {service.holdout_accuracy:.3f}\n")
-    return Board(start=start, drift_minute=drift_minute,
-                 model=f"{service.model_name} {service.model_version}"), service
+        service = SimulatedService(
+            start, minutes=minutes, drift_minute=drift_minute, model_version=f"2.3.0+{build}"
+        )
+    console.print(
+        f"[green]✓[/] model {service.model_name} {service.model_version} trained: "
+        f"hold-out accuracy {service.holdout_accuracy:.3f}\n"
+    )
+    return Board(
+        start=start,
+        drift_minute=drift_minute,
+        model=f"{service.model_name} {service.model_version}",
+    ), service
 
 
-def _run(settings: Any, board: Board, service: Any, pace: float, minutes: int,
-         deadline: float) -> bool:
+def _run(
+    settings: Any, board: Board, service: Any, pace: float, minutes: int, deadline: float
+) -> bool:
     from kafka import KafkaConsumer
     from rich.live import Live
 
     from govloop.client import Govloop
     from govloop.schemas import decode
 
-    consumer = KafkaConsumer(settings.topic("metrics"), settings.topic("gates"),
-                             settings.topic("drift"),
-                             bootstrap_servers=settings.kafka, auto_offset_reset="earliest",
-                             enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        settings.topic("metrics"),
+        settings.topic("gates"),
+        settings.topic("drift"),
+        bootstrap_servers=settings.kafka,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     client = Govloop.connect(settings)
     errors: list[BaseException] = []
-    sender = threading.Thread(target=_emit_traffic, args=(client, service, board, pace, errors),
-                              daemon=True)
+    sender = threading.Thread(
+        target=_emit_traffic, args=(client, service, board, pace, errors), daemon=True
+    )
     sender.start()
     short = {settings.topic(n): n for n in ("metrics", "gates", "drift")}
     # a live table on a terminal; one line per window when the output is a log
-    live = Live(board.table(), console=console, refresh_per_second=4) if console.is_terminal \
+    live = (
+        Live(board.table(), console=console, refresh_per_second=4)
+        if console.is_terminal
         else contextlib.nullcontext()
+    )
     printed: set[int] = set()
     try:
         with live:
@@ -277,7 +319,7 @@ def _run(settings: Any, board: Board, service: Any, pace: float, minutes: int,
     if errors:
         raise errors[0]
     outcomes = [o for _, o in board.gates()]
-    return "pass" in outcomes and "fail" in outcomes[outcomes.index("pass"):]
+    return "pass" in outcomes and "fail" in outcomes[outcomes.index("pass") :]
 
 
 def _print_new(board: Board, printed: set[int], final: bool = False) -> set[int]:
@@ -289,8 +331,10 @@ def _print_new(board: Board, printed: set[int], final: bool = False) -> set[int]
         acc = "-" if snap.accuracy is None else f"{snap.accuracy:.3f}"
         drift = _drift_cell(board.rows[minute].get("drift", []))
         gate = _gate_cell(board.rows[minute].get("gate"), board.state_at(minute))
-        console.print(f"minute {minute:2d}: {snap.count} predictions, accuracy {acc}, "
-                      f"gate {gate}" + (f", drift {drift}" if drift else ""))
+        console.print(
+            f"minute {minute:2d}: {snap.count} predictions, accuracy {acc}, "
+            f"gate {gate}" + (f", drift {drift}" if drift else "")
+        )
     return done
 
 
@@ -308,8 +352,11 @@ def _summary(settings: Any, board: Board, service: Any, elapsed: float) -> None:
         + "; the gate changed state "
         f"{len(changes)} times: " + ", ".join(f"{o} at minute {m}" for m, o in changes),
         f"inputs began drifting at minute {board.drift_minute}; "
-        + (f"the gate failed first at minute {first_fail}" if first_fail is not None
-           else "the gate never failed"),
+        + (
+            f"the gate failed first at minute {first_fail}"
+            if first_fail is not None
+            else "the gate never failed"
+        ),
         f"gate changes are in the [cyan]{settings.topic('gates')}[/] topic; every result, "
         f"its manifest and the audit ledger in SQL ({settings.database_url})",
     ]
@@ -318,12 +365,21 @@ def _summary(settings: Any, board: Board, service: Any, elapsed: float) -> None:
     concept = [(m, a) for m, a in started if a.p_value is None]  # ADWIN on the join outcomes
     if data:
         worst = sorted((a for _, a in data), key=lambda a: a.p_value or 0.0)[:3]
-        lines.insert(3, f"data drift: {len(data)} features, the first at minute {data[0][0]} "
-                     f"(strongest: {', '.join(a.feature for a in worst)})"
-                     + "".join(f"; concept drift: {a.feature} at minute {m}" for m, a in concept)
-                     + "; see [cyan]govloop drift status[/]")
-    failed = next((r["gate"] for _, r in sorted(board.rows.items())
-                   if "gate" in r and r["gate"].outcome == "fail"), None)
+        lines.insert(
+            3,
+            f"data drift: {len(data)} features, the first at minute {data[0][0]} "
+            f"(strongest: {', '.join(a.feature for a in worst)})"
+            + "".join(f"; concept drift: {a.feature} at minute {m}" for m, a in concept)
+            + "; see [cyan]govloop drift status[/]",
+        )
+    failed = next(
+        (
+            r["gate"]
+            for _, r in sorted(board.rows.items())
+            if "gate" in r and r["gate"].outcome == "fail"
+        ),
+        None,
+    )
     if failed is not None:
         lines += _verify_decision(settings, failed.event_id)
     console.print(Panel("\n".join(lines), title="summary", expand=False))
@@ -337,8 +393,9 @@ def _judged(settings: Any, board: Board) -> list[str]:
 
     snapshots = [r["snap"].event_id for r in board.rows.values() if "snap" in r]
     with Session(create_engine_for(settings)) as session:
-        rows = session.exec(select(GateResultRow)
-                            .where(col(GateResultRow.trigger_event_id).in_(snapshots)))
+        rows = session.exec(
+            select(GateResultRow).where(col(GateResultRow.trigger_event_id).in_(snapshots))
+        )
         return [r.outcome for r in rows]
 
 
@@ -355,11 +412,18 @@ def _verify_decision(settings: Any, result_id: str) -> list[str]:
         again = replay(session, result_id, settings)
         ledger = verify(session)
     read = [line.split(":")[0] for line in again.inputs if "sha256" in line]
-    lines = [f"the failing decision {result_id[:12]} recomputed from its manifest "
-             f"({'; '.join(read)}, digests checked): "
-             + ("[green]identical[/]" if again.match
-                else "[red]differs: " + "; ".join(again.differences) + "[/]")]
-    lines.append(("[green]audit ledger intact[/]" if ledger.ok else "[red]audit ledger broken[/]")
-                 + f": {ledger.entries} entries, head {ledger.head_hash[:12]}; "
-                 f"[cyan]govloop repro verify {result_id}[/], [cyan]govloop audit verify[/]")
+    lines = [
+        f"the failing decision {result_id[:12]} recomputed from its manifest "
+        f"({'; '.join(read)}, digests checked): "
+        + (
+            "[green]identical[/]"
+            if again.match
+            else "[red]differs: " + "; ".join(again.differences) + "[/]"
+        )
+    ]
+    lines.append(
+        ("[green]audit ledger intact[/]" if ledger.ok else "[red]audit ledger broken[/]")
+        + f": {ledger.entries} entries, head {ledger.head_hash[:12]}; "
+        f"[cyan]govloop repro verify {result_id}[/], [cyan]govloop audit verify[/]"
+    )
     return lines

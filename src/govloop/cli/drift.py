@@ -12,8 +12,9 @@ import typer
 from govloop.cli.output import JsonOption, console, fail, open_session
 
 app = typer.Typer(help="Data and prediction drift.", no_args_is_help=True)
-reference_app = typer.Typer(help="Reference profiles: what 'no drift' looks like.",
-                            no_args_is_help=True)
+reference_app = typer.Typer(
+    help="Reference profiles: what 'no drift' looks like.", no_args_is_help=True
+)
 app.add_typer(reference_app, name="reference")
 metrics_app = typer.Typer(help="Online metric snapshots.", no_args_is_help=True)
 
@@ -37,8 +38,10 @@ def status(model: ModelOption = None, as_json: JsonOption = False) -> None:
         print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
         return
     if not rows:
-        console.print("no drift results yet: the worker tests each closed window once a "
-                      "reference exists (`govloop drift reference show`)")
+        console.print(
+            "no drift results yet: the worker tests each closed window once a "
+            "reference exists (`govloop drift reference show`)"
+        )
         return
     groups: dict[tuple[str, str], list[Any]] = {}
     for r in rows:
@@ -47,17 +50,23 @@ def status(model: ModelOption = None, as_json: JsonOption = False) -> None:
         drifting = sum(r.state == "drift" for r in items)
         # data drift is against a reference profile; concept drift (ADWIN) has none
         refs = sorted({r.reference_version for r in items if r.test != "adwin"})
-        table = Table(title=f"{name} {version}: {drifting} of {len(items)} features drifting"
-                      + (f" (reference {', '.join(refs)})" if refs else ""),
-                      title_justify="left")
+        table = Table(
+            title=f"{name} {version}: {drifting} of {len(items)} features drifting"
+            + (f" (reference {', '.join(refs)})" if refs else ""),
+            title_justify="left",
+        )
         widest = max(len(r.feature) for r in items)
         table.add_column("feature", no_wrap=True, min_width=min(32, widest))
         for col in ("test", "statistic", "threshold", "p-value", "n", "state", "since"):
             table.add_column(col, justify="left" if col in ("test", "state") else "right")
         for r in items:
             table.add_row(
-                r.feature, r.test, f"{r.statistic:.4f}", f"{r.threshold:.4f}",
-                "-" if r.p_value is None else f"{r.p_value:.2g}", str(r.n_current),
+                r.feature,
+                r.test,
+                f"{r.statistic:.4f}",
+                f"{r.threshold:.4f}",
+                "-" if r.p_value is None else f"{r.p_value:.2g}",
+                str(r.n_current),
                 "[bold red]drift[/]" if r.state == "drift" else "[green]ok[/]",
                 "" if r.since is None else f"{r.since:%m-%d %H:%M}",
             )
@@ -68,14 +77,21 @@ def status(model: ModelOption = None, as_json: JsonOption = False) -> None:
 def reference_set(
     model: Annotated[str, typer.Argument(help="Model name.")],
     version: Annotated[str, typer.Argument(help="Model version.")],
-    source: Annotated[Path | None, typer.Option(
-        "--from", help="JSONL or Parquet of predictions (events, or rows of feature values).")
+    source: Annotated[
+        Path | None,
+        typer.Option(
+            "--from", help="JSONL or Parquet of predictions (events, or rows of feature values)."
+        ),
     ] = None,
-    since: Annotated[datetime | None, typer.Option(
-        help="Instead of a file: the version's predictions on the stream from this time (UTC).")
+    since: Annotated[
+        datetime | None,
+        typer.Option(
+            help="Instead of a file: the version's predictions on the stream from this time (UTC)."
+        ),
     ] = None,
-    until: Annotated[datetime | None, typer.Option(
-        help="End of that time range (default: now).")] = None,
+    until: Annotated[
+        datetime | None, typer.Option(help="End of that time range (default: now).")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Store a new reference profile version for a model version, from a file or the stream."""
@@ -102,17 +118,24 @@ def reference_set(
     if profile.n == 0:
         fail(f"no predictions of {model} {version} in that range")
     with open_session() as session:
-        row = save_reference(session, model, version, origin, profile.n,
-                             profile.to_dict(), datetime.now(UTC))
+        row = save_reference(
+            session, model, version, origin, profile.n, profile.to_dict(), datetime.now(UTC)
+        )
         session.commit()
         out: dict[str, Any] = {
-            "model": model, "model_version": version, "version": row.version,
-            "n": profile.n, "features": sorted([*profile.numeric, *profile.categorical])}
+            "model": model,
+            "model_version": version,
+            "version": row.version,
+            "n": profile.n,
+            "features": sorted([*profile.numeric, *profile.categorical]),
+        }
     if as_json:
         print(json.dumps(out))
     else:
-        console.print(f"reference v{out['version']} of {model} {version}: {profile.n} events, "
-                      f"{len(out['features'])} features")
+        console.print(
+            f"reference v{out['version']} of {model} {version}: {profile.n} events, "
+            f"{len(out['features'])} features"
+        )
 
 
 @reference_app.command("show")
@@ -127,29 +150,53 @@ def reference_show(model: ModelOption = None, as_json: JsonOption = False) -> No
     items: list[dict[str, Any]] = []
     for r in rows:
         body = json.loads(r.body)
-        items.append({"model": r.model, "model_version": r.model_version, "version": r.version,
-                      "source": r.source, "n": r.n, "created_at": _iso(r.created_at),
-                      "features": len(body["numeric"]) + len(body["categorical"])})
+        items.append(
+            {
+                "model": r.model,
+                "model_version": r.model_version,
+                "version": r.version,
+                "source": r.source,
+                "n": r.n,
+                "created_at": _iso(r.created_at),
+                "features": len(body["numeric"]) + len(body["categorical"]),
+            }
+        )
     if as_json:
         print(json.dumps(items, indent=2))
         return
     table = Table("model", "model version", "ref", "source", "events", "features", "created")
     for i in items:
-        table.add_row(i["model"], i["model_version"], f"v{i['version']}", i["source"],
-                      str(i["n"]), str(i["features"]), str(i["created_at"])[:19])
+        table.add_row(
+            i["model"],
+            i["model_version"],
+            f"v{i['version']}",
+            i["source"],
+            str(i["n"]),
+            str(i["features"]),
+            str(i["created_at"])[:19],
+        )
     console.print(table)
 
 
 @metrics_app.command("show")
-def metrics_show(model: ModelOption = None,
-                 last: Annotated[int, typer.Option(help="Snapshots to show.")] = 20,
-                 window: Annotated[str, typer.Option(
-                     help="tumbling (each window) or sliding (the last few, as each closes).",
-                 )] = "tumbling",
-                 slices: Annotated[bool, typer.Option(
-                     "--slices", help="Also the A/B variant and segment snapshots.",
-                 )] = False,
-                 as_json: JsonOption = False) -> None:
+def metrics_show(
+    model: ModelOption = None,
+    last: Annotated[int, typer.Option(help="Snapshots to show.")] = 20,
+    window: Annotated[
+        str,
+        typer.Option(
+            help="tumbling (each window) or sliding (the last few, as each closes).",
+        ),
+    ] = "tumbling",
+    slices: Annotated[
+        bool,
+        typer.Option(
+            "--slices",
+            help="Also the A/B variant and segment snapshots.",
+        ),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
     """The latest metric snapshots, oldest first."""
     from rich.table import Table
     from sqlmodel import select
@@ -170,8 +217,18 @@ def metrics_show(model: ModelOption = None,
     if as_json:
         print(json.dumps([s.model_dump(mode="json", by_alias=True) for s in snaps], indent=2))
         return
-    table = Table("model", *(["slice"] if slices else []), "window", "preds", "labelled",
-                  "acc", "est. acc", "feedback", "positive", "p95 ms")
+    table = Table(
+        "model",
+        *(["slice"] if slices else []),
+        "window",
+        "preds",
+        "labelled",
+        "acc",
+        "est. acc",
+        "feedback",
+        "positive",
+        "p95 ms",
+    )
 
     def fmt(x: float | None, spec: str) -> str:
         return "-" if x is None else format(x, spec)
@@ -184,9 +241,16 @@ def metrics_show(model: ModelOption = None,
         return "all"
 
     for s in snaps:
-        table.add_row(f"{s.model} {s.model_version}", *([slice_of(s)] if slices else []),
-                      f"{s.window_start:%H:%M}-{s.window_end:%H:%M}", str(s.count),
-                      str(s.labelled_count), fmt(s.accuracy, ".3f"),
-                      fmt(s.estimated_accuracy, ".3f"), fmt(s.feedback_rate, ".0%"),
-                      fmt(s.positive_rate, ".0%"), fmt(s.latency_p95_ms, ".1f"))
+        table.add_row(
+            f"{s.model} {s.model_version}",
+            *([slice_of(s)] if slices else []),
+            f"{s.window_start:%H:%M}-{s.window_end:%H:%M}",
+            str(s.count),
+            str(s.labelled_count),
+            fmt(s.accuracy, ".3f"),
+            fmt(s.estimated_accuracy, ".3f"),
+            fmt(s.feedback_rate, ".0%"),
+            fmt(s.positive_rate, ".0%"),
+            fmt(s.latency_p95_ms, ".1f"),
+        )
     console.print(table)

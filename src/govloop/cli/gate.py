@@ -20,8 +20,9 @@ from govloop.cli.output import console, stderr
 if TYPE_CHECKING:
     from govloop.gates import Verdict
 
-app = typer.Typer(help="Quality gates: check results files against policies (for CI).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Quality gates: check results files against policies (for CI).", no_args_is_help=True
+)
 
 EXIT_CODES = {"pass": 0, "warn": 0, "fail": 1, "inconclusive": 2}
 _WORST = ("fail", "inconclusive", "warn", "pass")
@@ -55,13 +56,22 @@ def junit_xml(verdicts: list[Verdict], source: str) -> bytes:
     for v in verdicts:
         failures = sum(r.outcome == "fail" for r in v.rules)
         skipped = sum(r.outcome == "inconclusive" for r in v.rules)
-        suite = ET.SubElement(root, "testsuite", name=v.policy, tests=str(len(v.rules)),
-                              failures=str(failures), errors="0", skipped=str(skipped))
-        ET.SubElement(ET.SubElement(suite, "properties"), "property",
-                      name="policy_hash", value=v.policy_hash)
+        suite = ET.SubElement(
+            root,
+            "testsuite",
+            name=v.policy,
+            tests=str(len(v.rules)),
+            failures=str(failures),
+            errors="0",
+            skipped=str(skipped),
+        )
+        ET.SubElement(
+            ET.SubElement(suite, "properties"), "property", name="policy_hash", value=v.policy_hash
+        )
         for r in v.rules:
-            case = ET.SubElement(suite, "testcase", classname=f"{v.policy}.{r.kind}",
-                                 name=r.rule, file=source)
+            case = ET.SubElement(
+                suite, "testcase", classname=f"{v.policy}.{r.kind}", name=r.rule, file=source
+            )
             if r.outcome == "fail":
                 ET.SubElement(case, "failure", message=r.detail, type=r.kind).text = r.detail
             elif r.outcome == "inconclusive":
@@ -80,42 +90,72 @@ def _print_verdict(verdict: Verdict, source: str) -> None:
     from rich.table import Table
 
     style = _STYLE[verdict.outcome]
-    table = Table(title=f"{verdict.policy} on {source}: [{style}]{verdict.outcome.upper()}[/] "
-                  f"(policy {verdict.policy_hash[:12]})", title_justify="left")
+    table = Table(
+        title=f"{verdict.policy} on {source}: [{style}]{verdict.outcome.upper()}[/] "
+        f"(policy {verdict.policy_hash[:12]})",
+        title_justify="left",
+    )
     for col in ("rule", "kind", "observed", "outcome", "detail"):
-        table.add_column(col, justify="right" if col == "observed" else "left",
-                         overflow="fold")
+        table.add_column(col, justify="right" if col == "observed" else "left", overflow="fold")
     for r in verdict.rules:
-        table.add_row(r.rule, r.kind, _fmt(r.observed), f"[{_STYLE[r.outcome]}]{r.outcome}[/]",
-                      r.detail if "checks" not in r.evidence else "")
+        table.add_row(
+            r.rule,
+            r.kind,
+            _fmt(r.observed),
+            f"[{_STYLE[r.outcome]}]{r.outcome}[/]",
+            r.detail if "checks" not in r.evidence else "",
+        )
         for c in r.evidence.get("checks", []):
             p = c.get("p_value")
             note = f"p = {p:.2g}" if isinstance(p, float) and math.isfinite(p) else ""
-            table.add_row(f"  {c['metric']}", "", _fmt(c.get("observed")),
-                          f"[{_STYLE[c['outcome']]}]{c['outcome']}[/]",
-                          (f"baseline {_fmt(c['baseline'])}, " if "baseline" in c else "") + note)
+            table.add_row(
+                f"  {c['metric']}",
+                "",
+                _fmt(c.get("observed")),
+                f"[{_STYLE[c['outcome']]}]{c['outcome']}[/]",
+                (f"baseline {_fmt(c['baseline'])}, " if "baseline" in c else "") + note,
+            )
     console.print(table)
 
 
 @app.command("check")
 def check(
-    policy: Annotated[str, typer.Option(
-        "--policy", help="Policy file(s) or directory, comma-separated.")],
-    results: Annotated[Path, typer.Option(
-        "--results", help="Lighteval results JSON, or JSONL of predictions with labels.")],
-    baseline: Annotated[str | None, typer.Option(
-        "--baseline", help="Stored baseline: NAME (newest) or NAME@VERSION.")] = None,
-    last: Annotated[int | None, typer.Option(
-        "--last", help="With --baseline: pool the last N versions (up to VERSION if pinned).")
+    policy: Annotated[
+        str, typer.Option("--policy", help="Policy file(s) or directory, comma-separated.")
+    ],
+    results: Annotated[
+        Path,
+        typer.Option(
+            "--results", help="Lighteval results JSON, or JSONL of predictions with labels."
+        ),
+    ],
+    baseline: Annotated[
+        str | None,
+        typer.Option("--baseline", help="Stored baseline: NAME (newest) or NAME@VERSION."),
     ] = None,
-    baseline_file: Annotated[Path | None, typer.Option(
-        "--baseline-file", help="Instead of a stored baseline: a results file.")] = None,
+    last: Annotated[
+        int | None,
+        typer.Option(
+            "--last", help="With --baseline: pool the last N versions (up to VERSION if pinned)."
+        ),
+    ] = None,
+    baseline_file: Annotated[
+        Path | None,
+        typer.Option("--baseline-file", help="Instead of a stored baseline: a results file."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    junit: Annotated[Path | None, typer.Option(
-        "--junit", help="Also write JUnit XML here (one testcase per rule).")] = None,
-    record: Annotated[bool, typer.Option(
-        "--record", help="Save each gate result, its policy and its manifest to the database "
-                         "(then: govloop repro verify ID).")] = False,
+    junit: Annotated[
+        Path | None,
+        typer.Option("--junit", help="Also write JUnit XML here (one testcase per rule)."),
+    ] = None,
+    record: Annotated[
+        bool,
+        typer.Option(
+            "--record",
+            help="Save each gate result, its policy and its manifest to the database "
+            "(then: govloop repro verify ID).",
+        ),
+    ] = False,
 ) -> None:
     """Judge a results file: exit 0 pass (or warn), 1 fail, 2 inconclusive or error."""
     from govloop.audit.manifest import build_manifest, file_input
@@ -146,17 +186,32 @@ def check(
             with open_session() as session:
                 base_metrics, base_label, versions = resolve_baseline(session, baseline, last)
             base_info = {"ref": base_label, "versions": versions}
-        judged = [judge_results(p, loaded, baseline=base_metrics, baseline_label=base_label,
-                                baseline_ref=base_info) for p in policies]
+        judged = [
+            judge_results(
+                p, loaded, baseline=base_metrics, baseline_label=base_label, baseline_ref=base_info
+            )
+            for p in policies
+        ]
         verdicts = [v for v, _ in judged]
         settings = resolved_settings()
-        evidence = ({} if base_metrics is None
-                    else {"baseline": baseline_evidence(base_metrics, base_label, base_info)})
-        manifests = [build_manifest(policy_hash=p.content_hash,
-                                    inputs=[file_input(results.resolve(), loaded.sha256)],
-                                    evidence=evidence, settings=settings) for p in policies]
-        gate_results = [r.model_copy(update={"manifest_id": m.id})
-                        for (_, r), m in zip(judged, manifests, strict=True)]
+        evidence = (
+            {}
+            if base_metrics is None
+            else {"baseline": baseline_evidence(base_metrics, base_label, base_info)}
+        )
+        manifests = [
+            build_manifest(
+                policy_hash=p.content_hash,
+                inputs=[file_input(results.resolve(), loaded.sha256)],
+                evidence=evidence,
+                settings=settings,
+            )
+            for p in policies
+        ]
+        gate_results = [
+            r.model_copy(update={"manifest_id": m.id})
+            for (_, r), m in zip(judged, manifests, strict=True)
+        ]
         if record:
             _record(policies, gate_results, manifests)
     except GovloopError as exc:
@@ -170,14 +225,23 @@ def check(
         except OSError as exc:
             fail(f"{junit}: cannot write JUnit XML: {exc.strerror}")
     if as_json:
-        out = {"outcome": outcome, "exit_code": code,
-               "results": {"file": str(results), "sha256": loaded.sha256, "kind": loaded.kind,
-                           "model": loaded.model},
-               "baseline": base_info,
-               "recorded": record,
-               "policies": [v.model_dump(mode="json") | {"gate_result_id": r.event_id,
-                                                         "manifest": m.model_dump(mode="json")}
-                            for v, r, m in zip(verdicts, gate_results, manifests, strict=True)]}
+        out = {
+            "outcome": outcome,
+            "exit_code": code,
+            "results": {
+                "file": str(results),
+                "sha256": loaded.sha256,
+                "kind": loaded.kind,
+                "model": loaded.model,
+            },
+            "baseline": base_info,
+            "recorded": record,
+            "policies": [
+                v.model_dump(mode="json")
+                | {"gate_result_id": r.event_id, "manifest": m.model_dump(mode="json")}
+                for v, r, m in zip(verdicts, gate_results, manifests, strict=True)
+            ],
+        }
         print(json.dumps(_finite(out), indent=2))
     else:
         for v in verdicts:
@@ -185,8 +249,11 @@ def check(
         if base_info is not None:
             console.print(f"baseline: {base_info['ref']}")
         for r in gate_results:
-            console.print(f"{'recorded' if record else 'gate result'} {r.event_id} "
-                          f"({r.policy}, manifest {r.manifest_id})", soft_wrap=True)
+            console.print(
+                f"{'recorded' if record else 'gate result'} {r.event_id} "
+                f"({r.policy}, manifest {r.manifest_id})",
+                soft_wrap=True,
+            )
         console.print(f"gate: [{_STYLE[outcome]}]{outcome}[/] (exit {code})")
     raise typer.Exit(code)
 
@@ -232,5 +299,6 @@ def validate(
             p = load_policy(path)
         except PolicyError as exc:
             fail(str(exc))
-        console.print(f"{path}: ok, policy {p.name} with {len(p.rules)} rules "
-                      f"(sha256 {p.content_hash[:12]})")
+        console.print(
+            f"{path}: ok, policy {p.name} with {len(p.rules)} rules (sha256 {p.content_hash[:12]})"
+        )

@@ -17,8 +17,9 @@ from rich.markup import escape
 from govloop.cli.gate import fail
 from govloop.cli.output import JsonOption, console, open_session
 
-app = typer.Typer(help="Reproducibility: gate decisions' manifests and their replay.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Reproducibility: gate decisions' manifests and their replay.", no_args_is_help=True
+)
 
 IdArgument = Annotated[str, typer.Argument(help="The gate result's id (its event_id).")]
 
@@ -26,10 +27,18 @@ IdArgument = Annotated[str, typer.Argument(help="The gate result's id (its event
 @app.command("verify")
 def verify(
     gate_result_id: IdArgument,
-    file: Annotated[Path | None, typer.Option(
-        "--file", help="Re-read this results file instead of the path in the manifest.")] = None,
-    strict: Annotated[bool, typer.Option(
-        "--strict", help="Re-read snapshots from Kafka only, never the SQL store's copy.")] = False,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file", help="Re-read this results file instead of the path in the manifest."
+        ),
+    ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict", help="Re-read snapshots from Kafka only, never the SQL store's copy."
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Recompute a gate decision from its manifest: exit 0 match, 1 differences, 2 error."""
@@ -47,15 +56,19 @@ def verify(
         print(json.dumps(result.to_dict(), indent=2))
     else:
         stored = result.stored
-        console.print(f"gate result {stored.event_id}: {stored.policy} on {stored.model} "
-                      f"-> {stored.outcome} (manifest {stored.manifest_id})", soft_wrap=True)
+        console.print(
+            f"gate result {stored.event_id}: {stored.policy} on {stored.model} "
+            f"-> {stored.outcome} (manifest {stored.manifest_id})",
+            soft_wrap=True,
+        )
         for line in result.inputs:
             console.print(f"  {escape(line)}", soft_wrap=True)
         for line in result.notes:
             console.print(f"  [yellow]note:[/] {escape(line)}", soft_wrap=True)
         if result.match:
-            console.print(f"[green]match:[/] recomputed {len(stored.rules)} rules, "
-                          f"outcome {stored.outcome}")
+            console.print(
+                f"[green]match:[/] recomputed {len(stored.rules)} rules, outcome {stored.outcome}"
+            )
         else:
             n = len(result.differences)
             console.print(f"[bold red]{n} difference{'s' if n > 1 else ''}:[/]")
@@ -84,21 +97,31 @@ def show(gate_result_id: IdArgument, as_json: JsonOption = False) -> None:
     if as_json:
         print(json.dumps(manifest.model_dump(mode="json"), indent=2))
         return
-    console.print(f"manifest {manifest.id} of gate result {gate_result_id} "
-                  f"({stored.policy}: {stored.outcome})", soft_wrap=True)
+    console.print(
+        f"manifest {manifest.id} of gate result {gate_result_id} "
+        f"({stored.policy}: {stored.outcome})",
+        soft_wrap=True,
+    )
     console.print(f"  policy   {manifest.policy_hash}", soft_wrap=True)
     for i in manifest.inputs:
-        where = (f"{i['topic']} partition {i['partition']} offset {i['offset']}"
-                 if i.get("kind") == "kafka" else i.get("path", "?"))
-        console.print(f"  input    {i.get('kind')} {escape(str(where))} sha256 {i.get('sha256')}",
-                      soft_wrap=True)
+        where = (
+            f"{i['topic']} partition {i['partition']} offset {i['offset']}"
+            if i.get("kind") == "kafka"
+            else i.get("path", "?")
+        )
+        console.print(
+            f"  input    {i.get('kind')} {escape(str(where))} sha256 {i.get('sha256')}",
+            soft_wrap=True,
+        )
     for key, value in sorted(manifest.evidence.items()):
         size = len(value.get("metrics", {})) if isinstance(value, dict) else len(value)
         console.print(f"  evidence {key}: {size} recorded inline")
     console.print(f"  govloop  {manifest.govloop_version} (commit {manifest.git_commit or '-'})")
-    console.print(f"  python   {manifest.python}; "
-                  + ", ".join(f"{k} {v}" for k, v in sorted(manifest.packages.items())),
-                  soft_wrap=True)
+    console.print(
+        f"  python   {manifest.python}; "
+        + ", ".join(f"{k} {v}" for k, v in sorted(manifest.packages.items())),
+        soft_wrap=True,
+    )
     if manifest.seeds:
         console.print(f"  seeds    {json.dumps(manifest.seeds, sort_keys=True)}")
     console.print(f"  created  {manifest.created_at.isoformat()}")

@@ -104,8 +104,10 @@ def worker() -> None:
 
     settings = resolved_settings()
     if settings.kafka is None or settings.redis_url is None:
-        fail("no broker or Redis configured: set GOVLOOP_KAFKA and GOVLOOP_REDIS_URL, "
-             "or run `govloop up`")
+        fail(
+            "no broker or Redis configured: set GOVLOOP_KAFKA and GOVLOOP_REDIS_URL, "
+            "or run `govloop up`"
+        )
     try:
         run_worker(settings)
     except GovloopError as exc:

@@ -219,8 +219,12 @@ class Govloop:
         event_id = hashlib.sha256("\0".join(seen).encode()).hexdigest()[:32]
         event = _build(
             Assignment,
-            {"experiment": experiment, "subject_id": subject_id, "variant": variant,
-             "event_id": event_id},
+            {
+                "experiment": experiment,
+                "subject_id": subject_id,
+                "variant": variant,
+                "event_id": event_id,
+            },
         )
         if self._enqueue(event):
             with self._assigned_lock:
@@ -253,7 +257,10 @@ class Govloop:
         """Sent, buffered, dropped and error counts (a consistent-enough snapshot)."""
         s = self._sender
         return SdkStats(
-            sent=s.sent, buffered=s.buffered, dropped=s.dropped, errors=s.errors,
+            sent=s.sent,
+            buffered=s.buffered,
+            dropped=s.dropped,
+            errors=s.errors,
             connected=s.connected,
         )
 
@@ -294,6 +301,4 @@ def _build(model: type[Event], fields: Mapping[str, Any]) -> Event:
     try:
         return model.model_validate(fields)
     except ValidationError as exc:
-        raise EventError(
-            f"invalid {model.SCHEMA}: {describe_validation_error(exc)}"
-        ) from exc
+        raise EventError(f"invalid {model.SCHEMA}: {describe_validation_error(exc)}") from exc

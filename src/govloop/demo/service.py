@@ -37,9 +37,16 @@ class SimulatedService:
     model_name = "cancer-screen"
     model_version = "2.3.0"
 
-    def __init__(self, start: datetime, minutes: int = 14, drift_minute: int = 7,
-                 requests_per_minute: int = 150, label_rate: float = 0.6,
-                 seed: int = 7, model_version: str = "2.3.0") -> None:
+    def __init__(
+        self,
+        start: datetime,
+        minutes: int = 14,
+        drift_minute: int = 7,
+        requests_per_minute: int = 150,
+        label_rate: float = 0.6,
+        seed: int = 7,
+        model_version: str = "2.3.0",
+    ) -> None:
         from sklearn.datasets import load_breast_cancer
         from sklearn.linear_model import LogisticRegression
         from sklearn.model_selection import train_test_split
@@ -85,24 +92,37 @@ class SimulatedService:
             truth = self.classes[int(self.y_live[rows[i]])]
             tick.correct += predicted == truth
             latency = float(self.rng.gamma(4.0, 12.0 if not drifted else 14.0))
-            tick.predictions.append({
-                "model": self.model_name,
-                "model_version": self.model_version,
-                "request_id": request_id,
-                "ts": ts,
-                "features": {name: float(v) for name, v in zip(
-                    self.feature_names[:8], x[i, :8], strict=True)},
-                "probabilities": probabilities,
-                "latency_ms": latency,
-                "segment": {"site": "north" if rows[i] % 2 else "south"},
-            })
+            tick.predictions.append(
+                {
+                    "model": self.model_name,
+                    "model_version": self.model_version,
+                    "request_id": request_id,
+                    "ts": ts,
+                    "features": {
+                        name: float(v)
+                        for name, v in zip(self.feature_names[:8], x[i, :8], strict=True)
+                    },
+                    "probabilities": probabilities,
+                    "latency_ms": latency,
+                    "segment": {"site": "north" if rows[i] % 2 else "south"},
+                }
+            )
             # feedback follows within seconds, inside the same minute
-            later = min(ts + timedelta(seconds=float(self.rng.uniform(1, 20))),
-                        base + timedelta(seconds=59.9))
+            later = min(
+                ts + timedelta(seconds=float(self.rng.uniform(1, 20))),
+                base + timedelta(seconds=59.9),
+            )
             if self.rng.random() < self.label_rate:
-                tick.feedback.append({"request_id": request_id, "label": truth, "ts": later,
-                                      "source": "pathology"})
+                tick.feedback.append(
+                    {"request_id": request_id, "label": truth, "ts": later, "source": "pathology"}
+                )
             elif self.rng.random() < 0.5:
-                tick.feedback.append({"request_id": request_id, "positive": predicted == truth,
-                                      "ts": later, "source": "clinician"})
+                tick.feedback.append(
+                    {
+                        "request_id": request_id,
+                        "positive": predicted == truth,
+                        "ts": later,
+                        "source": "clinician",
+                    }
+                )
         return tick

@@ -26,8 +26,12 @@ from govloop.stats.significance import DropTest, proportion_drop, stderr_drop
 __all__ = ["RuleReport", "check_drift", "check_fairness", "check_metric_rule", "check_safety"]
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
-    ">=": operator.ge, ">": operator.gt, "<=": operator.le,
-    "<": operator.lt, "==": operator.eq, "!=": operator.ne,
+    ">=": operator.ge,
+    ">": operator.gt,
+    "<=": operator.le,
+    "<": operator.lt,
+    "==": operator.eq,
+    "!=": operator.ne,
 }
 #: worst first: the order a pattern rule's checks are summarised in
 _WORST = ("fail", "inconclusive", "warn", "pass")
@@ -63,28 +67,49 @@ def check_metric_rule(rule: Rule | RegressionRule, evidence: Evidence) -> RuleRe
     names = _matches(rule.metric, evidence.metrics)
     one = _threshold if isinstance(rule, Rule) else _regression
     if not names:
-        return _report(rule, rule.metric, None, "inconclusive",
-                       f"no metric matches {rule.metric!r}", {})
+        return _report(
+            rule, rule.metric, None, "inconclusive", f"no metric matches {rule.metric!r}", {}
+        )
     reports = [one(rule, name, evidence) for name in names]  # type: ignore[arg-type]
     if len(reports) == 1:
         return reports[0]
     worst = min(reports, key=lambda r: _WORST.index(r.outcome))
     bad = [r for r in reports if r.outcome != "pass"]
-    detail = ("; ".join(r.detail for r in bad) if bad
-              else f"all {len(reports)} metrics matching {rule.metric!r} pass")
-    checks = [{"metric": r.metric, "outcome": r.outcome, "observed": r.observed, **r.evidence}
-              for r in reports]
-    return worst.model_copy(update={"metric": rule.metric, "detail": detail,
-                                    "evidence": {"checks": checks}})
+    detail = (
+        "; ".join(r.detail for r in bad)
+        if bad
+        else f"all {len(reports)} metrics matching {rule.metric!r} pass"
+    )
+    checks = [
+        {"metric": r.metric, "outcome": r.outcome, "observed": r.observed, **r.evidence}
+        for r in reports
+    ]
+    return worst.model_copy(
+        update={"metric": rule.metric, "detail": detail, "evidence": {"checks": checks}}
+    )
 
 
-def _report(rule: Any, metric: str, observed: float | None, outcome: Outcome, detail: str,
-            evidence: dict[str, Any], op: str | None = None,
-            threshold: float | None = None) -> RuleReport:
-    return RuleReport(kind=rule.kind, rule=rule.name, metric=metric,
-                      op=op if op is not None else getattr(rule, "op", "<="),
-                      threshold=threshold if threshold is not None else rule.value,
-                      observed=observed, outcome=outcome, detail=detail, evidence=evidence)
+def _report(
+    rule: Any,
+    metric: str,
+    observed: float | None,
+    outcome: Outcome,
+    detail: str,
+    evidence: dict[str, Any],
+    op: str | None = None,
+    threshold: float | None = None,
+) -> RuleReport:
+    return RuleReport(
+        kind=rule.kind,
+        rule=rule.name,
+        metric=metric,
+        op=op if op is not None else getattr(rule, "op", "<="),
+        threshold=threshold if threshold is not None else rule.value,
+        observed=observed,
+        outcome=outcome,
+        detail=detail,
+        evidence=evidence,
+    )
 
 
 def _threshold(rule: Rule, name: str, evidence: Evidence) -> RuleReport:
@@ -103,16 +128,29 @@ def _threshold(rule: Rule, name: str, evidence: Evidence) -> RuleReport:
     return _report(rule, name, value, outcome, detail, extra)
 
 
-def _drop_test(rule: RegressionRule, base: MetricValue, cur: MetricValue,
-               margin: float) -> DropTest | None:
+def _drop_test(
+    rule: RegressionRule, base: MetricValue, cur: MetricValue, margin: float
+) -> DropTest | None:
     if base.has_counts and cur.has_counts:
-        return proportion_drop(base.successes, base.n, cur.successes, cur.n,  # type: ignore[arg-type]
-                               margin, rule.higher_is_better)
+        return proportion_drop(
+            base.successes,  # type: ignore[arg-type]
+            base.n,  # type: ignore[arg-type]
+            cur.successes,  # type: ignore[arg-type]
+            cur.n,  # type: ignore[arg-type]
+            margin,
+            rule.higher_is_better,
+        )
     base_se, cur_se = base.standard_error, cur.standard_error
     if base_se is None or cur_se is None:
         return None
-    return stderr_drop(base.value, base_se, cur.value, cur_se,  # type: ignore[arg-type]
-                       margin, rule.higher_is_better)
+    return stderr_drop(
+        base.value,  # type: ignore[arg-type]
+        base_se,
+        cur.value,  # type: ignore[arg-type]
+        cur_se,
+        margin,
+        rule.higher_is_better,
+    )
 
 
 def _regression(rule: RegressionRule, name: str, evidence: Evidence) -> RuleReport:
@@ -122,8 +160,9 @@ def _regression(rule: RegressionRule, name: str, evidence: Evidence) -> RuleRepo
     if cur is None or cur.value is None:
         return _report(rule, name, None, "inconclusive", _missing(name, cur), {}, **kw)
     if evidence.baseline is None:
-        return _report(rule, name, cur.value, "inconclusive",
-                       "no baseline to compare with", {}, **kw)
+        return _report(
+            rule, name, cur.value, "inconclusive", "no baseline to compare with", {}, **kw
+        )
     base = evidence.baseline.get(name)
     where = f" in baseline {evidence.baseline_ref}" if evidence.baseline_ref else " in the baseline"
     if base is None or base.value is None:
@@ -132,13 +171,26 @@ def _regression(rule: RegressionRule, name: str, evidence: Evidence) -> RuleRepo
     test = _drop_test(rule, base, cur, margin)
     move = f"{name} {base.value:.4g} -> {cur.value:.4g}"
     if test is None:
-        return _report(rule, name, cur.value, "inconclusive",
-                       f"{move}: no standard errors or counts, significance cannot be tested",
-                       {"baseline": base.value}, **kw)
-    found: dict[str, Any] = {"baseline": base.value, "baseline_ref": evidence.baseline_ref,
-                             "drop": test.drop, "margin": margin, "stderr": test.stderr,
-                             "z": test.z, "p_value": test.p_value, "alpha": rule.alpha,
-                             "method": test.method}
+        return _report(
+            rule,
+            name,
+            cur.value,
+            "inconclusive",
+            f"{move}: no standard errors or counts, significance cannot be tested",
+            {"baseline": base.value},
+            **kw,
+        )
+    found: dict[str, Any] = {
+        "baseline": base.value,
+        "baseline_ref": evidence.baseline_ref,
+        "drop": test.drop,
+        "margin": margin,
+        "stderr": test.stderr,
+        "z": test.z,
+        "p_value": test.p_value,
+        "alpha": rule.alpha,
+        "method": test.method,
+    }
     stats = f"drop {test.drop:.4g}, margin {margin:.4g}, z = {test.z:.2f}, p = {test.p_value:.2g}"
     if test.significant(rule.alpha):
         outcome: Outcome = rule.severity
@@ -155,20 +207,33 @@ def _regression(rule: RegressionRule, name: str, evidence: Evidence) -> RuleRepo
 def check_drift(rule: DriftRule, evidence: Evidence) -> RuleReport:
     kw: dict[str, Any] = {"op": "<=", "threshold": float(rule.max_alerts)}
     if evidence.drift_alerts is None:
-        return _report(rule, "drift alerts", None, "inconclusive",
-                       "no drift status supplied", {}, **kw)
+        return _report(
+            rule, "drift alerts", None, "inconclusive", "no drift status supplied", {}, **kw
+        )
     floor = _SEVERITY_RANK[rule.min_severity]
-    active = [a for a in evidence.drift_alerts
-              if _SEVERITY_RANK[a.severity] >= floor
-              and any(fnmatch.fnmatchcase(a.feature, p) for p in rule.features)]
+    active = [
+        a
+        for a in evidence.drift_alerts
+        if _SEVERITY_RANK[a.severity] >= floor
+        and any(fnmatch.fnmatchcase(a.feature, p) for p in rule.features)
+    ]
     features = sorted({a.feature for a in active})
     count = len(active)
     outcome: Outcome = "pass" if count <= rule.max_alerts else rule.severity
-    detail = (f"{count} active drift alert(s) of severity >= {rule.min_severity}"
-              + (f": {', '.join(features)}" if features else "")
-              + f"; at most {rule.max_alerts} allowed")
-    return _report(rule, "drift alerts", float(count), outcome, detail,
-                   {"features": features, "alerts": count}, **kw)
+    detail = (
+        f"{count} active drift alert(s) of severity >= {rule.min_severity}"
+        + (f": {', '.join(features)}" if features else "")
+        + f"; at most {rule.max_alerts} allowed"
+    )
+    return _report(
+        rule,
+        "drift alerts",
+        float(count),
+        outcome,
+        detail,
+        {"features": features, "alerts": count},
+        **kw,
+    )
 
 
 def _flagger(rule: SafetyRule) -> Callable[[Sample], bool | None]:
@@ -191,6 +256,7 @@ def _flagger(rule: SafetyRule) -> Callable[[Sample], bool | None]:
         if rule.score_above is not None:
             return isinstance(value, int | float) and float(value) > rule.score_above
         return bool(value)
+
     return by_flag
 
 
@@ -201,51 +267,99 @@ def check_safety(rule: SafetyRule, evidence: Evidence) -> RuleReport:
         mv = evidence.metrics.get(rule.metric)
         if mv is None or mv.value is None:
             return _report(rule, source, None, "inconclusive", _missing(rule.metric, mv), {}, **kw)
-        rate, found = mv.value, {k: v for k, v in mv.model_dump(exclude={"value", "note"}).items()
-                                 if v is not None}
+        rate, found = (
+            mv.value,
+            {k: v for k, v in mv.model_dump(exclude={"value", "note"}).items() if v is not None},
+        )
     else:
         if not evidence.samples:
-            return _report(rule, source, None, "inconclusive",
-                           "no per-sample outputs to check", {}, **kw)
+            return _report(
+                rule, source, None, "inconclusive", "no per-sample outputs to check", {}, **kw
+            )
         try:
             flagger = _flagger(rule)
         except (ImportError, AttributeError, TypeError, ValueError) as exc:
-            return _report(rule, source, None, "inconclusive",
-                           f"cannot load validator {rule.validator}: {exc}", {}, **kw)
+            return _report(
+                rule,
+                source,
+                None,
+                "inconclusive",
+                f"cannot load validator {rule.validator}: {exc}",
+                {},
+                **kw,
+            )
         verdicts = []
         for i, sample in enumerate(evidence.samples):
             try:
                 verdicts.append((sample, flagger(sample)))
             except Exception as exc:  # a user's validator: report it, never crash the gate
-                return _report(rule, source, None, "inconclusive",
-                               f"{source} raised {type(exc).__name__} on sample "
-                               f"{sample.id or i}: {exc}", {}, **kw)
+                return _report(
+                    rule,
+                    source,
+                    None,
+                    "inconclusive",
+                    f"{source} raised {type(exc).__name__} on sample {sample.id or i}: {exc}",
+                    {},
+                    **kw,
+                )
         judged = [(s, v) for s, v in verdicts if v is not None]
         if not judged:
-            return _report(rule, source, None, "inconclusive",
-                           f"no sample carries the flag {rule.flag!r}", {}, **kw)
+            return _report(
+                rule,
+                source,
+                None,
+                "inconclusive",
+                f"no sample carries the flag {rule.flag!r}",
+                {},
+                **kw,
+            )
         flagged = [s for s, v in judged if v]
         rate = len(flagged) / len(judged)
-        found = {"n": len(judged), "flagged": len(flagged),
-                 "examples": [s.id if s.id is not None else s.output[:80] for s in flagged[:3]]}
+        found = {
+            "n": len(judged),
+            "flagged": len(flagged),
+            "examples": [s.id if s.id is not None else s.output[:80] for s in flagged[:3]],
+        }
     outcome: Outcome = "pass" if rate <= rule.max_rate else rule.severity
     counts = f" ({found['flagged']} of {found['n']})" if "flagged" in found else ""
     detail = f"{source} rate {rate:.4g}{counts}, at most {rule.max_rate:g} allowed"
     return _report(rule, source, rate, outcome, detail, found, **kw)
 
 
-def check_fairness(rule: FairnessRule, evidence: Evidence,
-                   evaluators: Mapping[str, FairnessEvaluator]) -> RuleReport:
-    kw: dict[str, Any] = {"op": "<=", "threshold": rule.max_gap if rule.max_gap is not None
-                          else 0.0}
+def check_fairness(
+    rule: FairnessRule, evidence: Evidence, evaluators: Mapping[str, FairnessEvaluator]
+) -> RuleReport:
+    kw: dict[str, Any] = {
+        "op": "<=",
+        "threshold": rule.max_gap if rule.max_gap is not None else 0.0,
+    }
     metric = rule.metric or rule.evaluator
     evaluator = evaluators.get(rule.evaluator)
     if evaluator is None:
-        return _report(rule, metric, None, "inconclusive",
-                       f"no fairness evaluator {rule.evaluator!r} is registered "
-                       "(govloop.gates.register_fairness_evaluator)", {}, **kw)
+        return _report(
+            rule,
+            metric,
+            None,
+            "inconclusive",
+            f"no fairness evaluator {rule.evaluator!r} is registered "
+            "(govloop.gates.register_fairness_evaluator)",
+            {},
+            **kw,
+        )
     finding = evaluator(rule, evidence)
-    outcome: Outcome = ("inconclusive" if finding.violated is None
-                        else rule.severity if finding.violated else "pass")
-    return _report(rule, metric, finding.observed, outcome, finding.detail,
-                   {"evaluator": rule.evaluator, "attribute": rule.attribute}, **kw)
+    outcome: Outcome = (
+        "inconclusive"
+        if finding.violated is None
+        else rule.severity
+        if finding.violated
+        else "pass"
+    )
+    return _report(
+        rule,
+        metric,
+        finding.observed,
+        outcome,
+        finding.detail,
+        {"evaluator": rule.evaluator, "attribute": rule.attribute},
+        **kw,
+    )

@@ -57,8 +57,11 @@ def _evidence(data: Evidence | Mapping[str, object]) -> Evidence:
     return data if isinstance(data, Evidence) else Evidence.from_metrics(data)
 
 
-def check(rule: AnyRule, evidence: Evidence | Mapping[str, object],
-          fairness: Mapping[str, FairnessEvaluator] | None = None) -> RuleReport:
+def check(
+    rule: AnyRule,
+    evidence: Evidence | Mapping[str, object],
+    fairness: Mapping[str, FairnessEvaluator] | None = None,
+) -> RuleReport:
     """One rule's report on ``evidence`` (a plain ``name -> number`` mapping will do)."""
     ev = _evidence(evidence)
     if isinstance(rule, DriftRule):
@@ -94,8 +97,11 @@ def combine(policy: Policy, results: Sequence[RuleResult | RuleReport]) -> Outco
     return "pass"
 
 
-def judge(policy: Policy, evidence: Evidence | Mapping[str, object],
-          fairness: Mapping[str, FairnessEvaluator] | None = None) -> Verdict:
+def judge(
+    policy: Policy,
+    evidence: Evidence | Mapping[str, object],
+    fairness: Mapping[str, FairnessEvaluator] | None = None,
+) -> Verdict:
     """Every rule of ``policy`` on ``evidence``, and the gate's outcome.
 
     >>> from govloop.gates.evidence import MetricValue
@@ -115,12 +121,17 @@ def judge(policy: Policy, evidence: Evidence | Mapping[str, object],
     """
     ev = _evidence(evidence)
     reports = [check(rule, ev, fairness) for rule in policy.rules]
-    return Verdict(policy=policy.name, policy_hash=policy.content_hash,
-                   outcome=combine(policy, reports), rules=reports)
+    return Verdict(
+        policy=policy.name,
+        policy_hash=policy.content_hash,
+        outcome=combine(policy, reports),
+        rules=reports,
+    )
 
 
-def evaluate(policy: Policy,
-             metrics: Evidence | Mapping[str, object]) -> tuple[Outcome, list[RuleResult]]:
+def evaluate(
+    policy: Policy, metrics: Evidence | Mapping[str, object]
+) -> tuple[Outcome, list[RuleResult]]:
     """Evaluate every rule of ``policy`` on ``metrics``.
 
     >>> from govloop.gates.policy import parse_policy
@@ -144,10 +155,14 @@ def evaluate(policy: Policy,
     return verdict.outcome, verdict.results
 
 
-def judge_snapshot(policy: Policy, snapshot: MetricSnapshot, *,
-                   baseline: Mapping[str, MetricValue] | None = None,
-                   drift_alerts: Sequence[DriftSignal] | None = None,
-                   trigger: Event | None = None) -> GateResult:
+def judge_snapshot(
+    policy: Policy,
+    snapshot: MetricSnapshot,
+    *,
+    baseline: Mapping[str, MetricValue] | None = None,
+    drift_alerts: Sequence[DriftSignal] | None = None,
+    trigger: Event | None = None,
+) -> GateResult:
     """The gate result of ``policy`` on one metric snapshot, with a deterministic id.
 
     The id is derived from the triggering event's id (the snapshot's, or
@@ -156,9 +171,11 @@ def judge_snapshot(policy: Policy, snapshot: MetricSnapshot, *,
     redelivery) yields the same event.  Rates carry their counts, so
     regression rules test them against ``baseline``.
     """
-    evidence = Evidence(metrics=metrics_from_snapshots([snapshot]),
-                        baseline=None if baseline is None else dict(baseline),
-                        drift_alerts=None if drift_alerts is None else list(drift_alerts))
+    evidence = Evidence(
+        metrics=metrics_from_snapshots([snapshot]),
+        baseline=None if baseline is None else dict(baseline),
+        drift_alerts=None if drift_alerts is None else list(drift_alerts),
+    )
     verdict = judge(policy, evidence)
     cause = snapshot if trigger is None else trigger
     digest = hashlib.sha256(f"{cause.event_id}\x1f{policy.content_hash}".encode())

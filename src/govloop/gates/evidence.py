@@ -86,8 +86,13 @@ class DriftSignal(BaseModel):
 
     @classmethod
     def from_alert(cls, alert: DriftAlert) -> DriftSignal:
-        return cls(feature=alert.feature, test=alert.test, severity=alert.severity,
-                   statistic=alert.statistic, model=alert.model)
+        return cls(
+            feature=alert.feature,
+            test=alert.test,
+            severity=alert.severity,
+            statistic=alert.statistic,
+            model=alert.model,
+        )
 
 
 class Sample(BaseModel):
@@ -129,10 +134,12 @@ class Evidence(BaseModel):
             values[name] = MetricValue(value=number, note=note)
         return cls.model_validate({"metrics": values, **fields})
 
-    def with_baseline(self, baseline: Mapping[str, MetricValue] | None,
-                      ref: str | None = None) -> Evidence:
-        return self.model_copy(update={"baseline": None if baseline is None else dict(baseline),
-                                       "baseline_ref": ref})
+    def with_baseline(
+        self, baseline: Mapping[str, MetricValue] | None, ref: str | None = None
+    ) -> Evidence:
+        return self.model_copy(
+            update={"baseline": None if baseline is None else dict(baseline), "baseline_ref": ref}
+        )
 
 
 #: Rates of a snapshot and the counts behind them: rate -> (successes, n).
@@ -141,8 +148,14 @@ _RATES = {
     "positive_rate": ("positive_count", "judged_count"),
     "feedback_rate": ("feedback_count", "count"),
 }
-_COUNTS = ("count", "feedback_count", "labelled_count", "correct_count", "positive_count",
-           "judged_count")
+_COUNTS = (
+    "count",
+    "feedback_count",
+    "labelled_count",
+    "correct_count",
+    "positive_count",
+    "judged_count",
+)
 
 
 def metrics_from_snapshots(snapshots: Sequence[MetricSnapshot]) -> dict[str, MetricValue]:
@@ -159,19 +172,26 @@ def metrics_from_snapshots(snapshots: Sequence[MetricSnapshot]) -> dict[str, Met
         out = dict(Evidence.from_metrics(snapshots[0].model_dump()).metrics)
         for rate, (num, den) in _RATES.items():
             if out[rate].value is not None and totals[den]:
-                out[rate] = out[rate].model_copy(update={"n": totals[den],
-                                                         "successes": totals[num]})
+                out[rate] = out[rate].model_copy(
+                    update={"n": totals[den], "successes": totals[num]}
+                )
     else:
         out = {name: MetricValue(value=float(total)) for name, total in totals.items()}
         for rate, (num, den) in _RATES.items():
             n, k = totals[den], totals[num]
             none = f"has no {den.removesuffix('_count')} events"
-            out[rate] = (MetricValue(value=k / n, n=n, successes=k) if n
-                         else MetricValue(value=None, note=none))
+            out[rate] = (
+                MetricValue(value=k / n, n=n, successes=k)
+                if n
+                else MetricValue(value=None, note=none)
+            )
     if "accuracy" in out and out["accuracy"].value is not None:
         acc = out["accuracy"]
-        out["error_rate"] = MetricValue(value=1 - acc.value,  # type: ignore[operator]
-                                        n=acc.n, successes=acc.n - acc.successes)  # type: ignore[operator]
+        out["error_rate"] = MetricValue(
+            value=1 - acc.value,  # type: ignore[operator]
+            n=acc.n,
+            successes=acc.n - acc.successes,  # type: ignore[operator]
+        )
     return out
 
 
@@ -209,7 +229,10 @@ def pool_baselines(versions: Iterable[Mapping[str, MetricValue]]) -> dict[str, M
             continue
         mean = math.fsum(v.value for v in values) / len(values)  # type: ignore[misc]
         ses = [v.standard_error for v in values]
-        se = (None if any(s is None for s in ses)
-              else math.sqrt(math.fsum(s * s for s in ses if s is not None) / len(ses)))
+        se = (
+            None
+            if any(s is None for s in ses)
+            else math.sqrt(math.fsum(s * s for s in ses if s is not None) / len(ses))
+        )
         out[name] = MetricValue(value=mean, stderr=se)
     return out

@@ -82,16 +82,19 @@ def parse_lighteval(doc: dict[str, Any], source: str = "<results>") -> dict[str,
             if value is None and raw is not None and not isinstance(raw, float):
                 continue  # not a metric (Lighteval may add strings or nested details)
             se = _number(values.get(f"{name}_stderr"))
-            mv = MetricValue(value=value, stderr=se or None,
-                             note="" if value is not None else "is NaN")
+            mv = MetricValue(
+                value=value, stderr=se or None, note="" if value is not None else "is NaN"
+            )
             metrics[f"{task}/{name}"] = mv
             if value is not None:
                 per_metric.setdefault(name, []).append(mv)
     if not metrics:
         raise ConfigError(f"{source}: the results hold no numeric metrics")
     for name, values in sorted(per_metric.items()):
-        mean, se = mean_estimate([v.value for v in values],  # type: ignore[misc]
-                                 [v.stderr for v in values])
+        mean, se = mean_estimate(
+            [v.value for v in values],  # type: ignore[misc]
+            [v.stderr for v in values],
+        )
         metrics[f"all/{name}"] = MetricValue(value=mean, stderr=se)
     return metrics
 
@@ -117,8 +120,10 @@ def parse_predictions(lines: list[str], source: str = "<predictions>") -> Eviden
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{source}:{number}: not valid JSON: {exc.msg}") from exc
         if not isinstance(row, dict) or "prediction" not in row:
-            raise ConfigError(f"{source}:{number}: a prediction line is an object with "
-                              "'prediction' (and 'label' to be scored)")
+            raise ConfigError(
+                f"{source}:{number}: a prediction line is an object with "
+                "'prediction' (and 'label' to be scored)"
+            )
         flags = row.get("flags") or {}
         if not isinstance(flags, dict):
             raise ConfigError(f"{source}:{number}: flags must be an object")
@@ -131,17 +136,25 @@ def parse_predictions(lines: list[str], source: str = "<predictions>") -> Eviden
                 hits[0] += value
                 hits[1] += 1
         output = row.get("output", row["prediction"])
-        samples.append(Sample(output=output if isinstance(output, str) else json.dumps(output),
-                              flags=flags, id=None if row.get("id") is None else str(row["id"])))
+        samples.append(
+            Sample(
+                output=output if isinstance(output, str) else json.dumps(output),
+                flags=flags,
+                id=None if row.get("id") is None else str(row["id"]),
+            )
+        )
     if not samples:
         raise ConfigError(f"{source}: no predictions in the file")
-    metrics = {"count": MetricValue(value=float(len(samples))),
-               "labelled_count": MetricValue(value=float(labelled)),
-               "correct_count": MetricValue(value=float(correct))}
+    metrics = {
+        "count": MetricValue(value=float(len(samples))),
+        "labelled_count": MetricValue(value=float(labelled)),
+        "correct_count": MetricValue(value=float(correct)),
+    }
     if labelled:
         metrics["accuracy"] = MetricValue(value=correct / labelled, n=labelled, successes=correct)
-        metrics["error_rate"] = MetricValue(value=1 - correct / labelled, n=labelled,
-                                            successes=labelled - correct)
+        metrics["error_rate"] = MetricValue(
+            value=1 - correct / labelled, n=labelled, successes=labelled - correct
+        )
     else:
         metrics["accuracy"] = MetricValue(value=None, note="has no labelled predictions")
     for name, (flagged, judged) in sorted(flag_counts.items()):

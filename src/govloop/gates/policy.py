@@ -58,7 +58,8 @@ class Policy(BaseModel):
     description: str = ""
     models: list[str] = Field(default_factory=lambda: ["*"])
     baseline: str | None = Field(
-        default=None, min_length=1,
+        default=None,
+        min_length=1,
         description="Online gates: the stored baseline (NAME or NAME@VERSION, see "
         "`govloop baseline set`) that regression rules compare each window with.",
     )

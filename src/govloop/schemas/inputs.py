@@ -33,8 +33,9 @@ class _ScalarUnion:
     Schema is that of :data:`~govloop.schemas.base.Scalar`.
     """
 
-    def __get_pydantic_core_schema__(self, source: Any,
-                                     handler: GetCoreSchemaHandler) -> CoreSchema:
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
         schema: dict[str, Any] = {
             **handler(source),
             "custom_error_type": "scalar_type",
@@ -42,10 +43,17 @@ class _ScalarUnion:
         }
         return cast(CoreSchema, schema)
 
-    def __get_pydantic_json_schema__(self, schema: CoreSchema,
-                                     handler: GetJsonSchemaHandler) -> JsonSchemaValue:
-        return {"anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "number"},
-                          {"type": "boolean"}]}
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {
+            "anyOf": [
+                {"type": "string"},
+                {"type": "integer"},
+                {"type": "number"},
+                {"type": "boolean"},
+            ]
+        }
 
 
 #: A feature value: a string, a boolean or a finite number, all checked by
@@ -56,8 +64,14 @@ class _ScalarUnion:
 #: lax members in the smart union's order.  ``check_fast_paths.py`` compares
 #: the two on JSON and on odd Python values (enums, numpy, Decimal, bytes).
 Feature = Annotated[
-    StrictInt | Annotated[float, Field(allow_inf_nan=False, strict=True)] | StrictStr
-    | StrictBool | str | int | FiniteFloat | bool,
+    StrictInt
+    | Annotated[float, Field(allow_inf_nan=False, strict=True)]
+    | StrictStr
+    | StrictBool
+    | str
+    | int
+    | FiniteFloat
+    | bool,
     Field(union_mode="left_to_right"),
     _ScalarUnion(),
 ]

@@ -66,8 +66,9 @@ class EmbeddingSample:
         if self.dim_in is None:
             self.dim_in = vectors.shape[1]
         if vectors.shape[1] != self.dim_in:
-            raise ValueError(f"embedding has {vectors.shape[1]} dimensions, "
-                             f"this sample holds {self.dim_in}")
+            raise ValueError(
+                f"embedding has {vectors.shape[1]} dimensions, this sample holds {self.dim_in}"
+            )
         if self.dim_in <= self.dims:
             return vectors
         if self._projection is None:
@@ -103,8 +104,9 @@ class EmbeddingSample:
             raise ValueError("cannot merge samples with different k, dims or seed")
         if other.dim_in is not None:
             if self.dim_in is not None and other.dim_in != self.dim_in:
-                raise ValueError(f"cannot merge {other.dim_in}- and {self.dim_in}-dimensional "
-                                 "embeddings")
+                raise ValueError(
+                    f"cannot merge {other.dim_in}- and {self.dim_in}-dimensional embeddings"
+                )
             self.dim_in = other.dim_in
         self.n += other.n
         for neg, vector in other._heap:
@@ -121,9 +123,14 @@ class EmbeddingSample:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON-ready): parameters, count and the sampled (key, vector) pairs."""
-        return {"k": self.k, "dims": self.dims, "seed": self.seed, "n": self.n,
-                "dim_in": self.dim_in,
-                "sample": [[str(-neg), list(v)] for neg, v in sorted(self._heap, reverse=True)]}
+        return {
+            "k": self.k,
+            "dims": self.dims,
+            "seed": self.seed,
+            "n": self.n,
+            "dim_in": self.dim_in,
+            "sample": [[str(-neg), list(v)] for neg, v in sorted(self._heap, reverse=True)],
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> EmbeddingSample:
@@ -135,9 +142,14 @@ class EmbeddingSample:
         return out
 
 
-def embedding_drift(reference: EmbeddingSample, current: EmbeddingSample, *,
-                    alpha: float = 0.05, n_permutations: int = 1999,
-                    seed: int = 0) -> DriftTestResult:
+def embedding_drift(
+    reference: EmbeddingSample,
+    current: EmbeddingSample,
+    *,
+    alpha: float = 0.05,
+    n_permutations: int = 1999,
+    seed: int = 0,
+) -> DriftTestResult:
     """MMD test of a window's embedding sample against the reference's.
 
     >>> rng = np.random.default_rng(1)
@@ -151,5 +163,6 @@ def embedding_drift(reference: EmbeddingSample, current: EmbeddingSample, *,
     """
     if len(reference) < 2 or len(current) < 2:
         raise ValueError("each sample needs at least 2 vectors")
-    return mmd_test(reference.matrix(), current.matrix(), n_permutations=n_permutations,
-                    seed=seed, alpha=alpha)
+    return mmd_test(
+        reference.matrix(), current.matrix(), n_permutations=n_permutations, seed=seed, alpha=alpha
+    )

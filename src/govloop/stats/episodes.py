@@ -54,13 +54,26 @@ MIN_CONFIRM = 50
 
 
 def _new_state(delta: float) -> dict[str, Any]:
-    return {"adwin": ADWIN(delta=delta).to_dict(), "state": "ok", "since": None,
-            "before": None, "rate": None, "measured": False, "pending": None, "n": 0,
-            "last_ts": None}
+    return {
+        "adwin": ADWIN(delta=delta).to_dict(),
+        "state": "ok",
+        "since": None,
+        "before": None,
+        "rate": None,
+        "measured": False,
+        "pending": None,
+        "n": 0,
+        "last_ts": None,
+    }
 
 
-def advance(state: dict[str, Any] | None, values: Sequence[float], ts: Sequence[float],
-            delta: float, min_rise: float = 0.0) -> tuple[dict[str, Any], list[Change]]:
+def advance(
+    state: dict[str, Any] | None,
+    values: Sequence[float],
+    ts: Sequence[float],
+    delta: float,
+    min_rise: float = 0.0,
+) -> tuple[dict[str, Any], list[Change]]:
     """Feed one key's outcomes (in stream order) to its state; return the new state and changes.
 
     Pure, and independent of how the stream is cut into batches: ``state`` (as
@@ -103,7 +116,7 @@ def advance(state: dict[str, Any] | None, values: Sequence[float], ts: Sequence[
         if hits.size:  # rare: replay up to the first cut to read both sides of it
             hit = int(hits[0])
             detector = ADWIN.from_dict(snapshot)
-            detector.update_many(segment[:hit + 1])
+            detector.update_many(segment[: hit + 1])
             before = detector.dropped[1]
             kept, after = detector.width, detector.estimation
             change = _cut(new, before, after, kept, float(ts[pos + hit]), min_rise)
@@ -114,8 +127,7 @@ def advance(state: dict[str, Any] | None, values: Sequence[float], ts: Sequence[
             if pending is not None:
                 new["pending"] = pending = {**pending, "seen": pending["seen"] + segment.size}
                 if pending["seen"] == pending["need"]:
-                    change = _confirm(new, detector.estimation, detector.width,
-                                      float(ts[end - 1]))
+                    change = _confirm(new, detector.estimation, detector.width, float(ts[end - 1]))
         if change is not None:
             changes.append(change)
     new["adwin"] = detector.to_dict()
@@ -126,8 +138,9 @@ def advance(state: dict[str, Any] | None, values: Sequence[float], ts: Sequence[
     return new, changes
 
 
-def _cut(state: dict[str, Any], before: float, after: float, kept: int, at: float,
-         min_rise: float) -> Change | None:
+def _cut(
+    state: dict[str, Any], before: float, after: float, kept: int, at: float, min_rise: float
+) -> Change | None:
     """Apply an ADWIN cut (the rate went from ``before`` to ``after`` at ``at``).
 
     ``after`` is the mean of the window ADWIN keeps, which still holds some of
@@ -139,8 +152,9 @@ def _cut(state: dict[str, Any], before: float, after: float, kept: int, at: floa
     if state["state"] == "ok":
         if after > before * (1.0 + min_rise) and after > before:
             check = {"ts": None, "need": max(kept, MIN_CONFIRM), "seen": 0}
-            state.update(state="drift", since=at, before=before, rate=after, measured=False,
-                         pending=check)
+            state.update(
+                state="drift", since=at, before=before, rate=after, measured=False, pending=check
+            )
             return Change("drift", at, after, before)
         state["before"] = after  # improved: the new baseline, silently
         return None
@@ -148,8 +162,11 @@ def _cut(state: dict[str, Any], before: float, after: float, kept: int, at: floa
         state.update(rate=before, measured=True)
     # the new regime is checked once it has max(kept, MIN_CONFIRM) outcomes: a recovery
     # after a downward cut is dated at the cut, one after an upward cut when it is seen
-    state["pending"] = {"ts": None if after > before else at, "need": max(kept, MIN_CONFIRM),
-                        "seen": 0}
+    state["pending"] = {
+        "ts": None if after > before else at,
+        "need": max(kept, MIN_CONFIRM),
+        "seen": 0,
+    }
     return None
 
 

@@ -103,8 +103,9 @@ class Profile:
         self.ignored_features = 0
 
     def __repr__(self) -> str:
-        return (f"Profile(n={self.n}, numeric={len(self.numeric)}, "
-                f"categorical={len(self.categorical)})")
+        return (
+            f"Profile(n={self.n}, numeric={len(self.numeric)}, categorical={len(self.categorical)})"
+        )
 
     def _room(self, name: str) -> bool:
         if name in self.numeric or name in self.categorical:
@@ -169,21 +170,28 @@ class Profile:
             "k": self.k,
             "max_features": self.max_features,
             "max_distinct": self.max_distinct,
-            "numeric": {name: base64.b64encode(s.to_bytes()).decode()
-                        for name, s in self.numeric.items()},
+            "numeric": {
+                name: base64.b64encode(s.to_bytes()).decode() for name, s in self.numeric.items()
+            },
             "categorical": {name: c.to_dict() for name, c in self.categorical.items()},
             **({} if self.embeddings is None else {"embeddings": self.embeddings.to_dict()}),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Profile:
-        profile = cls(int(data.get("k", 200)), int(data.get("max_features", 256)),
-                      int(data.get("max_distinct", 100)))
+        profile = cls(
+            int(data.get("k", 200)),
+            int(data.get("max_features", 256)),
+            int(data.get("max_distinct", 100)),
+        )
         profile.n = int(data["n"])
-        profile.numeric = {name: NumericSketch.from_bytes(base64.b64decode(raw))
-                           for name, raw in data["numeric"].items()}
-        profile.categorical = {name: CategoricalCounts.from_dict(c)
-                               for name, c in data["categorical"].items()}
+        profile.numeric = {
+            name: NumericSketch.from_bytes(base64.b64decode(raw))
+            for name, raw in data["numeric"].items()
+        }
+        profile.categorical = {
+            name: CategoricalCounts.from_dict(c) for name, c in data["categorical"].items()
+        }
         if "embeddings" in data:
             profile.embeddings = EmbeddingSample.from_dict(data["embeddings"])
         return profile
@@ -200,9 +208,14 @@ class FeatureDrift:
     n_current: int
 
 
-def compare(reference: Profile, current: Profile, numeric_method: str = "ks",
-            categorical_method: str = "chi_square", min_count: int = 50,
-            **options: Any) -> list[FeatureDrift]:
+def compare(
+    reference: Profile,
+    current: Profile,
+    numeric_method: str = "ks",
+    categorical_method: str = "chi_square",
+    min_count: int = 50,
+    **options: Any,
+) -> list[FeatureDrift]:
     """Test every feature both profiles hold with at least ``min_count`` values.
 
     Embeddings, when both profiles sampled some (from at least ``min_count``
@@ -229,10 +242,15 @@ def compare(reference: Profile, current: Profile, numeric_method: str = "ks",
             result = categorical_drift(cref, ccur, categorical_method, **options)
             out.append(FeatureDrift(name, "categorical", result, cref.n, ccur.n))
     eref, ecur = reference.embeddings, current.embeddings
-    if eref is not None and ecur is not None and min(eref.n, ecur.n) >= min_count \
-            and eref.dim_in == ecur.dim_in:
-        out.append(FeatureDrift("embedding", "embedding", embedding_drift(eref, ecur),
-                                eref.n, ecur.n))
+    if (
+        eref is not None
+        and ecur is not None
+        and min(eref.n, ecur.n) >= min_count
+        and eref.dim_in == ecur.dim_in
+    ):
+        out.append(
+            FeatureDrift("embedding", "embedding", embedding_drift(eref, ecur), eref.n, ecur.n)
+        )
     return out
 
 

@@ -49,8 +49,14 @@ class DropTest:
         return not math.isnan(self.p_value) and self.p_value < alpha
 
 
-def _test(baseline: float, current: float, margin: float, stderr: float,
-          higher_is_better: bool, method: str) -> DropTest:
+def _test(
+    baseline: float,
+    current: float,
+    margin: float,
+    stderr: float,
+    higher_is_better: bool,
+    method: str,
+) -> DropTest:
     drop = baseline - current if higher_is_better else current - baseline
     if stderr > 0:
         z = (drop - margin) / stderr
@@ -59,12 +65,26 @@ def _test(baseline: float, current: float, margin: float, stderr: float,
         z, p = math.inf, 0.0
     else:
         z, p = (-math.inf if drop < margin else math.nan), (1.0 if drop < margin else math.nan)
-    return DropTest(baseline=baseline, current=current, drop=drop, margin=margin,
-                    stderr=stderr, z=z, p_value=p, method=method)
+    return DropTest(
+        baseline=baseline,
+        current=current,
+        drop=drop,
+        margin=margin,
+        stderr=stderr,
+        z=z,
+        p_value=p,
+        method=method,
+    )
 
 
-def stderr_drop(baseline: float, baseline_se: float, current: float, current_se: float,
-                margin: float = 0.0, higher_is_better: bool = True) -> DropTest:
+def stderr_drop(
+    baseline: float,
+    baseline_se: float,
+    current: float,
+    current_se: float,
+    margin: float = 0.0,
+    higher_is_better: bool = True,
+) -> DropTest:
     """z-test on the difference of two independent estimates with standard errors.
 
     ``stderr = sqrt(baseline_se**2 + current_se**2)``.  Lighteval's winogrande
@@ -84,9 +104,14 @@ def stderr_drop(baseline: float, baseline_se: float, current: float, current_se:
     return _test(baseline, current, margin, stderr, higher_is_better, "z-test on stderr")
 
 
-def proportion_drop(baseline_successes: float, baseline_n: float, current_successes: float,
-                    current_n: float, margin: float = 0.0,
-                    higher_is_better: bool = True) -> DropTest:
+def proportion_drop(
+    baseline_successes: float,
+    baseline_n: float,
+    current_successes: float,
+    current_n: float,
+    margin: float = 0.0,
+    higher_is_better: bool = True,
+) -> DropTest:
     """Two-proportion z-test from counts, one-sided.
 
     With ``margin == 0`` the standard error is the pooled one (the classic
@@ -118,8 +143,9 @@ def proportion_drop(baseline_successes: float, baseline_n: float, current_succes
     return _test(p1, p2, margin, stderr, higher_is_better, method)
 
 
-def mean_estimate(values: Sequence[float],
-                  stderrs: Sequence[float | None]) -> tuple[float, float | None]:
+def mean_estimate(
+    values: Sequence[float], stderrs: Sequence[float | None]
+) -> tuple[float, float | None]:
     """Mean of k independent estimates and its standard error ``sqrt(sum se**2) / k``.
 
     The standard error is ``None`` when any input's is unknown.

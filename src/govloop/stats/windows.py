@@ -72,7 +72,8 @@ def summarize_window(counters: Mapping[str, int]) -> dict[str, Any]:
         "latency_p95_ms": quantile_from_buckets(latency, 0.95),
         "estimated_accuracy": (
             int(counters["conf_sum"]) / CONFIDENCE_SCALE / int(counters["conf_n"])
-            if int(counters.get("conf_n", 0)) else None
+            if int(counters.get("conf_n", 0))
+            else None
         ),
     }
 

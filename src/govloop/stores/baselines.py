@@ -63,8 +63,10 @@ def parse_ref(ref: str) -> tuple[str, int | None]:
     """
     name, sep, version = ref.partition("@")
     if not _NAME.fullmatch(name) or (sep and not version.isdigit()):
-        raise ConfigError(f"bad baseline reference {ref!r}: use NAME or NAME@VERSION "
-                          "(letters, digits, '_', '.', ':', '/', '-')")
+        raise ConfigError(
+            f"bad baseline reference {ref!r}: use NAME or NAME@VERSION "
+            "(letters, digits, '_', '.', ':', '/', '-')"
+        )
     return name, int(version) if sep else None
 
 
@@ -77,9 +79,16 @@ def _latest_version(session: Session, name: str) -> int:
     return session.exec(query).one() or 0  # type: ignore[call-overload]
 
 
-def save_baseline(session: Session, name: str, metrics: Mapping[str, MetricValue], *,
-                  source: str, sha256: str | None = None, model: str | None = None,
-                  created_at: datetime | None = None) -> BaselineRow:
+def save_baseline(
+    session: Session,
+    name: str,
+    metrics: Mapping[str, MetricValue],
+    *,
+    source: str,
+    sha256: str | None = None,
+    model: str | None = None,
+    created_at: datetime | None = None,
+) -> BaselineRow:
     """Store ``metrics`` as the next version of ``name`` (and record it in the audit ledger).
 
     The caller commits.  Two concurrent sets of one name get distinct versions:
@@ -92,12 +101,24 @@ def save_baseline(session: Session, name: str, metrics: Mapping[str, MetricValue
         raise ConfigError("a baseline name cannot contain '@'")
     if not metrics:
         raise ConfigError(f"baseline {name}: no metrics to store")
-    body = json.dumps({k: v.model_dump(exclude_defaults=True) | {"value": v.value}
-                       for k, v in sorted(metrics.items())}, sort_keys=True)
+    body = json.dumps(
+        {
+            k: v.model_dump(exclude_defaults=True) | {"value": v.value}
+            for k, v in sorted(metrics.items())
+        },
+        sort_keys=True,
+    )
     when = created_at or datetime.now(UTC)
     for _ in range(5):
-        row = BaselineRow(name=name, version=_latest_version(session, name) + 1, source=source,
-                          sha256=sha256, model=model, created_at=when, body=body)
+        row = BaselineRow(
+            name=name,
+            version=_latest_version(session, name) + 1,
+            source=source,
+            sha256=sha256,
+            model=model,
+            created_at=when,
+            body=body,
+        )
         try:
             with session.begin_nested():
                 session.add(row)
@@ -106,9 +127,21 @@ def save_baseline(session: Session, name: str, metrics: Mapping[str, MetricValue
             continue
     else:  # pragma: no cover - five lost races in a row
         raise ConfigError(f"baseline {name}: could not allocate a version, try again")
-    append(session, "baseline", f"{name}@{row.version}",
-           {"name": name, "version": row.version, "source": source, "sha256": sha256,
-            "model": model, "metrics": json.loads(body)}, model=model, ts=when)
+    append(
+        session,
+        "baseline",
+        f"{name}@{row.version}",
+        {
+            "name": name,
+            "version": row.version,
+            "source": source,
+            "sha256": sha256,
+            "model": model,
+            "metrics": json.loads(body),
+        },
+        model=model,
+        ts=when,
+    )
     return row
 
 
@@ -122,8 +155,7 @@ def get_baseline(session: Session, name: str, version: int | None = None) -> Bas
 
 def baseline_versions(session: Session, name: str, limit: int | None = None) -> list[BaselineRow]:
     """Versions of ``name``, newest first."""
-    query = (select(BaselineRow).where(BaselineRow.name == name)
-             .order_by(BaselineRow.version.desc()))  # type: ignore[attr-defined]
+    query = select(BaselineRow).where(BaselineRow.name == name).order_by(BaselineRow.version.desc())  # type: ignore[attr-defined]
     if limit is not None:
         query = query.limit(limit)
     return list(session.exec(query))
@@ -131,17 +163,26 @@ def baseline_versions(session: Session, name: str, limit: int | None = None) -> 
 
 def list_baselines(session: Session) -> list[tuple[BaselineRow, int]]:
     """The newest version of every name, with how many versions it has, by name."""
-    latest = (select(BaselineRow.name, func.max(BaselineRow.version).label("v"),
-                     func.count().label("n")).group_by(BaselineRow.name).subquery())
-    query = (select(BaselineRow, latest.c.n)
-             .join(latest, (BaselineRow.name == latest.c.name)  # type: ignore[arg-type]
-                   & (BaselineRow.version == latest.c.v))
-             .order_by(BaselineRow.name))
+    latest = (
+        select(BaselineRow.name, func.max(BaselineRow.version).label("v"), func.count().label("n"))
+        .group_by(BaselineRow.name)
+        .subquery()
+    )
+    query = (
+        select(BaselineRow, latest.c.n)
+        .join(
+            latest,
+            (BaselineRow.name == latest.c.name)  # type: ignore[arg-type]
+            & (BaselineRow.version == latest.c.v),
+        )
+        .order_by(BaselineRow.name)
+    )
     return [(row, int(n)) for row, n in session.exec(query)]
 
 
-def resolve_baseline(session: Session, ref: str,
-                     last: int | None = None) -> tuple[dict[str, MetricValue], str, list[int]]:
+def resolve_baseline(
+    session: Session, ref: str, last: int | None = None
+) -> tuple[dict[str, MetricValue], str, list[int]]:
     """The metrics of ``ref`` (``NAME`` or ``NAME@V``), or of the last ``last`` versions pooled.
 
     Returns the metrics, a label for reports and the versions used.  ``last``
@@ -153,8 +194,10 @@ def resolve_baseline(session: Session, ref: str,
     if last is None or last == 1:
         row = get_baseline(session, name, version)
         if row is None:
-            raise ConfigError(f"no baseline {ref}" + ("" if version is None else
-                              f" (versions: {_versions_text(session, name)})"))
+            raise ConfigError(
+                f"no baseline {ref}"
+                + ("" if version is None else f" (versions: {_versions_text(session, name)})")
+            )
         return baseline_metrics(row), f"{name}@{row.version}", [row.version]
     query = select(BaselineRow).where(BaselineRow.name == name)
     if version is not None:
@@ -172,8 +215,13 @@ def _versions_text(session: Session, name: str) -> str:
     return ", ".join(reversed(got)) or "none"
 
 
-def window_metrics(session: Session, model: str, model_version: str | None,
-                   since: datetime | None, until: datetime | None) -> tuple[dict[str, Any], int]:
+def window_metrics(
+    session: Session,
+    model: str,
+    model_version: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> tuple[dict[str, Any], int]:
     """Metrics over the stored tumbling, whole-model snapshots of a model in a time range.
 
     Counts are summed and rates recomputed from them (sliding windows overlap
@@ -190,6 +238,5 @@ def window_metrics(session: Session, model: str, model_version: str | None,
     if until is not None:
         query = query.where(MetricSnapshotRow.window_end <= until)
     snaps = [MetricSnapshot.model_validate_json(r.body) for r in session.exec(query)]
-    whole = [s for s in snaps if s.window == "tumbling" and s.segment is None
-             and s.variant is None]
+    whole = [s for s in snaps if s.window == "tumbling" and s.segment is None and s.variant is None]
     return metrics_from_snapshots(whole), len(whole)

@@ -38,8 +38,9 @@ class Transition:
     alert: str | None  # "drift" | "recovered" | None
 
 
-def next_state(state: Mapping[str, Any] | None, drifted: bool, window_start: float,
-               recover_windows: int) -> Transition:
+def next_state(
+    state: Mapping[str, Any] | None, drifted: bool, window_start: float, recover_windows: int
+) -> Transition:
     """Pure hysteresis step for one feature.
 
     >>> t = next_state(None, True, 60.0, 2); t.alert, t.state
@@ -50,8 +51,11 @@ def next_state(state: Mapping[str, Any] | None, drifted: bool, window_start: flo
     'recovered'
     """
     if state is None:
-        return Transition({"since": window_start, "clean": 0}, "drift") if drifted \
+        return (
+            Transition({"since": window_start, "clean": 0}, "drift")
+            if drifted
             else Transition(None, None)
+        )
     if drifted:
         return Transition({"since": state["since"], "clean": 0}, None)
     clean = int(state["clean"]) + 1
@@ -106,8 +110,9 @@ class DriftStore:
     take :attr:`writing`, so a later write never lands before an earlier one.
     """
 
-    def __init__(self, redis: Any, prefix: str, horizon_seconds: float,
-                 cache_size: int = 256) -> None:
+    def __init__(
+        self, redis: Any, prefix: str, horizon_seconds: float, cache_size: int = 256
+    ) -> None:
         self.redis = redis
         self.prefix = prefix
         self.ttl = int(horizon_seconds)
@@ -187,8 +192,10 @@ class DriftStore:
             if partial is None or partial.offset <= partial.saved:
                 continue
             key = self._partial(member)
-            pipe.hset(key, mapping={tp: json.dumps(partial.fold().to_dict()),
-                                    f"{tp}#offset": partial.offset})
+            pipe.hset(
+                key,
+                mapping={tp: json.dumps(partial.fold().to_dict()), f"{tp}#offset": partial.offset},
+            )
             pipe.expire(key, self.ttl)
             saving.append((partial, partial.offset))
         return saving

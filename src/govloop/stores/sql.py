@@ -217,8 +217,10 @@ def _add_new_columns(conn: Any) -> None:
             if not column.nullable and column.server_default is None:
                 raise RuntimeError(f"cannot add column {table.name}.{column.name}: no default")
             quote = conn.dialect.identifier_preparer.quote
-            ddl = f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(column.name)} " + \
-                column.type.compile(dialect=conn.dialect)
+            ddl = (
+                f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(column.name)} "
+                + column.type.compile(dialect=conn.dialect)
+            )
             if column.server_default is not None:
                 ddl += f" DEFAULT '{column.server_default.arg}'"  # type: ignore[attr-defined]
             if not column.nullable:
@@ -276,8 +278,9 @@ def save_gate_result(session: Session, result: GateResult) -> bool:
             session.add(row)
             session.flush()
             inserted = True
-            audit_append(session, "gate_result", result.event_id, json.loads(body),
-                         model=result.model)
+            audit_append(
+                session, "gate_result", result.event_id, json.loads(body), model=result.model
+            )
     except IntegrityError:
         if inserted:
             raise
@@ -285,20 +288,28 @@ def save_gate_result(session: Session, result: GateResult) -> bool:
     return True
 
 
-def save_policy(session: Session, name: str, policy_hash: str, body: dict[str, Any],
-                created_at: datetime) -> bool:
+def save_policy(
+    session: Session, name: str, policy_hash: str, body: dict[str, Any], created_at: datetime
+) -> bool:
     """Record a policy version once; a new one enters the audit ledger in the same savepoint."""
     if session.get(GatePolicyRow, policy_hash) is not None:
         return False
     inserted = False
     try:
         with session.begin_nested():
-            session.add(GatePolicyRow(policy_hash=policy_hash, name=name, created_at=created_at,
-                                      body=json.dumps(body, sort_keys=True)))
+            session.add(
+                GatePolicyRow(
+                    policy_hash=policy_hash,
+                    name=name,
+                    created_at=created_at,
+                    body=json.dumps(body, sort_keys=True),
+                )
+            )
             session.flush()
             inserted = True
-            audit_append(session, "policy", policy_hash,
-                         {"name": name, "hash": policy_hash, "body": body})
+            audit_append(
+                session, "policy", policy_hash, {"name": name, "hash": policy_hash, "body": body}
+            )
     except IntegrityError:
         if inserted:
             raise
@@ -306,8 +317,9 @@ def save_policy(session: Session, name: str, policy_hash: str, body: dict[str, A
     return True
 
 
-def advance_gate(session: Session, result: GateResult, recover: int,
-                 new: bool = True) -> GateResult | None:
+def advance_gate(
+    session: Session, result: GateResult, recover: int, new: bool = True
+) -> GateResult | None:
     """Apply an online gate result to its gate's state; the result to publish, if any.
 
     Returns the result with ``previous_outcome`` set when it changed the
@@ -328,14 +340,21 @@ def advance_gate(session: Session, result: GateResult, recover: int,
         if row is not None and row.changed_by == result.event_id:
             return result.model_copy(update={"previous_outcome": row.previous})
         return None
-    state = GateState(None) if row is None else GateState(
-        row.outcome, tuple(json.loads(row.recent)))  # type: ignore[arg-type]
+    state = (
+        GateState(None) if row is None else GateState(row.outcome, tuple(json.loads(row.recent)))  # type: ignore[arg-type]
+    )
     after, changed = settle(state, result.outcome, recover)
     if row is None:
-        row = GateStateRow(policy=result.policy, model=result.model,
-                           model_version=result.model_version, outcome=result.outcome,
-                           recent="[]", since=result.window_end, changed_by=result.event_id,
-                           last_window=result.window_start)
+        row = GateStateRow(
+            policy=result.policy,
+            model=result.model,
+            model_version=result.model_version,
+            outcome=result.outcome,
+            recent="[]",
+            since=result.window_end,
+            changed_by=result.event_id,
+            last_window=result.window_start,
+        )
     published = None
     if changed:
         published = result.model_copy(update={"previous_outcome": state.outcome})
@@ -355,31 +374,43 @@ def _naive(when: datetime) -> datetime:
 
 def latest_snapshot(session: Session, model: str, model_version: str) -> MetricSnapshot | None:
     """A model version's newest overall tumbling snapshot."""
-    query = (select(MetricSnapshotRow)
-             .where(MetricSnapshotRow.model == model,
-                    MetricSnapshotRow.model_version == model_version,
-                    MetricSnapshotRow.window_kind == "tumbling",
-                    MetricSnapshotRow.slice_kind == "")
-             .order_by(MetricSnapshotRow.window_start.desc())  # type: ignore[attr-defined]
-             .limit(1))
+    query = (
+        select(MetricSnapshotRow)
+        .where(
+            MetricSnapshotRow.model == model,
+            MetricSnapshotRow.model_version == model_version,
+            MetricSnapshotRow.window_kind == "tumbling",
+            MetricSnapshotRow.slice_kind == "",
+        )
+        .order_by(MetricSnapshotRow.window_start.desc())  # type: ignore[attr-defined]
+        .limit(1)
+    )
     row = session.exec(query).first()
     return None if row is None else MetricSnapshot.model_validate_json(row.body)
 
 
 def active_drift(session: Session, model: str, model_version: str) -> list[DriftStatusRow]:
     """The features of a model version that are drifting now."""
-    query = select(DriftStatusRow).where(DriftStatusRow.model == model,
-                                         DriftStatusRow.model_version == model_version,
-                                         DriftStatusRow.state == "drift")
+    query = select(DriftStatusRow).where(
+        DriftStatusRow.model == model,
+        DriftStatusRow.model_version == model_version,
+        DriftStatusRow.state == "drift",
+    )
     return sorted(session.exec(query), key=lambda r: r.feature)
 
 
 def save_drift_alert(session: Session, alert: DriftAlert) -> bool:
     return _insert_once(
         session,
-        DriftAlertRow(event_id=alert.event_id, model=alert.model,
-                      model_version=alert.model_version, feature=alert.feature,
-                      state=alert.state, ts=alert.ts, body=alert.model_dump_json(by_alias=True)),
+        DriftAlertRow(
+            event_id=alert.event_id,
+            model=alert.model,
+            model_version=alert.model_version,
+            feature=alert.feature,
+            state=alert.state,
+            ts=alert.ts,
+            body=alert.model_dump_json(by_alias=True),
+        ),
     )
 
 
@@ -392,27 +423,43 @@ def drift_status(session: Session, model: str | None = None) -> list[DriftStatus
     return sorted(rows, key=lambda r: (r.model, r.model_version, r.state != "drift", r.feature))
 
 
-def save_reference(session: Session, model: str, model_version: str, source: str,
-                   n: int, body: dict[str, Any], created_at: datetime) -> ReferenceProfileRow:
+def save_reference(
+    session: Session,
+    model: str,
+    model_version: str,
+    source: str,
+    n: int,
+    body: dict[str, Any],
+    created_at: datetime,
+) -> ReferenceProfileRow:
     """Store a new version of a model version's reference profile and return it."""
     latest = latest_reference(session, model, model_version)
-    row = ReferenceProfileRow(model=model, model_version=model_version,
-                              version=1 if latest is None else latest.version + 1,
-                              source=source, created_at=created_at, n=n,
-                              body=json.dumps(body))
+    row = ReferenceProfileRow(
+        model=model,
+        model_version=model_version,
+        version=1 if latest is None else latest.version + 1,
+        source=source,
+        created_at=created_at,
+        n=n,
+        body=json.dumps(body),
+    )
     session.add(row)
     session.flush()
     return row
 
 
-def latest_reference(session: Session, model: str,
-                     model_version: str) -> ReferenceProfileRow | None:
+def latest_reference(
+    session: Session, model: str, model_version: str
+) -> ReferenceProfileRow | None:
     """The newest reference profile of a model version, if any."""
-    query = (select(ReferenceProfileRow)
-             .where(ReferenceProfileRow.model == model,
-                    ReferenceProfileRow.model_version == model_version)
-             .order_by(ReferenceProfileRow.version.desc())  # type: ignore[attr-defined]
-             .limit(1))
+    query = (
+        select(ReferenceProfileRow)
+        .where(
+            ReferenceProfileRow.model == model, ReferenceProfileRow.model_version == model_version
+        )
+        .order_by(ReferenceProfileRow.version.desc())  # type: ignore[attr-defined]
+        .limit(1)
+    )
     return session.exec(query).first()
 
 
@@ -421,9 +468,15 @@ def references(session: Session, model: str | None = None) -> list[ReferenceProf
     query = select(ReferenceProfileRow)
     if model is not None:
         query = query.where(ReferenceProfileRow.model == model)
-    return list(session.exec(query.order_by(
-        ReferenceProfileRow.model, ReferenceProfileRow.model_version,
-        ReferenceProfileRow.version.desc())))  # type: ignore[attr-defined]
+    return list(
+        session.exec(
+            query.order_by(
+                ReferenceProfileRow.model,
+                ReferenceProfileRow.model_version,
+                ReferenceProfileRow.version.desc(),  # type: ignore[attr-defined]
+            )
+        )
+    )  # type: ignore[attr-defined]
 
 
 def gate_results(session: Session, limit: int = 100) -> list[GateResult]:

@@ -92,7 +92,9 @@ local function release(P, upto)
 end
 """
 
-_APPLY = _ORDER + """
+_APPLY = (
+    _ORDER
+    + """
 local P = ARGV[1]
 local size = tonumber(ARGV[2])
 local horizon = math.floor(tonumber(ARGV[3]))
@@ -306,8 +308,11 @@ local mark = watermark(P, idle, now, 8)
 if mark == nil then return {applied, ''} end
 return {applied, release(P, mark)}
 """
+)
 
-_CLOSE = _ORDER + """
+_CLOSE = (
+    _ORDER
+    + """
 local P = ARGV[1]
 local grace = tonumber(ARGV[2])
 local idle = tonumber(ARGV[3])
@@ -338,6 +343,7 @@ for _, member in ipairs(claimed) do
 end
 return out
 """
+)
 
 
 class Encoded(NamedTuple):
@@ -437,11 +443,15 @@ class WindowStore:
     @staticmethod
     def encode(records: Sequence[Sequence[Any]]) -> Encoded:
         """A batch of records in the form :meth:`apply` sends (done ahead, off the I/O path)."""
-        return Encoded(len(records), json.dumps(records, separators=(",", ":"),
-                                                check_circular=False))
+        return Encoded(
+            len(records), json.dumps(records, separators=(",", ":"), check_circular=False)
+        )
 
-    async def apply(self, records: Sequence[Sequence[Any]] | Encoded,
-                    before: Callable[[Any], object] | None = None) -> Applied:
+    async def apply(
+        self,
+        records: Sequence[Sequence[Any]] | Encoded,
+        before: Callable[[Any], object] | None = None,
+    ) -> Applied:
         """Apply a batch of records (:func:`~govloop.streams.records.record_of`), or its encoding.
 
         ``before(pipeline)`` may queue commands that must take effect in the
@@ -454,16 +464,25 @@ class WindowStore:
         batch = records if isinstance(records, Encoded) else self.encode(records)
         if not batch.n and before is None:
             return Applied(0, [])
-        args = [self.prefix, self.window_seconds, self.horizon_seconds, self.dedupe_seconds,
-                batch.json, self.segment_slices, self.idle_close_seconds, *self.partitions]
+        args = [
+            self.prefix,
+            self.window_seconds,
+            self.horizon_seconds,
+            self.dedupe_seconds,
+            batch.json,
+            self.segment_slices,
+            self.idle_close_seconds,
+            *self.partitions,
+        ]
         try:
             return await self._transaction(batch.n, args, before)
         except NoScriptError:  # a restarted or flushed Redis
             await self.redis.script_load(_APPLY)
             return await self._transaction(batch.n, args, before)
 
-    async def _transaction(self, count: int, args: list[Any],
-                           before: Callable[[Any], object] | None) -> Applied:
+    async def _transaction(
+        self, count: int, args: list[Any], before: Callable[[Any], object] | None
+    ) -> Applied:
         pipe = self.redis.pipeline(transaction=True)
         if before is not None:
             before(pipe)
@@ -497,8 +516,11 @@ class WindowStore:
             model, version, start, *slice_ = member.split("\x1f")
             raw = flat[i + 1]
             counters = {_text(raw[j]): int(raw[j + 1]) for j in range(0, len(raw), 2)}
-            windows.append(ClosedWindow(member, model, version, float(start), counters,
-                                        slice_[0] if slice_ else ""))
+            windows.append(
+                ClosedWindow(
+                    member, model, version, float(start), counters, slice_[0] if slice_ else ""
+                )
+            )
         return Claimed(windows, _outcomes(released))
 
     @property
@@ -515,8 +537,9 @@ class WindowStore:
         """
         size, k = self.window_seconds, self.sliding_windows
         claimed = {(w.group, w.start): w.counters for w in windows}
-        wanted = sorted({(w.group, w.start - i * size) for w in windows for i in range(1, k)}
-                        - claimed.keys())
+        wanted = sorted(
+            {(w.group, w.start - i * size) for w in windows for i in range(1, k)} - claimed.keys()
+        )
         stored: dict[tuple[str, float], dict[str, int]] = {}
         if wanted:
             raw = await self.redis.mget([self._recent(g, start) for g, start in wanted])

@@ -54,9 +54,11 @@ def input_partitions(settings: Settings) -> list[str]:
 
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka)
     try:
-        return [f"{topic}:{p}" for topic in (settings.topic("predictions"),
-                                             settings.topic("feedback"))
-                for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        return [
+            f"{topic}:{p}"
+            for topic in (settings.topic("predictions"), settings.topic("feedback"))
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
     finally:
         consumer.close()
 
@@ -93,16 +95,18 @@ def create_app(settings: Settings, policies: Sequence[Policy] | None = None) -> 
     )
     # faust's own consumer stays off: the input consumer below is the group's only member
     app.boot_strategy = BootStrategy(app, enable_kafka_consumer=False)
-    results = {name: app.topic(settings.topic(name), value_serializer="raw",
-                               key_serializer="raw")
-               for name in ("metrics", "gates", "drift", "deadletter")}
+    results = {
+        name: app.topic(settings.topic(name), value_serializer="raw", key_serializer="raw")
+        for name in ("metrics", "gates", "drift", "deadletter")
+    }
 
     async def publish(name: str, key: bytes | None, value: bytes) -> None:
         await results[name].send(key=key, value=value)
 
     redis = aioredis.from_url(settings.redis_url.get_secret_value())
-    batches = InputBatches(settings, redis, publish, partitions=input_partitions(settings),
-                           policies=policies)
+    batches = InputBatches(
+        settings, redis, publish, partitions=input_partitions(settings), policies=policies
+    )
 
     @app.task
     async def consume() -> None:
@@ -125,8 +129,9 @@ class InputConsumer:
     still written one after another, in order.
     """
 
-    def __init__(self, settings: Settings, group: str, batches: InputBatches,
-                 app: faust.App) -> None:
+    def __init__(
+        self, settings: Settings, group: str, batches: InputBatches, app: faust.App
+    ) -> None:
         self.settings = settings
         self.group = group
         self.batches = batches
@@ -158,8 +163,7 @@ class InputConsumer:
         done = 0
         try:
             while max_batches is None or done < max_batches:
-                got = await consumer.getmany(timeout_ms=200,
-                                             max_records=self.settings.batch_size)
+                got = await consumer.getmany(timeout_ms=200, max_records=self.settings.batch_size)
                 async with self.lock:
                     await self._handle(got)
                     if time.monotonic() >= next_commit:

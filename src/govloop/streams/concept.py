@@ -80,8 +80,14 @@ class ConceptMonitor:
     the fresh state, so no update is lost or applied twice.
     """
 
-    def __init__(self, settings: Settings, redis: Any, engine: Engine | None = None,
-                 status_seconds: float = 5.0, min_rise: float = 0.1) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Any,
+        engine: Engine | None = None,
+        status_seconds: float = 5.0,
+        min_rise: float = 0.1,
+    ) -> None:
         self.settings = settings
         self.redis = redis
         self.engine = engine
@@ -107,8 +113,9 @@ class ConceptMonitor:
             batch = by_stream.get(o[:3])
             if batch is None:
                 if o.stream not in FEATURES:
-                    raise ValueError(f"unknown outcome stream {o.stream!r}; expected one of "
-                                     f"{sorted(FEATURES)}")
+                    raise ValueError(
+                        f"unknown outcome stream {o.stream!r}; expected one of {sorted(FEATURES)}"
+                    )
                 batch = by_stream[o[:3]] = []
             batch.append(o)
         prefix = self.settings.redis_prefix
@@ -118,13 +125,19 @@ class ConceptMonitor:
             for o in outcomes:
                 groups.setdefault(concept_key(prefix, *o[:3]), []).append(o)
         states, changes = await self._transact(groups)
-        alerts = [self._alert(groups[key][0], change)
-                  for key, found in changes.items() for change in found]
+        alerts = [
+            self._alert(groups[key][0], change)
+            for key, found in changes.items()
+            for change in found
+        ]
         if self.engine is not None:
             now = time.monotonic()
-            due = {key: state for key, state in states.items()
-                   if changes[key] or now - self._status_written.get(key, -np.inf)
-                   >= self.status_seconds}
+            due = {
+                key: state
+                for key, state in states.items()
+                if changes[key]
+                or now - self._status_written.get(key, -np.inf) >= self.status_seconds
+            }
             if due or alerts:
                 rows = [self._status_row(groups[key][0], state) for key, state in due.items()]
                 await asyncio.to_thread(self._record, alerts, rows)
@@ -133,12 +146,12 @@ class ConceptMonitor:
 
     async def state(self, model: str, version: str, stream: str) -> dict[str, Any] | None:
         """The stored state of one key (see :func:`advance`), or None."""
-        raw = await self.redis.get(concept_key(self.settings.redis_prefix, model, version,
-                                               stream))
+        raw = await self.redis.get(concept_key(self.settings.redis_prefix, model, version, stream))
         return None if raw is None else dict(json.loads(raw))
 
-    async def _transact(self, groups: dict[str, list[Outcome]]
-                        ) -> tuple[dict[str, dict[str, Any]], dict[str, list[Change]]]:
+    async def _transact(
+        self, groups: dict[str, list[Outcome]]
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, list[Change]]]:
         keys = list(groups)
         async with self.redis.pipeline(transaction=True) as pipe:
             for attempt in range(MAX_ATTEMPTS):
@@ -151,8 +164,11 @@ class ConceptMonitor:
                         batch = groups[key]
                         states[key], changes[key] = advance(
                             None if raw is None else json.loads(raw),
-                            [o.value for o in batch], [o.ts for o in batch], self.delta,
-                            self.min_rise)
+                            [o.value for o in batch],
+                            [o.ts for o in batch],
+                            self.delta,
+                            self.min_rise,
+                        )
                     pipe.multi()
                     for key, state in states.items():
                         pipe.set(key, json.dumps(state, separators=(",", ":")))
@@ -162,18 +178,32 @@ class ConceptMonitor:
                     self.retries += 1
                     if attempt >= 2:  # heavy contention: spread the retries out
                         await asyncio.sleep(random.uniform(0.0, 0.001 * min(attempt, 50)))
-        raise GovloopError(f"concept-drift state of {len(keys)} keys still contended after "
-                           f"{MAX_ATTEMPTS} attempts")
+        raise GovloopError(
+            f"concept-drift state of {len(keys)} keys still contended after {MAX_ATTEMPTS} attempts"
+        )
 
     def _alert(self, first: Outcome, change: Change) -> DriftAlert:
         feature, severity = FEATURES[first.stream]
         return DriftAlert(
-            event_id=alert_id(self.settings.redis_prefix, first.model, first.model_version,
-                              first.stream, change.state, change.ts),
+            event_id=alert_id(
+                self.settings.redis_prefix,
+                first.model,
+                first.model_version,
+                first.stream,
+                change.state,
+                change.ts,
+            ),
             ts=datetime.fromtimestamp(change.ts, UTC),
-            model=first.model, model_version=first.model_version, feature=feature,
-            test="adwin", statistic=change.rate, threshold=change.threshold, p_value=None,
-            severity=severity, state=change.state, top_features=[],
+            model=first.model,
+            model_version=first.model_version,
+            feature=feature,
+            test="adwin",
+            statistic=change.rate,
+            threshold=change.threshold,
+            p_value=None,
+            severity=severity,
+            state=change.state,
+            top_features=[],
         )
 
     def _status_row(self, first: Outcome, state: dict[str, Any]) -> DriftStatusRow:
@@ -188,10 +218,15 @@ class ConceptMonitor:
         drifting = state["state"] == "drift"
         since = state["since"]
         return DriftStatusRow(
-            model=first.model, model_version=first.model_version,
-            feature=FEATURES[first.stream][0], test="adwin", statistic=rate,
-            threshold=float(state["before"]) if drifting else rate, p_value=None,
-            drifted=drifting, state="drift" if drifting else "ok",
+            model=first.model,
+            model_version=first.model_version,
+            feature=FEATURES[first.stream][0],
+            test="adwin",
+            statistic=rate,
+            threshold=float(state["before"]) if drifting else rate,
+            p_value=None,
+            drifted=drifting,
+            state="drift" if drifting else "ok",
             since=None if since is None else datetime.fromtimestamp(since, UTC),
             window_end=datetime.fromtimestamp(state["last_ts"], UTC),
             reference_version=f"adwin window of {state['n']} outcomes",
@@ -207,8 +242,9 @@ class ConceptMonitor:
                     for alert in alerts:
                         save_drift_alert(session, alert)
                     for row in rows:
-                        old = session.get(DriftStatusRow,
-                                          (row.model, row.model_version, row.feature))
+                        old = session.get(
+                            DriftStatusRow, (row.model, row.model_version, row.feature)
+                        )
                         if old is not None and as_utc(old.window_end) > row.window_end:
                             continue
                         session.merge(row)

@@ -45,23 +45,31 @@ class RoundOutcome:
 
 
 def _alert_id(prefix: str, window: ClosingWindow, feature: str, state: str) -> str:
-    text = f"{prefix}\x1f{window.model}\x1f{window.model_version}\x1f{feature}\x1f" \
-           f"{window.start:.3f}\x1f{state}"
+    text = (
+        f"{prefix}\x1f{window.model}\x1f{window.model_version}\x1f{feature}\x1f"
+        f"{window.start:.3f}\x1f{state}"
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def _severity(d: FeatureDrift, alpha: float) -> str:
     r = d.result
     strong = (r.p_value is not None and r.p_value < alpha / 100) or (
-        r.p_value is None and r.statistic >= 2 * r.threshold)
+        r.p_value is None and r.statistic >= 2 * r.threshold
+    )
     return "critical" if strong else "warning"
 
 
-def decide_round(prefix: str, windows: list[ClosingWindow],
-                 states: Mapping[str, Mapping[str, dict[str, Any]]], budget: FleetBudget,
-                 recover_windows: int = 2, min_count: int = 50,
-                 numeric_method: str = "ks",
-                 categorical_method: str = "chi_square") -> RoundOutcome:
+def decide_round(
+    prefix: str,
+    windows: list[ClosingWindow],
+    states: Mapping[str, Mapping[str, dict[str, Any]]],
+    budget: FleetBudget,
+    recover_windows: int = 2,
+    min_count: int = 50,
+    numeric_method: str = "ks",
+    categorical_method: str = "chi_square",
+) -> RoundOutcome:
     """Decide drift for every window closing now; ``states`` maps model key -> feature -> state.
 
     Windows of one model version are decided in time order, so a round that
@@ -84,28 +92,41 @@ def decide_round(prefix: str, windows: list[ClosingWindow],
             else:
                 current_states[f] = s
         mine = {f: d for (j, f), d in results.items() if j == i}
-        ranked = sorted((f for f in mine if (i, f) in drifted),
-                        key=lambda f: mine[f].result.p_value or 0.0)
+        ranked = sorted(
+            (f for f in mine if (i, f) in drifted), key=lambda f: mine[f].result.p_value or 0.0
+        )
         for feature, d in mine.items():
             hit = (i, feature) in drifted
             step = next_state(current_states.get(feature), hit, w.start, recover_windows)
             model_states[feature] = step.state
             when = datetime.fromtimestamp(w.end, UTC)
             out.latest.setdefault(key, {})[feature] = {
-                "test": d.result.test, "statistic": d.result.statistic,
-                "threshold": d.result.threshold, "p_value": d.result.p_value,
-                "drifted": hit, "window_end": w.end, "reference_version": w.reference_version,
+                "test": d.result.test,
+                "statistic": d.result.statistic,
+                "threshold": d.result.threshold,
+                "p_value": d.result.p_value,
+                "drifted": hit,
+                "window_end": w.end,
+                "reference_version": w.reference_version,
                 "n_current": d.n_current,
             }
             if step.alert is None:
                 continue
-            out.alerts.append(DriftAlert(
-                event_id=_alert_id(prefix, w, feature, step.alert), ts=when,
-                model=w.model, model_version=w.model_version, feature=feature,
-                test=d.result.test, statistic=d.result.statistic,
-                threshold=d.result.threshold, p_value=d.result.p_value,
-                severity=_severity(d, budget.alpha) if step.alert == "drift" else "info",
-                state=step.alert, reference_version=w.reference_version,
-                top_features=ranked[:5],
-            ))
+            out.alerts.append(
+                DriftAlert(
+                    event_id=_alert_id(prefix, w, feature, step.alert),
+                    ts=when,
+                    model=w.model,
+                    model_version=w.model_version,
+                    feature=feature,
+                    test=d.result.test,
+                    statistic=d.result.statistic,
+                    threshold=d.result.threshold,
+                    p_value=d.result.p_value,
+                    severity=_severity(d, budget.alpha) if step.alert == "drift" else "info",
+                    state=step.alert,
+                    reference_version=w.reference_version,
+                    top_features=ranked[:5],
+                )
+            )
     return out

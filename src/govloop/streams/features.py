@@ -67,8 +67,9 @@ def observed_features(p: Prediction) -> tuple[dict[str, float], dict[str, str]]:
     return numeric, categorical
 
 
-def observed_columns(predictions: Sequence[Prediction],
-                     labels: Sequence[Scalar | None] | None = None) -> Columns:
+def observed_columns(
+    predictions: Sequence[Prediction], labels: Sequence[Scalar | None] | None = None
+) -> Columns:
     """The features of many predictions, feature by feature: :func:`observed_features` in bulk.
 
     Same names, values and order as calling :func:`observed_features` on each
@@ -144,8 +145,11 @@ _NUMBERS = frozenset({float, int})
 _plain_names: dict[tuple[str, ...], bool] = {}
 
 
-def _by_column(predictions: Sequence[Prediction], numeric: dict[str, list[float]],
-               categorical: dict[str, list[str]]) -> bool:
+def _by_column(
+    predictions: Sequence[Prediction],
+    numeric: dict[str, list[float]],
+    categorical: dict[str, list[str]],
+) -> bool:
     """The feature columns of predictions that share their feature names; False if they don't.
 
     Each column must hold one kind of value (exactly ``float``/``int``, ``str``
@@ -248,8 +252,9 @@ def _by_event(predictions: Iterable[Prediction], labels: Iterable[Scalar | None]
     return Columns(n, numeric, categorical)
 
 
-def _put(columns: dict[str, list[Any]], name: str, value: Any, features: dict[str, Any],
-         numeric: bool) -> None:
+def _put(
+    columns: dict[str, list[Any]], name: str, value: Any, features: dict[str, Any], numeric: bool
+) -> None:
     """Add this event's derived value; it replaces a same-named feature, as one dict would."""
     column = columns.get(name)
     if column is None:

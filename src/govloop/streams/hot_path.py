@@ -90,12 +90,18 @@ class RawRecord(NamedTuple):
     value: bytes | None
 
 
-def dead_letter(source_topic: str, partition: int | None, offset: int | None,
-                reason: str, raw: bytes | None) -> DeadLetter:
+def dead_letter(
+    source_topic: str, partition: int | None, offset: int | None, reason: str, raw: bytes | None
+) -> DeadLetter:
     """The dead-letter event for one message that could not be processed."""
     text = (raw or b"").decode("utf-8", errors="replace")
-    return DeadLetter(source_topic=source_topic, partition=partition, offset=offset,
-                      reason=reason[:2000], payload=text[:PAYLOAD_LIMIT])
+    return DeadLetter(
+        source_topic=source_topic,
+        partition=partition,
+        offset=offset,
+        reason=reason[:2000],
+        payload=text[:PAYLOAD_LIMIT],
+    )
 
 
 #: Per topic, its model's JSON validator (``model_validate_json`` without the wrapper).
@@ -139,9 +145,15 @@ class Prepared(NamedTuple):
 class InputBatches:
     """The stream worker's batch steps, bound to one deployment's Redis, SQL and result topics."""
 
-    def __init__(self, settings: Settings, redis: Any, publish: Publish,
-                 partitions: Sequence[str] = (), engine: Engine | None = None,
-                 policies: Sequence[Policy] = ()) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Any,
+        publish: Publish,
+        partitions: Sequence[str] = (),
+        engine: Engine | None = None,
+        policies: Sequence[Policy] = (),
+    ) -> None:
         self.settings = settings
         self.publish = publish
         self.policies = list(policies)
@@ -166,10 +178,13 @@ class InputBatches:
 
     async def start(self) -> None:
         """Create the tables if needed and record the policies in force."""
+
         def save(session: Session) -> None:
             for p in self.policies:
-                save_policy(session, p.name, p.content_hash, p.model_dump(mode="json"),
-                            datetime.now(UTC))
+                save_policy(
+                    session, p.name, p.content_hash, p.model_dump(mode="json"), datetime.now(UTC)
+                )
+
         await asyncio.to_thread(init_db, self.engine)
         await self._in_db(save)
 
@@ -270,16 +285,20 @@ class InputBatches:
                 bad.append(dead_letter(r.topic, r.partition, r.offset, exc.reason, r.value))
                 continue
             if isinstance(event, DriftAlert) or (
-                    isinstance(event, MetricSnapshot) and event.window == "tumbling"
-                    and event.variant is None and not event.segment):
+                isinstance(event, MetricSnapshot)
+                and event.window == "tumbling"
+                and event.variant is None
+                and not event.segment
+            ):
                 located.append((event, r))
         if located and self.policies:
             for change in await self._in_db(lambda session: self._judge(session, located)):
                 await self.publish("gates", change.model.encode(), change.to_json())
         await self._send_dead(bad)
 
-    def _judge(self, session: Session, located: Sequence[tuple[MetricSnapshot | DriftAlert, Any]]
-               ) -> list[GateResult]:
+    def _judge(
+        self, session: Session, located: Sequence[tuple[MetricSnapshot | DriftAlert, Any]]
+    ) -> list[GateResult]:
         changes = []
         for event, r in located:
             policies = [p for p in self.policies if p.applies_to(event.model)]
@@ -297,22 +316,34 @@ class InputBatches:
             if not policies:
                 continue
             drifting = active_drift(session, snap.model, snap.model_version)
-            signals = [DriftSignal(feature=d.feature, test=d.test, statistic=d.statistic,
-                                   model=d.model, severity=SEVERITY.get(d.feature, "warning"))
-                       for d in drifting]
+            signals = [
+                DriftSignal(
+                    feature=d.feature,
+                    test=d.test,
+                    statistic=d.statistic,
+                    model=d.model,
+                    severity=SEVERITY.get(d.feature, "warning"),
+                )
+                for d in drifting
+            ]
             if trigger is not None:  # the alert as it says, whether its status is stored yet
                 signals = [x for x in signals if x.feature != trigger.feature]
                 if trigger.state == "drift":
-                    signals = sorted([*signals, DriftSignal.from_alert(trigger)],
-                                     key=lambda x: x.feature)
+                    signals = sorted(
+                        [*signals, DriftSignal.from_alert(trigger)], key=lambda x: x.feature
+                    )
             drift = {"drift_alerts": [s.model_dump(mode="json") for s in signals]}
             for policy in policies:
                 baseline, recorded = self._baseline(session, policy)
-                manifest = build_manifest(policy_hash=policy.content_hash, inputs=inputs,
-                                          evidence=drift | recorded, settings=self.settings)
-                result = judge_snapshot(policy, snap, drift_alerts=signals, baseline=baseline,
-                                        trigger=trigger).model_copy(
-                    update={"manifest_id": manifest.id})
+                manifest = build_manifest(
+                    policy_hash=policy.content_hash,
+                    inputs=inputs,
+                    evidence=drift | recorded,
+                    settings=self.settings,
+                )
+                result = judge_snapshot(
+                    policy, snap, drift_alerts=signals, baseline=baseline, trigger=trigger
+                ).model_copy(update={"manifest_id": manifest.id})
                 save_manifest(session, manifest)
                 new = save_gate_result(session, result)
                 change = advance_gate(session, result, self.settings.gate_recover_windows, new)
@@ -320,8 +351,9 @@ class InputBatches:
                     changes.append(change)
         return changes
 
-    def _baseline(self, session: Session, policy: Policy
-                  ) -> tuple[dict[str, MetricValue] | None, dict[str, Any]]:
+    def _baseline(
+        self, session: Session, policy: Policy
+    ) -> tuple[dict[str, MetricValue] | None, dict[str, Any]]:
         """The baseline a policy's regression rules compare with, and its manifest entry.
 
         A policy without one, or naming one that is not stored, gets None:
@@ -330,8 +362,9 @@ class InputBatches:
         if policy.baseline is None:
             return None, {}
         try:
-            metrics, label, versions = resolve_baseline(session, policy.baseline,
-                                                        policy.baseline_last)
+            metrics, label, versions = resolve_baseline(
+                session, policy.baseline, policy.baseline_last
+            )
         except ConfigError as exc:
             log.warning("policy %s: %s; its regression rules are inconclusive", policy.name, exc)
             return None, {}
@@ -351,20 +384,33 @@ class InputBatches:
         if not windows:
             return 0
         prefix, size = self.settings.topic_prefix, self.settings.window_seconds
-        snaps = [snapshot_of(prefix, w.model, w.model_version, w.start, size, w.counters,
-                             w.slice) for w in windows]
+        snaps = [
+            snapshot_of(prefix, w.model, w.model_version, w.start, size, w.counters, w.slice)
+            for w in windows
+        ]
         if self.store.sliding_windows > 1:
             span = self.store.sliding_span
             sliding = await self.store.sliding(windows)
-            snaps += [snapshot_of(prefix, w.model, w.model_version, w.start + size - span, span,
-                                  counters, w.slice, "sliding")
-                      for w, counters in zip(windows, sliding, strict=True)]
+            snaps += [
+                snapshot_of(
+                    prefix,
+                    w.model,
+                    w.model_version,
+                    w.start + size - span,
+                    span,
+                    counters,
+                    w.slice,
+                    "sliding",
+                )
+                for w, counters in zip(windows, sliding, strict=True)
+            ]
         for snap in snaps:
             await self.publish("metrics", snap.model.encode(), snap.to_json())
         await self._in_db(lambda session: sum(save_snapshot(session, s) for s in snaps))
         overall = [w for w in windows if not w.slice]
-        await self.drift.close(overall, lambda alert: self.publish(
-            "drift", alert.model.encode(), alert.to_json()))
+        await self.drift.close(
+            overall, lambda alert: self.publish("drift", alert.model.encode(), alert.to_json())
+        )
         await self.store.acknowledge(windows)
         await self.drift.forget(overall)
         return len(overall)
@@ -384,17 +430,16 @@ class InputBatches:
         """
         if outcomes:
             previous = self._observes[-1] if self._observes else None
-            self._observes.append(asyncio.create_task(self._observe_after(previous,
-                                                                          outcomes)))
+            self._observes.append(asyncio.create_task(self._observe_after(previous, outcomes)))
 
-    async def _observe_after(self, previous: asyncio.Task[bool] | None,
-                             outcomes: Sequence[Outcome]) -> bool:
+    async def _observe_after(
+        self, previous: asyncio.Task[bool] | None, outcomes: Sequence[Outcome]
+    ) -> bool:
         """:meth:`_observe` once ``previous`` is done; False (and nothing observed) if the
         chain stopped before: ``previous`` or one before it failed or was cancelled."""
         if previous is not None:
             await asyncio.wait((previous,))
-            if previous.cancelled() or previous.exception() is not None \
-                    or not previous.result():
+            if previous.cancelled() or previous.exception() is not None or not previous.result():
                 return False  # the failed one raises its error to whoever waits
         await self._observe(outcomes)
         return True
@@ -432,8 +477,9 @@ class InputBatches:
         for letter in letters:
             await self.publish("deadletter", None, letter.to_json())
         if letters:
-            log.warning("sent %d invalid events to %s", len(letters),
-                        self.settings.topic("deadletter"))
+            log.warning(
+                "sent %d invalid events to %s", len(letters), self.settings.topic("deadletter")
+            )
 
     def _in_db(self, fn: Callable[[Session], Any]) -> Awaitable[Any]:
         def run() -> Any:
@@ -441,4 +487,5 @@ class InputBatches:
                 result = fn(session)
                 session.commit()
                 return result
+
         return asyncio.to_thread(run)

@@ -113,8 +113,10 @@ class DriftMonitor:
             part[2].append(label)
             if epoch > newest.get(tp, -math.inf):
                 newest[tp] = epoch
-        groups = {key: Group(offsets, preds, observed_columns(preds, labels))
-                  for key, (offsets, preds, labels) in parts.items()}
+        groups = {
+            key: Group(offsets, preds, observed_columns(preds, labels))
+            for key, (offsets, preds, labels) in parts.items()
+        }
         return Staged(groups, newest)
 
     async def stage(self, staged: Staged) -> int:
@@ -141,8 +143,7 @@ class DriftMonitor:
             return 0
         columns = g.columns
         if min(g.offsets) <= done:  # redelivered after a crash: keep only the new rows
-            fresh = [p for offset, p in zip(g.offsets, g.predictions, strict=True)
-                     if offset > done]
+            fresh = [p for offset, p in zip(g.offsets, g.predictions, strict=True) if offset > done]
             if not fresh:
                 return 0
             columns = observed_columns(fresh)
@@ -164,9 +165,12 @@ class DriftMonitor:
         size = self.settings.window_seconds
         stale = time.monotonic() - self.flush_seconds
         newest = self._event_time
-        return [(member, tp) for (member, tp), since in self.store.unsaved().items()
-                if since <= stale
-                or newest.get(tp, -math.inf) >= float(member.rsplit("\x1f", 1)[1]) + size]
+        return [
+            (member, tp)
+            for (member, tp), since in self.store.unsaved().items()
+            if since <= stale
+            or newest.get(tp, -math.inf) >= float(member.rsplit("\x1f", 1)[1]) + size
+        ]
 
     def queue_due(self, pipe: Any) -> Saving:
         """Add the writes of the :meth:`due` partials to a transaction (hold :attr:`writing`)."""
@@ -190,8 +194,9 @@ class DriftMonitor:
         self.store.invalidate()
         self._event_time.clear()
 
-    async def close(self, windows: Sequence[ClosedWindow],
-                    publish: Callable[[DriftAlert], Awaitable[Any]]) -> list[DriftAlert]:
+    async def close(
+        self, windows: Sequence[ClosedWindow], publish: Callable[[DriftAlert], Awaitable[Any]]
+    ) -> list[DriftAlert]:
         """Decide drift for closing windows, publish and store the alerts, then the states.
 
         Alerts go out before the hysteresis states are saved: a crash in between
@@ -207,15 +212,29 @@ class DriftMonitor:
                 continue
             reference, version = await self._reference(w.model, w.model_version, current)
             if reference is not None:
-                closing.append(ClosingWindow(w.model, w.model_version, w.start, w.start + size,
-                                             current, reference, version))
+                closing.append(
+                    ClosingWindow(
+                        w.model,
+                        w.model_version,
+                        w.start,
+                        w.start + size,
+                        current,
+                        reference,
+                        version,
+                    )
+                )
         if not closing:
             return []
         keys = {f"{w.model}\x1f{w.model_version}" for w in closing}
         states = {key: await self.store.states(key) for key in keys}
-        outcome = decide_round(self.settings.topic_prefix, closing, states, self.budget,
-                               self.settings.drift_recover_windows,
-                               self.settings.drift_min_count)
+        outcome = decide_round(
+            self.settings.topic_prefix,
+            closing,
+            states,
+            self.budget,
+            self.settings.drift_recover_windows,
+            self.settings.drift_min_count,
+        )
 
         def record(session: Session) -> None:
             for alert in outcome.alerts:
@@ -225,16 +244,25 @@ class DriftMonitor:
                 model_states = {**states[key], **outcome.states.get(key, {})}
                 for feature, r in features.items():
                     state = model_states.get(feature)
-                    session.merge(DriftStatusRow(
-                        model=model, model_version=version, feature=feature,
-                        test=r["test"], statistic=r["statistic"], threshold=r["threshold"],
-                        p_value=r["p_value"], drifted=r["drifted"],
-                        state="ok" if state is None else "drift",
-                        since=None if state is None else datetime.fromtimestamp(
-                            state["since"], UTC),
-                        window_end=datetime.fromtimestamp(r["window_end"], UTC),
-                        reference_version=r["reference_version"], n_current=r["n_current"],
-                    ))
+                    session.merge(
+                        DriftStatusRow(
+                            model=model,
+                            model_version=version,
+                            feature=feature,
+                            test=r["test"],
+                            statistic=r["statistic"],
+                            threshold=r["threshold"],
+                            p_value=r["p_value"],
+                            drifted=r["drifted"],
+                            state="ok" if state is None else "drift",
+                            since=None
+                            if state is None
+                            else datetime.fromtimestamp(state["since"], UTC),
+                            window_end=datetime.fromtimestamp(r["window_end"], UTC),
+                            reference_version=r["reference_version"],
+                            n_current=r["n_current"],
+                        )
+                    )
             session.commit()
 
         for alert in outcome.alerts:
@@ -251,13 +279,17 @@ class DriftMonitor:
         with Session(self.engine) as session:
             return fn(session)
 
-    async def _reference(self, model: str, version: str,
-                         current: Profile) -> tuple[Profile | None, str]:
+    async def _reference(
+        self, model: str, version: str, current: Profile
+    ) -> tuple[Profile | None, str]:
         """The version's reference; without one, the first events become it."""
         key = f"{model}\x1f{version}"
         cached = self._references.get(key)
-        if cached is not None and cached[1] is not None and \
-                time.monotonic() - cached[0] < REFERENCE_TTL:
+        if (
+            cached is not None
+            and cached[1] is not None
+            and time.monotonic() - cached[0] < REFERENCE_TTL
+        ):
             return cached[1], cached[2]
 
         def load(session: Session) -> tuple[Profile | None, str]:
@@ -274,8 +306,7 @@ class DriftMonitor:
         self._references[key] = (time.monotonic(), reference, label)
         return reference, label
 
-    async def _grow_reference(self, key: str, model: str, version: str,
-                              current: Profile) -> None:
+    async def _grow_reference(self, key: str, model: str, version: str, current: Profile) -> None:
         pending = await self.store.pending_reference(key) or Profile()
         pending.merge(current)
         if pending.n < self.settings.reference_events:
@@ -283,8 +314,15 @@ class DriftMonitor:
             return
 
         def store(session: Session) -> None:
-            save_reference(session, model, version, f"first {pending.n} events",
-                           pending.n, pending.to_dict(), datetime.now(UTC))
+            save_reference(
+                session,
+                model,
+                version,
+                f"first {pending.n} events",
+                pending.n,
+                pending.to_dict(),
+                datetime.now(UTC),
+            )
             session.commit()
 
         await asyncio.to_thread(self._in_session, store)

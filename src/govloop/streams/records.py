@@ -20,8 +20,14 @@ from govloop.schemas import Feedback, MetricSnapshot, Prediction, Scalar
 from govloop.stats import CONFIDENCE_SCALE, bucket_of, summarize_window
 
 __all__ = [
-    "OTHER", "feedback_record", "label_key", "prediction_record", "record_of", "slices_of",
-    "snapshot_id", "snapshot_of",
+    "OTHER",
+    "feedback_record",
+    "label_key",
+    "prediction_record",
+    "record_of",
+    "slices_of",
+    "snapshot_id",
+    "snapshot_of",
 ]
 
 US = "\x1e"
@@ -65,8 +71,9 @@ def record_of(event: Prediction | Feedback, topic: str, partition: int, offset: 
     return feedback_record(event, where, offset, event.epoch)
 
 
-def prediction_record(event: Prediction, where: str, offset: int, epoch: float,
-                      label: Scalar | None) -> list[Any]:
+def prediction_record(
+    event: Prediction, where: str, offset: int, epoch: float, label: Scalar | None
+) -> list[Any]:
     """:func:`record_of` a prediction, given its ``epoch`` and ``predicted_label``."""
     latency = "" if event.latency_ms is None else str(bucket_of(event.latency_ms))
     served = label if type(label) is str else label_key(label)
@@ -77,8 +84,18 @@ def prediction_record(event: Prediction, where: str, offset: int, epoch: float,
             confidence = round(p * CONFIDENCE_SCALE)
     slices = slices_of(event) if event.segment or event.variant is not None else []
     return [
-        "p", where, offset, event.event_id, event.request_id, epoch,
-        event.model, event.model_version, served, latency, confidence, slices,
+        "p",
+        where,
+        offset,
+        event.event_id,
+        event.request_id,
+        epoch,
+        event.model,
+        event.model_version,
+        served,
+        latency,
+        confidence,
+        slices,
     ]
 
 
@@ -86,13 +103,20 @@ def feedback_record(event: Feedback, where: str, offset: int, epoch: float) -> l
     """:func:`record_of` a feedback event, given its ``epoch``."""
     positive = "" if event.positive is None else ("1" if event.positive else "0")
     return [
-        "f", where, offset, event.event_id, event.request_id, epoch,
-        label_key(event.label), positive,
+        "f",
+        where,
+        offset,
+        event.event_id,
+        event.request_id,
+        epoch,
+        label_key(event.label),
+        positive,
     ]
 
 
-def snapshot_id(prefix: str, model: str, version: str, start: float, slice_: str = "",
-                window: str = "tumbling") -> str:
+def snapshot_id(
+    prefix: str, model: str, version: str, start: float, slice_: str = "", window: str = "tumbling"
+) -> str:
     """Deterministic event id of a window's snapshot: a re-publish is a duplicate, not new."""
     key = f"{prefix}\x1f{model}\x1f{version}\x1f{start:.3f}"
     if slice_ or window != "tumbling":
@@ -110,8 +134,14 @@ def _slice_fields(slice_: str) -> dict[str, Any]:
 
 
 def snapshot_of(
-    prefix: str, model: str, version: str, start: float, size: float, counters: dict[str, int],
-    slice_: str = "", window: str = "tumbling",
+    prefix: str,
+    model: str,
+    version: str,
+    start: float,
+    size: float,
+    counters: dict[str, int],
+    slice_: str = "",
+    window: str = "tumbling",
 ) -> MetricSnapshot:
     """The metric snapshot of a closed window (``start``, ``size``) of one slice.
 

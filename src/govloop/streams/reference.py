@@ -28,8 +28,9 @@ def _row(record: dict[str, Any], model: str, version: str, where: str) -> Row:
         except ValidationError as exc:
             raise ConfigError(f"{where}: {describe_validation_error(exc)}") from exc
     features = {k: v for k, v in record.items() if isinstance(v, str | int | float | bool)}
-    p = Prediction(model=model, model_version=version, request_id="reference",
-                   features=features, score=0.0)
+    p = Prediction(
+        model=model, model_version=version, request_id="reference", features=features, score=0.0
+    )
     numeric, categorical = observed_features(p)
     numeric.pop("output.score", None)
     return numeric, categorical
@@ -57,8 +58,9 @@ def _records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
             yield f"{path}:{i}", record
 
 
-def profile_from_records(records: Iterator[tuple[str, dict[str, Any]]], model: str,
-                         version: str) -> Profile:
+def profile_from_records(
+    records: Iterator[tuple[str, dict[str, Any]]], model: str, version: str
+) -> Profile:
     profile = Profile()
     batch: list[Row] = []
     for where, record in records:
@@ -80,8 +82,15 @@ def profile_from_file(path: Path, model: str, version: str) -> Profile:
     return profile
 
 
-def profile_from_stream(settings: Settings, model: str, version: str, since: datetime,
-                        until: datetime, idle: float = 2.0, timeout: float = 300.0) -> Profile:
+def profile_from_stream(
+    settings: Settings,
+    model: str,
+    version: str,
+    since: datetime,
+    until: datetime,
+    idle: float = 2.0,
+    timeout: float = 300.0,
+) -> Profile:
     """The profile of a model version's predictions with ``since <= ts < until``.
 
     Reads the predictions topic from the start of what the broker retains until
@@ -119,8 +128,12 @@ def profile_from_stream(settings: Settings, model: str, version: str, since: dat
                         event = decode("predictions", record.value)
                     except EventError:
                         continue
-                    if (isinstance(event, Prediction) and event.model == model
-                            and event.model_version == version and since <= event.ts < until):
+                    if (
+                        isinstance(event, Prediction)
+                        and event.model == model
+                        and event.model_version == version
+                        and since <= event.ts < until
+                    ):
                         batch.append(observed_features(event))
             profile.update_many(batch)
         return profile
