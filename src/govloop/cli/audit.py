@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from govloop.cli.output import JsonOption, as_utc, console, fail, open_session, stderr
+from govloop.cli.settings import resolved_settings
 
 app = typer.Typer(help="The tamper-evident audit ledger.", no_args_is_help=True)
 
@@ -25,6 +26,7 @@ def verify(
     as_json: JsonOption = False,
 ) -> None:
     """Check the whole chain; exit 1 naming the first entry altered, removed or reordered."""
+    settings = resolved_settings()
     from govloop.audit import Anchor
     from govloop.audit import verify as check
 
@@ -34,7 +36,7 @@ def verify(
             pinned = Anchor.parse(anchor)
         except ValueError as exc:
             fail(str(exc))
-    with open_session() as session:
+    with open_session(settings) as session:
         result = check(session, pinned)
     if as_json:
         print(json.dumps(result.to_dict(), indent=2))
@@ -80,11 +82,12 @@ def log(
     as_json: JsonOption = False,
 ) -> None:
     """List ledger entries, newest first."""
+    settings = resolved_settings()
     from rich.table import Table
 
     from govloop.audit import entries
 
-    with open_session() as session:
+    with open_session(settings) as session:
         rows = entries(
             session,
             kind=kind,

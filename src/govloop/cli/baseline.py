@@ -9,8 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
-from govloop.cli.gate import fail
-from govloop.cli.output import JsonOption, as_utc, console, open_session
+from govloop.cli.output import JsonOption, as_utc, console, fail, open_session
+from govloop.cli.settings import resolved_settings
 
 app = typer.Typer(
     help="Baselines for regression gates: every set is a new version.", no_args_is_help=True
@@ -64,6 +64,7 @@ def set_baseline(
     as_json: JsonOption = False,
 ) -> None:
     """Store a new version of a baseline, from a results file or a window of snapshots."""
+    settings = resolved_settings()
     from govloop.errors import GovloopError
     from govloop.gates.inputs import load_results
     from govloop.stores.baselines import save_baseline, window_metrics
@@ -71,7 +72,7 @@ def set_baseline(
     if (source is None) == (not window):
         fail("give either --from FILE or --window --model M [--version V] [--since] [--until]")
     try:
-        with open_session() as session:
+        with open_session(settings) as session:
             if source is not None:
                 loaded = load_results(source)
                 metrics, sha, origin = loaded.evidence.metrics, loaded.sha256, f"file {source.name}"
@@ -119,6 +120,7 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """A baseline's metrics, and the versions it has."""
+    settings = resolved_settings()
     from rich.table import Table
 
     from govloop.errors import GovloopError
@@ -127,7 +129,7 @@ def show(
     out: dict[str, Any] = {}
     try:
         name, version = parse_ref(ref)
-        with open_session() as session:
+        with open_session(settings) as session:
             row = get_baseline(session, name, version)
             if row is None:
                 fail(f"no baseline {ref}")
@@ -164,11 +166,12 @@ def show(
 @app.command("list")
 def list_all(as_json: JsonOption = False) -> None:
     """Every baseline name with its newest version."""
+    settings = resolved_settings()
     from rich.table import Table
 
     from govloop.stores.baselines import list_baselines
 
-    with open_session() as session:
+    with open_session(settings) as session:
         items: list[dict[str, Any]] = [
             {
                 "name": r.name,

@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import typer
 
 from govloop.cli.output import console, fail
+from govloop.cli.settings import environment_settings
 
 #: How a broken rule reads: ``accuracy 0.788 < 0.85`` for a rule ``accuracy >= 0.85``.
 VIOLATED = {">=": "<", "<=": ">", ">": "<=", "<": ">=", "==": "!=", "!=": "=="}
@@ -168,7 +169,6 @@ def demo(
     timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 110.0,
 ) -> None:
     """Run the whole loop against a simulated production service, live."""
-    from govloop.config import Settings
     from govloop.demo import POLICY_FILE
     from govloop.runtime import LocalStack
     from govloop.stores.window_state import clear_state
@@ -183,8 +183,7 @@ def demo(
         "only after two good windows.\n"
         f"From minute {drift_minute} the inputs drift. Watch the gate.\n"
     )
-    base = Settings()
-    settings = base.model_copy(
+    settings = environment_settings().model_copy(
         update={
             "topic_prefix": f"demo{uuid.uuid4().hex[:8]}.",
             "window_seconds": 60.0,

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from govloop.cli.output import JsonOption, console, fail, open_session
+from govloop.cli.settings import resolved_settings
 
 app = typer.Typer(help="Data and prediction drift.", no_args_is_help=True)
 reference_app = typer.Typer(
@@ -28,11 +29,12 @@ def _iso(value: datetime | None) -> str | None:
 @app.command("status")
 def status(model: ModelOption = None, as_json: JsonOption = False) -> None:
     """Per model: each feature's latest test, threshold, state and since when."""
+    settings = resolved_settings()
     from rich.table import Table
 
     from govloop.stores.sql import drift_status
 
-    with open_session() as session:
+    with open_session(settings) as session:
         rows = drift_status(session, model)
     if as_json:
         print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
@@ -95,7 +97,7 @@ def reference_set(
     as_json: JsonOption = False,
 ) -> None:
     """Store a new reference profile version for a model version, from a file or the stream."""
-    from govloop.cli.services import resolved_settings
+    settings = resolved_settings()
     from govloop.errors import GovloopError
     from govloop.stores.sql import save_reference
     from govloop.streams.reference import profile_from_file, profile_from_stream
@@ -111,13 +113,13 @@ def reference_set(
             start = since.replace(tzinfo=UTC) if since.tzinfo is None else since
             end = until or datetime.now(UTC)
             end = end.replace(tzinfo=UTC) if end.tzinfo is None else end
-            profile = profile_from_stream(resolved_settings(), model, version, start, end)
+            profile = profile_from_stream(settings, model, version, start, end)
             origin = f"stream {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}"
     except GovloopError as exc:
         fail(str(exc))
     if profile.n == 0:
         fail(f"no predictions of {model} {version} in that range")
-    with open_session() as session:
+    with open_session(settings) as session:
         row = save_reference(
             session, model, version, origin, profile.n, profile.to_dict(), datetime.now(UTC)
         )
@@ -141,11 +143,12 @@ def reference_set(
 @reference_app.command("show")
 def reference_show(model: ModelOption = None, as_json: JsonOption = False) -> None:
     """List stored reference profiles, newest version first."""
+    settings = resolved_settings()
     from rich.table import Table
 
     from govloop.stores.sql import references
 
-    with open_session() as session:
+    with open_session(settings) as session:
         rows = references(session, model)
     items: list[dict[str, Any]] = []
     for r in rows:
@@ -198,6 +201,7 @@ def metrics_show(
     as_json: JsonOption = False,
 ) -> None:
     """The latest metric snapshots, oldest first."""
+    settings = resolved_settings()
     from rich.table import Table
     from sqlmodel import select
 
@@ -206,7 +210,7 @@ def metrics_show(
 
     if window not in ("tumbling", "sliding"):
         fail(f"--window must be tumbling or sliding, not {window!r}")
-    with open_session() as session:
+    with open_session(settings) as session:
         query = select(MetricSnapshotRow).where(MetricSnapshotRow.window_kind == window)
         if model is not None:
             query = query.where(MetricSnapshotRow.model == model)

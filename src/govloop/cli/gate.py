@@ -10,14 +10,15 @@ import json
 import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
 
-from govloop.cli.output import console, stderr
+from govloop.cli.output import console, fail
+from govloop.cli.settings import resolved_settings
 
 if TYPE_CHECKING:
+    from govloop.config import Settings
     from govloop.gates import Verdict
 
 app = typer.Typer(
@@ -27,12 +28,6 @@ app = typer.Typer(
 EXIT_CODES = {"pass": 0, "warn": 0, "fail": 1, "inconclusive": 2}
 _WORST = ("fail", "inconclusive", "warn", "pass")
 _STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "inconclusive": "magenta"}
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    """``error: message`` on stderr as one line (never wrapped, never read as markup)."""
-    stderr.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
-    raise typer.Exit(code)
 
 
 def _finite(obj: Any) -> Any:
@@ -158,9 +153,9 @@ def check(
     ] = False,
 ) -> None:
     """Judge a results file: exit 0 pass (or warn), 1 fail, 2 inconclusive or error."""
+    settings = resolved_settings()
     from govloop.audit.manifest import build_manifest, file_input
     from govloop.audit.replay import baseline_evidence, judge_results
-    from govloop.cli.services import resolved_settings
     from govloop.errors import GovloopError
     from govloop.gates import load_policies, load_results
 
@@ -183,7 +178,7 @@ def check(
             from govloop.cli.output import open_session
             from govloop.stores.baselines import resolve_baseline
 
-            with open_session() as session:
+            with open_session(settings) as session:
                 base_metrics, base_label, versions = resolve_baseline(session, baseline, last)
             base_info = {"ref": base_label, "versions": versions}
         judged = [
@@ -193,7 +188,6 @@ def check(
             for p in policies
         ]
         verdicts = [v for v, _ in judged]
-        settings = resolved_settings()
         evidence = (
             {}
             if base_metrics is None
@@ -213,7 +207,7 @@ def check(
             for (_, r), m in zip(judged, manifests, strict=True)
         ]
         if record:
-            _record(policies, gate_results, manifests)
+            _record(settings, policies, gate_results, manifests)
     except GovloopError as exc:
         first, *more = str(exc).splitlines()
         fail(first + (f" (and {len(more)} more: govloop gate validate)" if more else ""))
@@ -258,7 +252,9 @@ def check(
     raise typer.Exit(code)
 
 
-def _record(policies: list[Any], results: list[Any], manifests: list[Any]) -> None:
+def _record(
+    settings: Settings, policies: list[Any], results: list[Any], manifests: list[Any]
+) -> None:
     """Save each policy version, manifest and gate result in one transaction."""
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -268,7 +264,7 @@ def _record(policies: list[Any], results: list[Any], manifests: list[Any]) -> No
     from govloop.stores.sql import save_gate_result, save_policy
 
     try:
-        with open_session() as session:
+        with open_session(settings) as session:
             for p, r, m in zip(policies, results, manifests, strict=True):
                 save_policy(session, p.name, p.content_hash, p.model_dump(mode="json"), utcnow())
                 save_manifest(session, m)

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
+from govloop.config import Settings
 from govloop.schemas.base import as_utc
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
 
 __all__ = ["JsonOption", "as_utc", "console", "fail", "open_session", "stderr"]
 
@@ -21,20 +26,21 @@ stderr = Console(stderr=True)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    """Print ``error: message`` on stderr and exit with ``code``."""
-    stderr.print(f"[bold red]error:[/] {message}")
+    """``error: message`` on stderr as one line (never wrapped, never read as markup); exit
+    with ``code``."""
+    stderr.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
 
 
 @contextmanager
-def open_session() -> Iterator[Any]:
-    """A session on the configured database, its tables created; the engine disposed after."""
+def open_session(settings: Settings) -> Iterator[Session]:
+    """A session on the database of ``settings``, its tables created; the engine disposed after."""
+    # here, not at the top: `govloop --help` loads no SQL library (tests/test_cli.py)
     from sqlmodel import Session
 
-    from govloop.cli.services import resolved_settings
     from govloop.stores.sql import create_engine_for, init_db
 
-    engine = create_engine_for(resolved_settings())
+    engine = create_engine_for(settings)
     try:
         init_db(engine)
         with Session(engine) as session:

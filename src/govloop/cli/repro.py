@@ -14,8 +14,8 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from govloop.cli.gate import fail
-from govloop.cli.output import JsonOption, console, open_session
+from govloop.cli.output import JsonOption, console, fail, open_session
+from govloop.cli.settings import resolved_settings
 
 app = typer.Typer(
     help="Reproducibility: gate decisions' manifests and their replay.", no_args_is_help=True
@@ -43,12 +43,11 @@ def verify(
 ) -> None:
     """Recompute a gate decision from its manifest: exit 0 match, 1 differences, 2 error."""
     from govloop.audit.replay import replay
-    from govloop.cli.services import resolved_settings
     from govloop.errors import GovloopError
 
     settings = resolved_settings()
     try:
-        with open_session() as session:
+        with open_session(settings) as session:
             result = replay(session, gate_result_id, settings, file_override=file, strict=strict)
     except GovloopError as exc:
         fail(str(exc))
@@ -80,11 +79,12 @@ def verify(
 @app.command("show")
 def show(gate_result_id: IdArgument, as_json: JsonOption = False) -> None:
     """Print the manifest of a gate decision."""
+    settings = resolved_settings()
     from govloop.audit.manifest import load_manifest
     from govloop.schemas import GateResult
     from govloop.stores.sql import GateResultRow
 
-    with open_session() as session:
+    with open_session(settings) as session:
         row = session.get(GateResultRow, gate_result_id)
         if row is None:
             fail(f"no gate result {gate_result_id!r}")

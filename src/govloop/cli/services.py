@@ -12,17 +12,11 @@ from typing import Annotated
 import typer
 
 from govloop.cli.output import console, fail
+from govloop.cli.settings import environment_settings, resolved_settings
 from govloop.config import Settings
 from govloop.errors import GovloopError
 
 topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
-
-
-def resolved_settings() -> Settings:
-    """Settings from the environment, completed by a running ``govloop up`` if any."""
-    from govloop.runtime import discover
-
-    return discover(Settings())
 
 
 def spawn_workers(settings: Settings, count: int) -> list[subprocess.Popen[bytes]]:
@@ -61,7 +55,7 @@ def up(
 
     from govloop.runtime import LocalStack
 
-    stack = LocalStack(Settings())
+    stack = LocalStack(environment_settings())
     stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:
