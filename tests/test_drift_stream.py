@@ -10,12 +10,11 @@ import pytest
 from sqlmodel import Session
 
 from govloop.config import Settings
+from govloop.judging.drift import ClosingWindow, decide_round, next_state
 from govloop.schemas import DriftAlert, Prediction
 from govloop.stats.fleet import FleetBudget
 from govloop.stats.profile import Profile
-from govloop.stores.drift_state import next_state
 from govloop.stores.sql import create_engine_for, drift_status, references
-from govloop.streams.drift import ClosingWindow, decide_round
 from tests.kafka_helpers import WorkerProcess, consume, produce
 
 T0 = datetime(2030, 6, 1, tzinfo=UTC)

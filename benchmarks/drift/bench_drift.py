@@ -146,7 +146,7 @@ def river_detector(factory: Callable[[int], Any]) -> Callable[[Stream, int], Res
 def _rows(s: Stream) -> list[tuple[dict[str, float], dict[str, str]]]:
     """The stream as the worker's (numeric, categorical) feature rows.
 
-    Booleans are categorical in the worker (``streams/features.py``), so the
+    Booleans are categorical in the worker (``judging/features.py``), so the
     error indicator is the category "true"/"false".
     """
     if s.family == "numeric":

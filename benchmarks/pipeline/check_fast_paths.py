@@ -14,7 +14,7 @@ edges and compares:
   against ``str | int | float | bool`` in smart mode with the non-finite
   floats rejected: the same values and types out, the same inputs rejected,
   on JSON numbers and odd Python values;
-* ``streams.features.observed_columns`` (column by column when the
+* ``judging.features.observed_columns`` (column by column when the
   predictions share their feature names) against ``observed_features`` of
   each prediction: same names, values, order of names and order of values.
 
@@ -273,7 +273,7 @@ def check_feature_union(rng: random.Random, n: int) -> int:
 
 def check_columns(rng: random.Random, n: int) -> int:
     """Batches of predictions, mostly alike (the column path), some not (event by event)."""
-    from govloop.streams.features import observed_columns, observed_features
+    from govloop.judging.features import observed_columns, observed_features
 
     values: list[Any] = [1.5, -2.0, 3, 0, "x", "", True, False]
     names = ["a", "b", "c", "output.label", "output.value", "score.s", "llm.input_chars"]

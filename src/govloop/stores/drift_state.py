@@ -1,4 +1,4 @@
-"""Drift state in Redis: partial window profiles per partition, and alert hysteresis.
+"""Drift state in Redis: partial window profiles per partition, and hysteresis states.
 
 The latest result per feature is the system of record's (SQL ``drift_status``);
 what is here is working state that a restart of Redis would only delay.
@@ -10,9 +10,8 @@ redelivered after a crash is skipped: like the counters, profiles count every
 event exactly once.  When a window closes, the partials of all partitions are
 merged into the window's profile.
 
-Hysteresis keeps one episode to one alert: a feature enters ``drift`` on the
-first drifted window and leaves it (one ``recovered`` alert) only after
-``recover_windows`` consecutive clean windows.
+The hysteresis states of drifting features are kept here too; the step that
+advances them is :func:`govloop.judging.drift.next_state`.
 """
 
 from __future__ import annotations
@@ -27,41 +26,7 @@ from typing import Any
 
 from govloop.stats.profile import Columns, Profile, Row
 
-__all__ = ["DriftStore", "Transition", "next_state"]
-
-
-@dataclass(frozen=True)
-class Transition:
-    """A feature's hysteresis state after one window, and the alert it raises, if any."""
-
-    state: dict[str, Any] | None  # None: not drifting
-    alert: str | None  # "drift" | "recovered" | None
-
-
-def next_state(
-    state: Mapping[str, Any] | None, drifted: bool, window_start: float, recover_windows: int
-) -> Transition:
-    """Pure hysteresis step for one feature.
-
-    >>> t = next_state(None, True, 60.0, 2); t.alert, t.state
-    ('drift', {'since': 60.0, 'clean': 0})
-    >>> t = next_state(t.state, False, 120.0, 2); t.alert, t.state
-    (None, {'since': 60.0, 'clean': 1})
-    >>> next_state(t.state, False, 180.0, 2).alert
-    'recovered'
-    """
-    if state is None:
-        return (
-            Transition({"since": window_start, "clean": 0}, "drift")
-            if drifted
-            else Transition(None, None)
-        )
-    if drifted:
-        return Transition({"since": state["since"], "clean": 0}, None)
-    clean = int(state["clean"]) + 1
-    if clean >= recover_windows:
-        return Transition(None, "recovered")
-    return Transition({"since": state["since"], "clean": clean}, None)
+__all__ = ["DriftStore"]
 
 
 #: Staged rows a partial collects before they go into its sketches (fewer, larger updates).

@@ -2,7 +2,7 @@
 
 An adapter: it feeds :class:`~govloop.stores.drift_state.DriftStore` with the
 features of each batch, and at window close gathers the window profiles and
-references and hands them to the pure :func:`~govloop.streams.drift.decide_round`.
+references and hands them to the pure :func:`~govloop.judging.drift.decide_round`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from govloop.config import Settings
+from govloop.judging.drift import ClosingWindow, decide_round
+from govloop.judging.features import observed_columns
 from govloop.schemas import DriftAlert, Prediction, Scalar
 from govloop.stats.fleet import FleetBudget
 from govloop.stats.profile import Columns, Profile
@@ -30,8 +32,6 @@ from govloop.stores.sql import (
     save_reference,
 )
 from govloop.stores.window_state import ClosedWindow
-from govloop.streams.drift import ClosingWindow, decide_round
-from govloop.streams.features import observed_columns
 
 __all__ = ["DriftMonitor", "Group", "Located", "Staged", "window_member"]
 

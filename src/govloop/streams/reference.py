@@ -13,9 +13,9 @@ from pydantic import ValidationError
 
 from govloop.config import Settings
 from govloop.errors import ConfigError
+from govloop.judging.features import observed_features
 from govloop.schemas import Prediction, describe_validation_error
 from govloop.stats.profile import Profile, Row
-from govloop.streams.features import observed_features
 
 __all__ = ["profile_from_file", "profile_from_records", "profile_from_stream"]
 

@@ -3,7 +3,9 @@
 Every window that closes in a round is compared with its model version's
 reference; the fleet budget is spent over all features of all those windows
 at once; each feature's hysteresis state then decides whether the round
-raises a ``drift`` alert, a ``recovered`` alert, or nothing.
+raises a ``drift`` alert, a ``recovered`` alert, or nothing (:func:`next_state`:
+a feature enters ``drift`` on the first drifted window and leaves it, with one
+``recovered`` alert, only after ``recover_windows`` consecutive clean windows).
 """
 
 from __future__ import annotations
@@ -17,9 +19,42 @@ from typing import Any
 from govloop.schemas import DriftAlert
 from govloop.stats.fleet import FleetBudget
 from govloop.stats.profile import FeatureDrift, Profile, compare, drifted_features
-from govloop.stores.drift_state import next_state
 
-__all__ = ["ClosingWindow", "RoundOutcome", "decide_round"]
+__all__ = ["ClosingWindow", "RoundOutcome", "Transition", "decide_round", "next_state"]
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A feature's hysteresis state after one window, and the alert it raises, if any."""
+
+    state: dict[str, Any] | None  # None: not drifting
+    alert: str | None  # "drift" | "recovered" | None
+
+
+def next_state(
+    state: Mapping[str, Any] | None, drifted: bool, window_start: float, recover_windows: int
+) -> Transition:
+    """Pure hysteresis step for one feature.
+
+    >>> t = next_state(None, True, 60.0, 2); t.alert, t.state
+    ('drift', {'since': 60.0, 'clean': 0})
+    >>> t = next_state(t.state, False, 120.0, 2); t.alert, t.state
+    (None, {'since': 60.0, 'clean': 1})
+    >>> next_state(t.state, False, 180.0, 2).alert
+    'recovered'
+    """
+    if state is None:
+        return (
+            Transition({"since": window_start, "clean": 0}, "drift")
+            if drifted
+            else Transition(None, None)
+        )
+    if drifted:
+        return Transition({"since": state["since"], "clean": 0}, None)
+    clean = int(state["clean"]) + 1
+    if clean >= recover_windows:
+        return Transition(None, "recovered")
+    return Transition({"since": state["since"], "clean": clean}, None)
 
 
 @dataclass(frozen=True)

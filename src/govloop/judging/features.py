@@ -6,6 +6,11 @@ is feature drift on them.  LLM events contribute derived numeric features:
 text lengths, token counts and every judge or safety score.  Embeddings
 travel beside the columns, with their event ids, to a bounded sample that the
 profile tests as one multivariate feature (:mod:`govloop.stats.embeddings`).
+
+The derived features are defined once, in :func:`derived` and its table
+:data:`DERIVED_NUMERIC`; the three ways of collecting features (one
+prediction, a batch column by column, a batch event by event) all read them
+from there.
 """
 
 from __future__ import annotations
@@ -16,7 +21,70 @@ from typing import Any
 from govloop.schemas import Prediction, Scalar
 from govloop.stats.profile import Columns
 
-__all__ = ["observed_columns", "observed_features"]
+__all__ = [
+    "DERIVED_NUMERIC",
+    "DERIVED_PREFIXES",
+    "derived",
+    "observed_columns",
+    "observed_features",
+]
+
+
+#: The numeric features derived from fields of a prediction, in the order they are
+#: collected: (feature name, the prediction's field, how its value becomes a number).
+#: A field that is None (or empty) contributes nothing.
+DERIVED_NUMERIC: tuple[tuple[str, str, str], ...] = (
+    ("output.confidence", "probabilities", "max"),
+    ("output.score", "score", "value"),
+    ("llm.input_chars", "input_text", "length"),
+    ("llm.output_chars", "output_text", "length"),
+    ("llm.input_tokens", "input_tokens", "float"),
+    ("llm.output_tokens", "output_tokens", "float"),
+)
+#: Every derived feature's name starts with one of these (a tabular feature of such a
+#: name may be replaced by the derived one).
+DERIVED_PREFIXES = ("output.", "llm.", "score.")
+
+
+def derived(p: Prediction, label: Scalar | None) -> list[tuple[str, bool, Any]]:
+    """The derived features of one prediction: ``(name, is_numeric, value)`` in order.
+
+    ``label`` is the prediction's ``predicted_label`` (computed once by the
+    caller): a string or boolean is the categorical ``output.label``, a number
+    the numeric ``output.value``.  Then :data:`DERIVED_NUMERIC`, then every
+    judge or safety score as ``score.<name>``.
+
+    >>> p = Prediction(model="m", model_version="1", request_id="r", prediction=True,
+    ...                output_text="hi", output_tokens=1, scores={"toxicity": 0.25})
+    >>> derived(p, p.predicted_label)
+    [('output.label', False, 'true'), ('llm.output_chars', True, 2.0), \
+('llm.output_tokens', True, 1.0), ('score.toxicity', True, 0.25)]
+    """
+    out: list[tuple[str, bool, Any]] = []
+    if label is not None:
+        if isinstance(label, bool):
+            out.append(("output.label", False, "true" if label else "false"))
+        elif isinstance(label, str):
+            out.append(("output.label", False, label))
+        else:
+            out.append(("output.value", True, float(label)))
+    fields = vars(p)
+    for name, field, how in DERIVED_NUMERIC:
+        value = fields[field]
+        if value is None:
+            continue
+        if how == "length":
+            value = float(len(value))
+        elif how == "float":
+            value = float(value)
+        elif how == "max":
+            if not value:
+                continue
+            value = max(value.values())
+        out.append((name, True, value))
+    if p.scores:
+        out.extend([(f"score.{name}", True, x) for name, x in p.scores.items()])
+    return out
 
 
 def observed_features(p: Prediction) -> tuple[dict[str, float], dict[str, str]]:
@@ -42,28 +110,11 @@ def observed_features(p: Prediction) -> tuple[dict[str, float], dict[str, str]]:
             numeric[name] = float(value)
         else:
             categorical[name] = value
-    label = p.predicted_label
-    if label is not None:
-        if isinstance(label, bool):
-            categorical["output.label"] = "true" if label else "false"
-        elif isinstance(label, str):
-            categorical["output.label"] = label
+    for name, is_numeric, value in derived(p, p.predicted_label):
+        if is_numeric:
+            numeric[name] = value
         else:
-            numeric["output.value"] = float(label)
-    if p.probabilities:
-        numeric["output.confidence"] = max(p.probabilities.values())
-    if p.score is not None:
-        numeric["output.score"] = p.score
-    if p.input_text is not None:
-        numeric["llm.input_chars"] = float(len(p.input_text))
-    if p.output_text is not None:
-        numeric["llm.output_chars"] = float(len(p.output_text))
-    if p.input_tokens is not None:
-        numeric["llm.input_tokens"] = float(p.input_tokens)
-    if p.output_tokens is not None:
-        numeric["llm.output_tokens"] = float(p.output_tokens)
-    for name, value in p.scores.items():
-        numeric[f"score.{name}"] = value
+            categorical[name] = value
     return numeric, categorical
 
 
@@ -113,33 +164,11 @@ def observed_columns(
         categorical.clear()
         return _by_event(predictions, labels)._replace(embeddings=_embeddings(predictions))
     for p, label in zip(predictions, labels, strict=True):
-        if label is not None:
-            if isinstance(label, bool):
-                _add(categorical, "output.label", "true" if label else "false")
-            elif isinstance(label, str):
-                _add(categorical, "output.label", label)
-            else:
-                _add(numeric, "output.value", float(label))
-        if p.probabilities:
-            _add(numeric, "output.confidence", max(p.probabilities.values()))
-        if p.score is not None:
-            _add(numeric, "output.score", p.score)
-        if p.input_text is not None:
-            _add(numeric, "llm.input_chars", float(len(p.input_text)))
-        if p.output_text is not None:
-            _add(numeric, "llm.output_chars", float(len(p.output_text)))
-        if p.input_tokens is not None:
-            _add(numeric, "llm.input_tokens", float(p.input_tokens))
-        if p.output_tokens is not None:
-            _add(numeric, "llm.output_tokens", float(p.output_tokens))
-        if p.scores:
-            for name, x in p.scores.items():
-                _add(numeric, f"score.{name}", x)
+        for name, is_numeric, value in derived(p, label):
+            _add(numeric if is_numeric else categorical, name, value)
     return Columns(len(predictions), numeric, categorical, _embeddings(predictions))
 
 
-#: Feature names that a derived feature could replace (see :func:`_put`).
-_DERIVED = ("output.", "llm.", "score.")
 _NUMBERS = frozenset({float, int})
 #: Whether a tuple of feature names can take the column path (no derived name in it).
 _plain_names: dict[tuple[str, ...], bool] = {}
@@ -160,7 +189,7 @@ def _by_column(
     names = tuple(first)
     plain = _plain_names.get(names)
     if plain is None:
-        plain = not any(name.startswith(_DERIVED) for name in names)
+        plain = not any(name.startswith(DERIVED_PREFIXES) for name in names)
         if len(_plain_names) < 1024:
             _plain_names[names] = plain
     if not plain:
@@ -228,27 +257,8 @@ def _by_event(predictions: Iterable[Prediction], labels: Iterable[Scalar | None]
                 target[name] = [x]
             else:
                 column.append(x)
-        if label is not None:
-            if isinstance(label, bool):
-                _put(categorical, "output.label", "true" if label else "false", features, False)
-            elif isinstance(label, str):
-                _put(categorical, "output.label", label, features, False)
-            else:
-                _put(numeric, "output.value", float(label), features, True)
-        if p.probabilities:
-            _put(numeric, "output.confidence", max(p.probabilities.values()), features, True)
-        if p.score is not None:
-            _put(numeric, "output.score", p.score, features, True)
-        if p.input_text is not None:
-            _put(numeric, "llm.input_chars", float(len(p.input_text)), features, True)
-        if p.output_text is not None:
-            _put(numeric, "llm.output_chars", float(len(p.output_text)), features, True)
-        if p.input_tokens is not None:
-            _put(numeric, "llm.input_tokens", float(p.input_tokens), features, True)
-        if p.output_tokens is not None:
-            _put(numeric, "llm.output_tokens", float(p.output_tokens), features, True)
-        for name, x in p.scores.items():
-            _put(numeric, f"score.{name}", x, features, True)
+        for name, is_numeric, value in derived(p, label):
+            _put(numeric if is_numeric else categorical, name, value, features, is_numeric)
     return Columns(n, numeric, categorical)
 
 
