@@ -41,6 +41,12 @@ def test_recovery_to_a_partial_improvement() -> None:
     # fail -> warn needs recover windows better than fail; the state becomes the latest
     states = replay_states(["fail", "warn", "inconclusive", "pass"])
     assert states == ["fail", "fail", "inconclusive", "inconclusive"]
+    # inconclusive ranks above warn (govloop.gates.outcomes): it takes effect at once
+    assert replay_states(["warn", "inconclusive", "warn"]) == [
+        "warn",
+        "inconclusive",
+        "inconclusive",
+    ]
 
 
 def test_changes_are_reported_once() -> None:

@@ -26,7 +26,6 @@ app = typer.Typer(
 )
 
 EXIT_CODES = {"pass": 0, "warn": 0, "fail": 1, "inconclusive": 2}
-_WORST = ("fail", "inconclusive", "warn", "pass")
 _STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "inconclusive": "magenta"}
 
 
@@ -158,6 +157,7 @@ def check(
     from govloop.audit.replay import baseline_evidence, judge_results
     from govloop.errors import GovloopError
     from govloop.gates import load_policies, load_results
+    from govloop.gates.outcomes import worst
 
     if baseline is not None and baseline_file is not None:
         fail("give --baseline or --baseline-file, not both")
@@ -211,7 +211,7 @@ def check(
     except GovloopError as exc:
         first, *more = str(exc).splitlines()
         fail(first + (f" (and {len(more)} more: govloop gate validate)" if more else ""))
-    outcome = min((v.outcome for v in verdicts), key=_WORST.index)
+    outcome = worst(v.outcome for v in verdicts)
     code = EXIT_CODES[outcome]
     if junit is not None:
         try:

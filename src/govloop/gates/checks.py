@@ -19,6 +19,7 @@ from pydantic import Field
 
 from govloop.gates.evidence import Evidence, MetricValue, Sample
 from govloop.gates.fairness import FairnessEvaluator
+from govloop.gates.outcomes import SEVERITY
 from govloop.gates.rules import DriftRule, FairnessRule, RegressionRule, Rule, SafetyRule
 from govloop.schemas.results import Outcome, RuleResult
 from govloop.stats.significance import DropTest, proportion_drop, stderr_drop
@@ -33,8 +34,6 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     "==": operator.eq,
     "!=": operator.ne,
 }
-#: worst first: the order a pattern rule's checks are summarised in
-_WORST = ("fail", "inconclusive", "warn", "pass")
 _SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 
 
@@ -73,7 +72,7 @@ def check_metric_rule(rule: Rule | RegressionRule, evidence: Evidence) -> RuleRe
     reports = [one(rule, name, evidence) for name in names]  # type: ignore[arg-type]
     if len(reports) == 1:
         return reports[0]
-    worst = min(reports, key=lambda r: _WORST.index(r.outcome))
+    worst = max(reports, key=lambda r: SEVERITY[r.outcome])
     bad = [r for r in reports if r.outcome != "pass"]
     detail = (
         "; ".join(r.detail for r in bad)

@@ -30,6 +30,7 @@ from govloop.gates.checks import (
 )
 from govloop.gates.evidence import DriftSignal, Evidence, MetricValue, metrics_from_snapshots
 from govloop.gates.fairness import FairnessEvaluator, fairness_evaluators
+from govloop.gates.outcomes import worst
 from govloop.gates.policy import Policy
 from govloop.gates.rules import AnyRule, DriftRule, FairnessRule, SafetyRule
 from govloop.schemas.base import Event
@@ -90,11 +91,7 @@ def combine(policy: Policy, results: Sequence[RuleResult | RuleReport]) -> Outco
     kinds = {r.name: r.kind for r in policy.rules}
     if any(kinds[r.rule] == "min_samples" and r.outcome != "pass" for r in results):
         return "inconclusive"
-    outcomes = {r.outcome for r in results}
-    for outcome in ("fail", "inconclusive", "warn"):
-        if outcome in outcomes:
-            return outcome  # type: ignore[return-value]
-    return "pass"
+    return worst(r.outcome for r in results)
 
 
 def judge(

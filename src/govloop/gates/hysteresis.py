@@ -4,8 +4,8 @@ An online gate is judged on every window.  Around a threshold the raw
 outcome flaps (pass, fail, pass, fail...); deploy systems and people want
 the *state*, and a message when it changes.  The rule:
 
-* a worse outcome takes effect at once (``fail`` > ``warn`` > ``inconclusive``
-  > ``pass``): a real failure is never delayed;
+* a worse outcome takes effect at once (``fail`` > ``inconclusive`` > ``warn``
+  > ``pass``, :mod:`govloop.gates.outcomes`): a real failure is never delayed;
 * a better outcome takes effect only after ``recover`` consecutive windows
   better than the current state, and the state becomes the latest outcome.
 
@@ -19,12 +19,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from govloop.gates.outcomes import SEVERITY
 from govloop.schemas import Outcome
 
-__all__ = ["SEVERITY", "GateState", "settle"]
-
-#: How bad each outcome is; a higher one takes effect at once.
-SEVERITY: dict[str, int] = {"pass": 0, "inconclusive": 1, "warn": 2, "fail": 3}
+__all__ = ["GateState", "replay_states", "settle"]
 
 
 class GateState(NamedTuple):
