@@ -33,6 +33,7 @@ from govloop.audit import (
     read_head,
     verify,
 )
+from govloop.audit.records import save_gate_result, save_policy
 from govloop.cli import app
 from govloop.config import Settings
 from govloop.schemas import GateResult, RuleResult
@@ -41,8 +42,6 @@ from govloop.stores.sql import (
     GateResultRow,
     create_engine_for,
     init_db,
-    save_gate_result,
-    save_policy,
 )
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)

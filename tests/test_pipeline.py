@@ -111,9 +111,9 @@ def test_a_flapping_gate_publishes_changes_of_state(settings: Settings, tmp_path
 
 def test_online_regression_against_a_stored_baseline(settings: Settings, tmp_path: Path) -> None:
     """A policy names a stored baseline: a real drop fails, noise passes; replay agrees."""
-    from govloop.audit.replay import replay
+    from govloop.audit.records import save_baseline
     from govloop.gates import MetricValue
-    from govloop.stores.baselines import save_baseline
+    from govloop.repro import replay
     from govloop.stores.sql import init_db
 
     policy = tmp_path / "regression.yaml"
@@ -157,7 +157,7 @@ rules:
 
 def test_a_drift_alert_makes_the_gate_look_again(settings: Settings, tmp_path: Path) -> None:
     """A drift alert re-judges the latest snapshot with the alert active; replay agrees."""
-    from govloop.audit.replay import replay
+    from govloop.repro import replay
     from govloop.schemas import DriftAlert
     from govloop.stores.sql import init_db, save_snapshot
 

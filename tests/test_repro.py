@@ -22,29 +22,23 @@ from typer.testing import CliRunner
 
 from govloop.audit import (
     LedgerEntry,
-    ManifestRow,
-    ReplayError,
     build_manifest,
     event_digest,
     file_input,
     kafka_input,
     load_manifest,
-    replay,
+    save_gate_result,
     save_manifest,
+    save_policy,
     verify,
 )
 from govloop.cli import app
 from govloop.config import Settings
 from govloop.errors import RuntimeUnavailable
 from govloop.gates import DriftSignal, Policy, judge_snapshot, parse_policy
+from govloop.repro import ReplayError, replay
 from govloop.schemas import GateResult, MetricSnapshot
-from govloop.stores.sql import (
-    GateResultRow,
-    create_engine_for,
-    init_db,
-    save_gate_result,
-    save_policy,
-)
+from govloop.stores.sql import GateResultRow, ManifestRow, create_engine_for, init_db
 from tests.kafka_helpers import produce_located
 
 FIXTURES = Path(__file__).parent / "fixtures" / "lighteval"
@@ -278,8 +272,11 @@ def test_config_redacts_passwords(live: Settings) -> None:
 
 
 def test_git_commit_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # read at the edge, into Settings; the manifest takes it from there
     monkeypatch.setenv("GOVLOOP_GIT_COMMIT", "abc123")
-    assert build_manifest(policy_hash="p" * 64, inputs=[]).git_commit == "abc123"
+    m = build_manifest(policy_hash="p" * 64, inputs=[], settings=Settings())
+    assert m.git_commit == "abc123"
+    assert "git_commit" not in m.config  # recorded once, as the manifest's own field
 
 
 # --- offline: govloop gate check --record, govloop repro verify ----------------------------------

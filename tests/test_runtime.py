@@ -14,6 +14,8 @@ from kafka import KafkaAdminClient, KafkaConsumer
 from pydantic import SecretStr
 from sqlmodel import Session, func, select
 
+from govloop.audit.records import save_gate_result, save_policy
+from govloop.cli.services import prepare_stores
 from govloop.config import Settings
 from govloop.runtime import EmbeddedBroker, LocalStack, answers, discover, ensure_topics, free_port
 from govloop.schemas import TOPICS, GateResult, MetricSnapshot, RuleResult
@@ -23,8 +25,6 @@ from govloop.stores.sql import (
     MetricSnapshotRow,
     create_engine_for,
     init_db,
-    save_gate_result,
-    save_policy,
     save_snapshot,
 )
 
@@ -118,7 +118,7 @@ def test_local_stack(tmp_path: Path) -> None:
     )
     assert requested.kafka is None and requested.redis_url is None
     runtime_file = home / "runtime.json"
-    stack = LocalStack(requested)
+    stack = LocalStack(requested, prepare=prepare_stores)
     try:
         settings = stack.start()
         assert stack.broker is not None and stack.broker.running()
@@ -294,7 +294,7 @@ def test_local_stack_forgets_state_of_an_earlier_embedded_broker(tmp_path: Path)
         topic_prefix=prefix,
         db_url=SecretStr(f"sqlite:///{tmp_path / 'db.sqlite'}"),
     )
-    first = LocalStack(requested, write_runtime_file=False)
+    first = LocalStack(requested, write_runtime_file=False, prepare=prepare_stores)
     settings = first.start()
     assert settings.redis_url is not None
     client = redis.Redis.from_url(settings.redis_url.get_secret_value())
@@ -303,7 +303,7 @@ def test_local_stack_forgets_state_of_an_earlier_embedded_broker(tmp_path: Path)
         client.set(f"{prefix}seen:abc", 1)
         client.set("unrelated-key-" + prefix, 1)
         first.stop()
-        second = LocalStack(requested, write_runtime_file=False)
+        second = LocalStack(requested, write_runtime_file=False, prepare=prepare_stores)
         second.start()
         try:
             assert client.exists(f"{prefix}offsets", f"{prefix}seen:abc") == 0

@@ -33,6 +33,10 @@ class Settings(BaseSettings):
         default=None,
         description="SQLAlchemy URL of the system of record. Unset: SQLite under GOVLOOP_HOME.",
     )
+    git_commit: str | None = Field(
+        default=None,
+        description="The commit recorded in manifests. Unset: the checkout's HEAD, if any.",
+    )
     home: Path = Field(default=Path(".govloop"), description="Directory for local state.")
     topic_prefix: str = Field(default="govloop.", description="Prefix of every topic name.")
     partitions: int = Field(default=4, ge=1, description="Partitions of each created topic.")

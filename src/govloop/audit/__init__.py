@@ -7,8 +7,9 @@ removed, reordered, replaced or inserted.  ``docs/audit.md`` explains what the
 chain proves and how to anchor its head outside the database.
 
 Every gate decision also references a :class:`Manifest` (policy hash, exact
-inputs, versions, seeds, settings); :func:`replay` recomputes the decision
-from it and names every difference.
+inputs, versions, seeds, settings); :mod:`govloop.repro` recomputes the
+decision from it and names every difference.  Rows that enter the ledger are
+written, with their entry, by :mod:`govloop.audit.records`.
 """
 
 from govloop.audit.ledger import (
@@ -24,15 +25,20 @@ from govloop.audit.ledger import (
 )
 from govloop.audit.manifest import (
     Manifest,
-    ManifestRow,
     build_manifest,
     event_digest,
     file_input,
     kafka_input,
     load_manifest,
-    save_manifest,
 )
-from govloop.audit.replay import Replay, ReplayError, replay
+from govloop.audit.records import (
+    record,
+    save_baseline,
+    save_decision,
+    save_gate_result,
+    save_manifest,
+    save_policy,
+)
 from govloop.audit.verify import Anchor, Problem, Reason, Verification, verify
 
 __all__ = [
@@ -42,11 +48,8 @@ __all__ = [
     "LedgerEntry",
     "LedgerHead",
     "Manifest",
-    "ManifestRow",
     "Problem",
     "Reason",
-    "Replay",
-    "ReplayError",
     "Verification",
     "append",
     "build_manifest",
@@ -58,7 +61,11 @@ __all__ = [
     "kafka_input",
     "load_manifest",
     "read_head",
-    "replay",
+    "record",
+    "save_baseline",
+    "save_decision",
+    "save_gate_result",
     "save_manifest",
+    "save_policy",
     "verify",
 ]

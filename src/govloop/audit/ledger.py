@@ -23,11 +23,12 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, Text, UniqueConstraint, text
+from sqlalchemy import text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Field, Session, SQLModel, select
+from sqlmodel import Session, select
 
 from govloop.schemas.base import as_utc
+from govloop.stores.sql.tables import HEAD_ID, LedgerEntry, LedgerHead
 
 __all__ = [
     "GENESIS_HASH",
@@ -49,7 +50,6 @@ KINDS = ("gate_result", "policy", "manifest", "baseline", "experiment", "dataset
 
 #: Key of the PostgreSQL advisory lock that serialises appenders.
 _LEDGER_LOCK = 0x6F766C61
-_HEAD_ID = 1
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
@@ -66,32 +66,6 @@ def canonical_json(obj: Any) -> bytes:
     return json.dumps(
         obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode()
-
-
-class LedgerEntry(SQLModel, table=True):
-    """One ledger entry; ``payload`` is canonical JSON text, ``model`` is for filtering."""
-
-    __tablename__ = "audit_ledger"
-    __table_args__ = (UniqueConstraint("kind", "ref", name="uq_audit_ledger_kind_ref"),)
-
-    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
-    ts: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))
-    kind: str
-    ref: str
-    model: str | None = Field(default=None, index=True)
-    payload: str = Field(sa_column=Column(Text, nullable=False))
-    prev_hash: str
-    entry_hash: str
-
-
-class LedgerHead(SQLModel, table=True):
-    """The seq and hash of the last entry (seq 0 and the genesis hash before the first)."""
-
-    __tablename__ = "audit_head"
-
-    id: int = Field(default=_HEAD_ID, primary_key=True)
-    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
-    entry_hash: str
 
 
 def entry_hash(
@@ -127,7 +101,7 @@ def _lock(session: Session) -> None:
     before anything is read (what ``BEGIN IMMEDIATE`` would do); readers go on.
     """
     conn = session.connection()
-    values: dict[str, Any] = {"id": _HEAD_ID, "seq": 0, "entry_hash": GENESIS_HASH}
+    values: dict[str, Any] = {"id": HEAD_ID, "seq": 0, "entry_hash": GENESIS_HASH}
     table = LedgerHead.__table__  # type: ignore[attr-defined]
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LEDGER_LOCK})
@@ -142,9 +116,7 @@ def _lock(session: Session) -> None:
 def read_head(session: Session) -> LedgerHead | None:
     """The head record as stored now (not a stale copy from the session's identity map)."""
     query = (
-        select(LedgerHead)
-        .where(LedgerHead.id == _HEAD_ID)
-        .execution_options(populate_existing=True)
+        select(LedgerHead).where(LedgerHead.id == HEAD_ID).execution_options(populate_existing=True)
     )
     return session.exec(query).first()
 

@@ -9,9 +9,9 @@ canonical JSON of all of that except ``created_at``, so equal inputs in an
 equal environment give an equal id and saving again is a no-op.
 
 The builders are pure apart from reading the environment once per process
-(:func:`environment`); :func:`save_manifest` and :func:`load_manifest` take
-the caller's ``Session``.  :mod:`govloop.audit.replay` recomputes a decision
-from its manifest.
+(:func:`environment`); :func:`load_manifest` takes the caller's ``Session``
+(a manifest is stored with its ledger entry by :mod:`govloop.audit.records`).
+:mod:`govloop.repro` recomputes a decision from its manifest.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import functools
 import hashlib
 import importlib.metadata
 import json
-import os
 import platform
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -30,18 +29,16 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
-from sqlalchemy import Column, DateTime, Text
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Field as SQLField
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session
 
-from govloop.audit.ledger import append, canonical_json
+from govloop import __version__
+from govloop.audit.ledger import canonical_json
 from govloop.config import Settings
+from govloop.stores.sql.tables import ManifestRow
 
 __all__ = [
     "PACKAGES",
     "Manifest",
-    "ManifestRow",
     "build_manifest",
     "event_digest",
     "file_input",
@@ -51,7 +48,6 @@ __all__ = [
     "manifest_id",
     "package_versions",
     "redact_url",
-    "save_manifest",
     "stored_input",
 ]
 
@@ -133,6 +129,8 @@ def _config(settings: Settings | None) -> dict[str, Any]:
         return {}
     out: dict[str, Any] = {}
     for name in type(settings).model_fields:
+        if name == "git_commit":
+            continue  # a manifest field of its own
         value = getattr(settings, name)
         if isinstance(value, SecretStr):
             value = redact_url(value.get_secret_value())
@@ -161,9 +159,12 @@ def _git_head() -> str | None:
     return commit if done.returncode == 0 and len(commit) >= 40 else None
 
 
-def git_commit() -> str | None:
-    """``GOVLOOP_GIT_COMMIT`` if set, else the checkout's HEAD, else None (never fails)."""
-    return os.environ.get("GOVLOOP_GIT_COMMIT") or _git_head()
+def git_commit(settings: Settings | None = None) -> str | None:
+    """``settings.git_commit`` (``GOVLOOP_GIT_COMMIT``) if set, else the checkout's HEAD, else None.
+
+    Never fails: a missing ``git`` or a package outside a checkout gives None.
+    """
+    return (settings.git_commit if settings is not None else None) or _git_head()
 
 
 @functools.cache
@@ -226,14 +227,12 @@ def build_manifest(
     >>> a.id == b.id == a.content_id, a.created_at <= b.created_at
     (True, True)
     """
-    from govloop import __version__
-
     content: dict[str, Any] = {
         "policy_hash": policy_hash,
         "inputs": [dict(i) for i in inputs],
         "evidence": dict(evidence or {}),
         "govloop_version": __version__,
-        "git_commit": git_commit(),
+        "git_commit": git_commit(settings),
         "python": platform.python_version(),
         "packages": package_versions(),
         "seeds": dict(seeds or {}),
@@ -242,43 +241,6 @@ def build_manifest(
     # through JSON first, so the id is computed on what is stored (and fails on NaN now)
     content = json.loads(canonical_json(content))
     return Manifest(id=manifest_id(content), created_at=datetime.now(UTC), **content)
-
-
-class ManifestRow(SQLModel, table=True):
-    """A stored manifest; ``body`` is its JSON."""
-
-    __tablename__ = "manifests"
-
-    id: str = SQLField(primary_key=True)
-    created_at: datetime = SQLField(sa_column=Column(DateTime(timezone=True), nullable=False))
-    body: str = SQLField(sa_column=Column(Text, nullable=False))
-
-
-def save_manifest(session: Session, manifest: Manifest) -> str:
-    """Store a manifest once (by id) and record it in the audit ledger, in one savepoint.
-
-    Returns the id.  Saving an equal manifest again changes nothing; the caller commits.
-    """
-    if session.get(ManifestRow, manifest.id) is not None:
-        return manifest.id
-    body = manifest.model_dump(mode="json")
-    inserted = False
-    try:
-        with session.begin_nested():
-            session.add(
-                ManifestRow(
-                    id=manifest.id,
-                    created_at=manifest.created_at,
-                    body=canonical_json(body).decode(),
-                )
-            )
-            session.flush()
-            inserted = True
-            append(session, "manifest", manifest.id, body)
-    except IntegrityError:
-        if inserted:
-            raise
-    return manifest.id
 
 
 def load_manifest(session: Session, id: str) -> Manifest | None:

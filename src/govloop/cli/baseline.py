@@ -26,7 +26,7 @@ def metric_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _describe(row: Any, versions: list[int] | None = None) -> dict[str, Any]:
-    from govloop.stores.baselines import baseline_metrics
+    from govloop.stores.sql import baseline_metrics
 
     out: dict[str, Any] = {
         "name": row.name,
@@ -65,9 +65,10 @@ def set_baseline(
 ) -> None:
     """Store a new version of a baseline, from a results file or a window of snapshots."""
     settings = resolved_settings()
+    from govloop.audit.records import save_baseline
     from govloop.errors import GovloopError
     from govloop.gates.inputs import load_results
-    from govloop.stores.baselines import save_baseline, window_metrics
+    from govloop.stores.sql import window_metrics
 
     if (source is None) == (not window):
         fail("give either --from FILE or --window --model M [--version V] [--since] [--until]")
@@ -124,7 +125,7 @@ def show(
     from rich.table import Table
 
     from govloop.errors import GovloopError
-    from govloop.stores.baselines import baseline_versions, get_baseline, parse_ref
+    from govloop.stores.sql import baseline_versions, get_baseline, parse_ref
 
     out: dict[str, Any] = {}
     try:
@@ -169,7 +170,7 @@ def list_all(as_json: JsonOption = False) -> None:
     settings = resolved_settings()
     from rich.table import Table
 
-    from govloop.stores.baselines import list_baselines
+    from govloop.stores.sql import list_baselines
 
     with open_session(settings) as session:
         items: list[dict[str, Any]] = [

@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import typer
 
 from govloop.cli.output import console, fail
+from govloop.cli.services import prepare_stores, stop_processes
 from govloop.cli.settings import environment_settings
 
 #: How a broken rule reads: ``accuracy 0.788 < 0.85`` for a rule ``accuracy >= 0.85``.
@@ -193,7 +194,7 @@ def demo(
             "policies": str(POLICY_FILE),
         }
     )
-    stack = LocalStack(settings, write_runtime_file=False)
+    stack = LocalStack(settings, write_runtime_file=False, prepare=prepare_stores)
     worker = None
     try:
         with console.status("starting broker, Redis and SQLite..."):
@@ -211,8 +212,6 @@ def demo(
         _summary(settings, board, service, time.monotonic() - began)
     finally:
         if worker is not None:
-            from govloop.cli.services import stop_processes
-
             stop_processes([worker])
         if settings.redis_url is not None:
             clear_state(settings.redis_url.get_secret_value(), settings.redis_prefix)
@@ -404,7 +403,7 @@ def _verify_decision(settings: Any, result_id: str) -> list[str]:
     from sqlmodel import Session
 
     from govloop.audit import verify
-    from govloop.audit.replay import replay
+    from govloop.repro import replay
     from govloop.stores.sql import create_engine_for
 
     with Session(create_engine_for(settings)) as session:

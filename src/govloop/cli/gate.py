@@ -19,7 +19,8 @@ from govloop.cli.settings import resolved_settings
 
 if TYPE_CHECKING:
     from govloop.config import Settings
-    from govloop.gates import Verdict
+    from govloop.gates import Policy, Verdict
+    from govloop.judging.gates import Baseline, Decision
 
 app = typer.Typer(
     help="Quality gates: check results files against policies (for CI).", no_args_is_help=True
@@ -153,64 +154,42 @@ def check(
 ) -> None:
     """Judge a results file: exit 0 pass (or warn), 1 fail, 2 inconclusive or error."""
     settings = resolved_settings()
-    from govloop.audit.manifest import build_manifest, file_input
-    from govloop.audit.replay import baseline_evidence, judge_results
+    from govloop.audit.manifest import file_input
     from govloop.errors import GovloopError
     from govloop.gates import load_policies, load_results
     from govloop.gates.outcomes import worst
+    from govloop.judging.gates import Baseline, decide
 
     if baseline is not None and baseline_file is not None:
         fail("give --baseline or --baseline-file, not both")
     if last is not None and baseline is None:
         fail("--last goes with --baseline NAME")
-    base_info: dict[str, Any] | None = None
+    base: Baseline | None = None
     try:
         policies = load_policies(policy)
         if not policies:
             fail(f"no policy files in {policy}")
         loaded = load_results(results)
-        base_metrics, base_label = None, None
         if baseline_file is not None:
             ref = load_results(baseline_file)
-            base_metrics, base_label = ref.evidence.metrics, baseline_file.name
-            base_info = {"ref": baseline_file.name, "sha256": ref.sha256}
+            base = Baseline(
+                ref.evidence.metrics,
+                baseline_file.name,
+                {"ref": baseline_file.name, "sha256": ref.sha256},
+            )
         elif baseline is not None:
-            from govloop.cli.output import open_session
-            from govloop.stores.baselines import resolve_baseline
-
-            with open_session(settings) as session:
-                base_metrics, base_label, versions = resolve_baseline(session, baseline, last)
-            base_info = {"ref": base_label, "versions": versions}
-        judged = [
-            judge_results(
-                p, loaded, baseline=base_metrics, baseline_label=base_label, baseline_ref=base_info
-            )
-            for p in policies
-        ]
-        verdicts = [v for v, _ in judged]
-        evidence = (
-            {}
-            if base_metrics is None
-            else {"baseline": baseline_evidence(base_metrics, base_label, base_info)}
-        )
-        manifests = [
-            build_manifest(
-                policy_hash=p.content_hash,
-                inputs=[file_input(results.resolve(), loaded.sha256)],
-                evidence=evidence,
-                settings=settings,
-            )
-            for p in policies
-        ]
-        gate_results = [
-            r.model_copy(update={"manifest_id": m.id})
-            for (_, r), m in zip(judged, manifests, strict=True)
+            base = _stored_baseline(settings, baseline, last)
+        inputs = [file_input(results.resolve(), loaded.sha256)]
+        decisions = [
+            decide(p, loaded, inputs=inputs, baseline=base, settings=settings) for p in policies
         ]
         if record:
-            _record(settings, policies, gate_results, manifests)
+            _record(settings, policies, decisions)
     except GovloopError as exc:
         first, *more = str(exc).splitlines()
         fail(first + (f" (and {len(more)} more: govloop gate validate)" if more else ""))
+    verdicts = [d.verdict for d in decisions]
+    base_info = None if base is None or base.ref is None else dict(base.ref)
     outcome = worst(v.outcome for v in verdicts)
     code = EXIT_CODES[outcome]
     if junit is not None:
@@ -233,7 +212,7 @@ def check(
             "policies": [
                 v.model_dump(mode="json")
                 | {"gate_result_id": r.event_id, "manifest": m.model_dump(mode="json")}
-                for v, r, m in zip(verdicts, gate_results, manifests, strict=True)
+                for v, r, m in decisions
             ],
         }
         print(json.dumps(_finite(out), indent=2))
@@ -242,7 +221,7 @@ def check(
             _print_verdict(v, results.name)
         if base_info is not None:
             console.print(f"baseline: {base_info['ref']}")
-        for r in gate_results:
+        for _, r, _ in decisions:
             console.print(
                 f"{'recorded' if record else 'gate result'} {r.event_id} "
                 f"({r.policy}, manifest {r.manifest_id})",
@@ -252,23 +231,30 @@ def check(
     raise typer.Exit(code)
 
 
-def _record(
-    settings: Settings, policies: list[Any], results: list[Any], manifests: list[Any]
-) -> None:
-    """Save each policy version, manifest and gate result in one transaction."""
+def _stored_baseline(settings: Settings, ref: str, last: int | None) -> Baseline:
+    """A stored baseline (``NAME`` or ``NAME@V``, or the last N versions pooled)."""
+    from govloop.cli.output import open_session
+    from govloop.judging.gates import Baseline
+    from govloop.stores.sql import resolve_baseline
+
+    with open_session(settings) as session:
+        metrics, label, versions = resolve_baseline(session, ref, last)
+    return Baseline(metrics, label, {"ref": label, "versions": versions})
+
+
+def _record(settings: Settings, policies: list[Policy], decisions: list[Decision]) -> None:
+    """Save each policy version and decision (manifest, gate result) in one transaction."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from govloop.audit.manifest import save_manifest
+    from govloop.audit.records import save_decision, save_policy
     from govloop.cli.output import open_session
     from govloop.schemas import utcnow
-    from govloop.stores.sql import save_gate_result, save_policy
 
     try:
         with open_session(settings) as session:
-            for p, r, m in zip(policies, results, manifests, strict=True):
+            for p, d in zip(policies, decisions, strict=True):
                 save_policy(session, p.name, p.content_hash, p.model_dump(mode="json"), utcnow())
-                save_manifest(session, m)
-                save_gate_result(session, r)
+                save_decision(session, d.result, d.manifest)
             session.commit()
     except SQLAlchemyError as exc:
         fail(f"cannot record the gate results: {exc.__class__.__name__}: {exc}".splitlines()[0])

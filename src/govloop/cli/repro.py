@@ -42,8 +42,8 @@ def verify(
     as_json: JsonOption = False,
 ) -> None:
     """Recompute a gate decision from its manifest: exit 0 match, 1 differences, 2 error."""
-    from govloop.audit.replay import replay
     from govloop.errors import GovloopError
+    from govloop.repro import replay
 
     settings = resolved_settings()
     try:

@@ -19,6 +19,21 @@ from govloop.errors import GovloopError
 topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
 
 
+def prepare_stores(settings: Settings, fresh_broker: bool) -> None:
+    """Make the stores ready for a running stack: the SQL tables, and Redis for a new broker.
+
+    A new embedded broker starts empty, so state kept in Redis about an
+    earlier broker's topics (applied offsets above all) would skip new events:
+    it is cleared.
+    """
+    from govloop.stores.sql import create_engine_for, init_db
+    from govloop.stores.window_state import clear_state
+
+    if fresh_broker and settings.redis_url is not None:
+        clear_state(settings.redis_url.get_secret_value(), settings.redis_prefix)
+    init_db(create_engine_for(settings))
+
+
 def spawn_workers(settings: Settings, count: int) -> list[subprocess.Popen[bytes]]:
     """Start ``count`` worker processes in one consumer group."""
     env = os.environ | settings.as_env()
@@ -55,7 +70,7 @@ def up(
 
     from govloop.runtime import LocalStack
 
-    stack = LocalStack(environment_settings())
+    stack = LocalStack(environment_settings(), prepare=prepare_stores)
     stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:

@@ -38,6 +38,7 @@ from pydantic import ValidationError
 from govloop.client._sender import Sender
 from govloop.config import Settings
 from govloop.errors import ConfigError, EventError
+from govloop.runtime import discover
 from govloop.schemas import (
     TOPICS,
     Assignment,
@@ -168,8 +169,6 @@ class Govloop:
         Raises :class:`~govloop.errors.ConfigError` if no broker address is known.
         Never waits for the broker: a broker that is down is retried in the background.
         """
-        from govloop.runtime import discover
-
         return cls(discover(settings if settings is not None else Settings()))
 
     # -- emitting ------------------------------------------------------------------------

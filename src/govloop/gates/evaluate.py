@@ -36,7 +36,17 @@ from govloop.gates.rules import AnyRule, DriftRule, FairnessRule, SafetyRule
 from govloop.schemas.base import Event
 from govloop.schemas.results import GateResult, MetricSnapshot, Outcome, RuleResult
 
-__all__ = ["Verdict", "check", "combine", "evaluate", "evaluate_rule", "judge", "judge_snapshot"]
+__all__ = [
+    "Verdict",
+    "check",
+    "combine",
+    "evaluate",
+    "evaluate_rule",
+    "judge",
+    "judge_snapshot",
+    "snapshot_evidence",
+    "snapshot_result",
+]
 
 
 class Verdict(BaseModel):
@@ -152,35 +162,38 @@ def evaluate(
     return verdict.outcome, verdict.results
 
 
-def judge_snapshot(
-    policy: Policy,
+def snapshot_evidence(
     snapshot: MetricSnapshot,
     *,
     baseline: Mapping[str, MetricValue] | None = None,
     drift_alerts: Sequence[DriftSignal] | None = None,
-    trigger: Event | None = None,
-) -> GateResult:
-    """The gate result of ``policy`` on one metric snapshot, with a deterministic id.
-
-    The id is derived from the triggering event's id (the snapshot's, or
-    ``trigger``'s: a drift alert that makes the gate look again at the latest
-    snapshot) and the policy's hash, so judging the same thing twice (after a
-    redelivery) yields the same event.  Rates carry their counts, so
-    regression rules test them against ``baseline``.
-    """
-    evidence = Evidence(
+) -> Evidence:
+    """What a policy judges on one metric snapshot: its metrics (rates with their counts),
+    the baseline and the drift alerts in force."""
+    return Evidence(
         metrics=metrics_from_snapshots([snapshot]),
         baseline=None if baseline is None else dict(baseline),
         drift_alerts=None if drift_alerts is None else list(drift_alerts),
     )
-    verdict = judge(policy, evidence)
+
+
+def snapshot_result(
+    verdict: Verdict, snapshot: MetricSnapshot, trigger: Event | None = None
+) -> GateResult:
+    """The gate result of a verdict on one metric snapshot, with a deterministic id.
+
+    The id is derived from the triggering event's id (the snapshot's, or
+    ``trigger``'s: a drift alert that makes the gate look again at the latest
+    snapshot) and the policy's hash, so judging the same thing twice (after a
+    redelivery) yields the same event.
+    """
     cause = snapshot if trigger is None else trigger
-    digest = hashlib.sha256(f"{cause.event_id}\x1f{policy.content_hash}".encode())
+    digest = hashlib.sha256(f"{cause.event_id}\x1f{verdict.policy_hash}".encode())
     return GateResult(
         event_id=digest.hexdigest()[:32],
         ts=max(snapshot.ts, cause.ts),
-        policy=policy.name,
-        policy_hash=policy.content_hash,
+        policy=verdict.policy,
+        policy_hash=verdict.policy_hash,
         model=snapshot.model,
         model_version=snapshot.model_version,
         outcome=verdict.outcome,
@@ -189,3 +202,16 @@ def judge_snapshot(
         window_start=snapshot.window_start,
         window_end=snapshot.window_end,
     )
+
+
+def judge_snapshot(
+    policy: Policy,
+    snapshot: MetricSnapshot,
+    *,
+    baseline: Mapping[str, MetricValue] | None = None,
+    drift_alerts: Sequence[DriftSignal] | None = None,
+    trigger: Event | None = None,
+) -> GateResult:
+    """The gate result of ``policy`` on one metric snapshot (:func:`snapshot_result`)."""
+    evidence = snapshot_evidence(snapshot, baseline=baseline, drift_alerts=drift_alerts)
+    return snapshot_result(judge(policy, evidence), snapshot, trigger)

@@ -3,12 +3,16 @@
 :class:`LocalStack` fills in every service address the settings leave unset,
 starting the embedded ones, and writes ``<home>/runtime.json`` so that other
 processes on this machine (the CLI, the SDK) find them with :func:`discover`.
+It knows services, not what govloop keeps in them: the caller's ``prepare``
+step (the CLI's: create the tables, clear Redis state of an earlier broker)
+runs once they answer, before the runtime file says they are ready.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -18,9 +22,12 @@ from govloop.runtime.broker import EmbeddedBroker
 from govloop.runtime.ports import answers
 from govloop.runtime.redis_server import LocalRedis
 from govloop.runtime.topics import ensure_topics, wait_for_broker
-from govloop.stores.window_state import clear_state
 
-__all__ = ["LocalStack", "discover"]
+__all__ = ["LocalStack", "Prepare", "discover"]
+
+#: ``prepare(settings, fresh_broker)``: make the services ready for govloop, once they
+#: answer; ``fresh_broker`` when the embedded broker was just started (it holds nothing).
+Prepare = Callable[[Settings, bool], None]
 
 
 def _runtime_file(settings: Settings) -> Path:
@@ -50,8 +57,14 @@ def discover(settings: Settings) -> Settings:
 class LocalStack:
     """Start what is missing; ``settings`` afterwards has every address filled in."""
 
-    def __init__(self, settings: Settings, write_runtime_file: bool = True) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        write_runtime_file: bool = True,
+        prepare: Prepare | None = None,
+    ) -> None:
         self.requested = settings
+        self.prepare = prepare
         self.settings = settings
         self.broker: EmbeddedBroker | None = None
         self.redis: LocalRedis | None = None
@@ -69,15 +82,10 @@ class LocalStack:
             self.redis = LocalRedis().start()
             update["redis_url"] = SecretStr(self.redis.url)
         self.settings = settings.model_copy(update=update)
-        if self.broker is not None and self.settings.redis_url is not None:
-            # The new broker starts empty, so state kept in Redis about an earlier
-            # broker's topics (applied offsets above all) would skip new events.
-            clear_state(self.settings.redis_url.get_secret_value(), self.settings.redis_prefix)
         wait_for_broker(self.settings.kafka or "")
         self.created_topics = ensure_topics(self.settings)
-        from govloop.stores.sql import create_engine_for, init_db
-
-        init_db(create_engine_for(self.settings))
+        if self.prepare is not None:
+            self.prepare(self.settings, self.broker is not None)
         if self.write_runtime_file:
             _runtime_file(settings).write_text(json.dumps(self.describe() | {"pid": os.getpid()}))
         return self.settings

@@ -24,41 +24,29 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, NamedTuple
 
-from pydantic import ValidationError
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from govloop.audit.manifest import build_manifest, kafka_input, save_manifest, stored_input
-from govloop.audit.replay import baseline_evidence
+from govloop.audit.records import save_policy
 from govloop.config import Settings
-from govloop.errors import ConfigError, EventError
-from govloop.gates import DriftSignal, MetricValue, Policy, judge_snapshot
+from govloop.errors import EventError
+from govloop.gates import Policy
 from govloop.schemas import (
     TOPICS,
     DeadLetter,
     DriftAlert,
-    Event,
-    GateResult,
     MetricSnapshot,
     Prediction,
-    decode,
 )
-from govloop.stores.baselines import resolve_baseline
 from govloop.stores.drift_state import Saving
-from govloop.stores.sql import (
-    active_drift,
-    advance_gate,
-    create_engine_for,
-    init_db,
-    latest_snapshot,
-    save_gate_result,
-    save_policy,
-    save_snapshot,
-)
+from govloop.stores.sql import create_engine_for, init_db, save_snapshot
 from govloop.stores.window_state import Encoded, Outcome, WindowStore
-from govloop.streams.concept import FEATURES, ConceptMonitor
+from govloop.streams.concept import ConceptMonitor
+from govloop.streams.decode import RawRecord, dead_letter, decode_one
+from govloop.streams.judge import judge_events, judged
 from govloop.streams.monitor import DriftMonitor, Located, Staged
 from govloop.streams.records import feedback_record, prediction_record, snapshot_of
 
@@ -66,11 +54,6 @@ __all__ = ["InputBatches", "Prepared", "Publish", "RawRecord", "dead_letter", "d
 
 log = logging.getLogger("govloop.streams")
 
-#: Severity of a drifting feature as a drift rule sees it: concept drift of the
-#: error rate is critical, data drift a warning.
-SEVERITY = {feature: severity for feature, severity in FEATURES.values()}
-
-PAYLOAD_LIMIT = 8192
 #: :meth:`InputBatches.prepare` lets other tasks run after this many records.
 YIELD_EVERY = 100
 #: :meth:`InputBatches.write` queues its concept-drift observe behind at most this many
@@ -79,59 +62,6 @@ OBSERVE_BEHIND = 2
 
 #: ``publish(short topic name, key, value)``: send one result event.
 Publish = Callable[[str, bytes | None, bytes], Awaitable[Any]]
-
-
-class RawRecord(NamedTuple):
-    """The fields of a Kafka record the hot path reads (``aiokafka.ConsumerRecord`` has them)."""
-
-    topic: str
-    partition: int
-    offset: int
-    value: bytes | None
-
-
-def dead_letter(
-    source_topic: str, partition: int | None, offset: int | None, reason: str, raw: bytes | None
-) -> DeadLetter:
-    """The dead-letter event for one message that could not be processed."""
-    text = (raw or b"").decode("utf-8", errors="replace")
-    return DeadLetter(
-        source_topic=source_topic,
-        partition=partition,
-        offset=offset,
-        reason=reason[:2000],
-        payload=text[:PAYLOAD_LIMIT],
-    )
-
-
-#: Per topic, its model's JSON validator (``model_validate_json`` without the wrapper).
-_VALIDATE_JSON: dict[str, Callable[[bytes], Event]] = {}
-
-
-def decode_one(topic: str, raw: bytes | None) -> Event:
-    """:func:`govloop.schemas.decode`, with the JSON parsed and validated in one pass.
-
-    Valid input takes pydantic's JSON path; anything it rejects goes through
-    :func:`~govloop.schemas.decode`, so an event is accepted or rejected, and a
-    rejection worded, exactly as the one validation path does it.
-
-    >>> decode_one("feedback", b'{"request_id": "r1", "positive": true}').positive
-    True
-    >>> decode_one("feedback", b'[1]')
-    Traceback (most recent call last):
-    ...
-    govloop.errors.EventError: expected a JSON object, got list
-    """
-    if raw is not None:
-        validate = _VALIDATE_JSON.get(topic)
-        if validate is None:
-            validator = TOPICS[topic].model.__pydantic_validator__
-            validate = _VALIDATE_JSON[topic] = validator.validate_json
-        try:
-            return validate(raw)  # what model_validate_json calls, without its Python frame
-        except ValidationError:
-            pass
-    return decode(topic, raw)
 
 
 class Prepared(NamedTuple):
@@ -284,92 +214,13 @@ class InputBatches:
             except EventError as exc:
                 bad.append(dead_letter(r.topic, r.partition, r.offset, exc.reason, r.value))
                 continue
-            if isinstance(event, DriftAlert) or (
-                isinstance(event, MetricSnapshot)
-                and event.window == "tumbling"
-                and event.variant is None
-                and not event.segment
-            ):
-                located.append((event, r))
+            if judged(event):
+                located.append((event, r))  # type: ignore[arg-type]
         if located and self.policies:
-            for change in await self._in_db(lambda session: self._judge(session, located)):
+            judge = partial(judge_events, settings=self.settings, policies=self.policies)
+            for change in await self._in_db(lambda session: judge(session, located=located)):
                 await self.publish("gates", change.model.encode(), change.to_json())
         await self._send_dead(bad)
-
-    def _judge(
-        self, session: Session, located: Sequence[tuple[MetricSnapshot | DriftAlert, Any]]
-    ) -> list[GateResult]:
-        changes = []
-        for event, r in located:
-            policies = [p for p in self.policies if p.applies_to(event.model)]
-            inputs = [kafka_input(r.topic, r.partition, r.offset, event)]
-            trigger: DriftAlert | None = None
-            if isinstance(event, DriftAlert):
-                policies = [p for p in policies if any(rule.kind == "drift" for rule in p.rules)]
-                snap = latest_snapshot(session, event.model, event.model_version)
-                if snap is None or not policies:
-                    continue  # nothing judged yet: the next window sees the alert
-                trigger = event
-                inputs.append(stored_input(snap))
-            else:
-                snap = event
-            if not policies:
-                continue
-            drifting = active_drift(session, snap.model, snap.model_version)
-            signals = [
-                DriftSignal(
-                    feature=d.feature,
-                    test=d.test,
-                    statistic=d.statistic,
-                    model=d.model,
-                    severity=SEVERITY.get(d.feature, "warning"),
-                )
-                for d in drifting
-            ]
-            if trigger is not None:  # the alert as it says, whether its status is stored yet
-                signals = [x for x in signals if x.feature != trigger.feature]
-                if trigger.state == "drift":
-                    signals = sorted(
-                        [*signals, DriftSignal.from_alert(trigger)], key=lambda x: x.feature
-                    )
-            drift = {"drift_alerts": [s.model_dump(mode="json") for s in signals]}
-            for policy in policies:
-                baseline, recorded = self._baseline(session, policy)
-                manifest = build_manifest(
-                    policy_hash=policy.content_hash,
-                    inputs=inputs,
-                    evidence=drift | recorded,
-                    settings=self.settings,
-                )
-                result = judge_snapshot(
-                    policy, snap, drift_alerts=signals, baseline=baseline, trigger=trigger
-                ).model_copy(update={"manifest_id": manifest.id})
-                save_manifest(session, manifest)
-                new = save_gate_result(session, result)
-                change = advance_gate(session, result, self.settings.gate_recover_windows, new)
-                if change is not None:
-                    changes.append(change)
-        return changes
-
-    def _baseline(
-        self, session: Session, policy: Policy
-    ) -> tuple[dict[str, MetricValue] | None, dict[str, Any]]:
-        """The baseline a policy's regression rules compare with, and its manifest entry.
-
-        A policy without one, or naming one that is not stored, gets None:
-        its regression rules are then inconclusive, never pass.
-        """
-        if policy.baseline is None:
-            return None, {}
-        try:
-            metrics, label, versions = resolve_baseline(
-                session, policy.baseline, policy.baseline_last
-            )
-        except ConfigError as exc:
-            log.warning("policy %s: %s; its regression rules are inconclusive", policy.name, exc)
-            return None, {}
-        ref = {"name": policy.baseline, "last": policy.baseline_last, "versions": versions}
-        return metrics, {"baseline": baseline_evidence(metrics, label, ref)}
 
     async def close_windows(self) -> int:
         """Close due windows: snapshots to ``metrics`` and SQL, then drift; return how many.

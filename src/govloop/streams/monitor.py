@@ -8,6 +8,7 @@ references and hands them to the pure :func:`~govloop.judging.drift.decide_round
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import time
@@ -296,8 +297,6 @@ class DriftMonitor:
             row = latest_reference(session, model, version)
             if row is None:
                 return None, ""
-            import json
-
             return Profile.from_dict(json.loads(row.body)), f"v{row.version} ({row.source})"
 
         reference, label = await asyncio.to_thread(self._in_session, load)

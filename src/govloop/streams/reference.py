@@ -12,9 +12,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from govloop.config import Settings
-from govloop.errors import ConfigError
+from govloop.errors import ConfigError, EventError
 from govloop.judging.features import observed_features
-from govloop.schemas import Prediction, describe_validation_error
+from govloop.schemas import Prediction, decode, describe_validation_error
 from govloop.stats.profile import Profile, Row
 
 __all__ = ["profile_from_file", "profile_from_records", "profile_from_stream"]
@@ -100,9 +100,6 @@ def profile_from_stream(
     skipped: the stream worker has sent them to the dead-letter topic.
     """
     from kafka import KafkaConsumer, TopicPartition
-
-    from govloop.errors import EventError
-    from govloop.schemas import decode
 
     if settings.kafka is None:
         raise ConfigError("no broker configured: set GOVLOOP_KAFKA or run `govloop up`")

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import faust
+import redis
+from sqlalchemy.exc import SQLAlchemyError
+
 from govloop.config import Settings
 from govloop.errors import RuntimeUnavailable
+from govloop.runtime import wait_for_broker
+from govloop.stores.sql import create_engine_for, init_db
+from govloop.streams.app import create_app
 
 __all__ = ["check_services", "run_worker"]
 
 
 def check_services(settings: Settings) -> None:
     """Fail fast, with the address, when Kafka, Redis or the database does not answer."""
-    import redis
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from govloop.runtime import wait_for_broker
-    from govloop.stores.sql import create_engine_for, init_db
-
     wait_for_broker(settings.kafka or "", timeout=15.0)
     url = settings.redis_url.get_secret_value() if settings.redis_url else ""
     try:
@@ -30,10 +31,6 @@ def check_services(settings: Settings) -> None:
 
 def run_worker(settings: Settings) -> None:
     """Run the faust worker for ``settings`` until SIGINT/SIGTERM; exit non-zero on a crash."""
-    import faust
-
-    from govloop.streams.app import create_app
-
     check_services(settings)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)

@@ -4,55 +4,32 @@ Every ``set`` writes a new version (1, 2, ...) of a name; nothing is overwritten
 A baseline is referred to as ``NAME`` (its newest version), ``NAME@3`` (a
 pinned version), or as the last N versions pooled (:func:`resolve_baseline`
 with ``last=N``: see :func:`govloop.gates.pool_baselines` for what pooling means).
-Each set is recorded in the audit ledger (kind ``baseline``, ref ``NAME@V``) in
-the same transaction.
+Storing one, with its audit ledger entry, is :func:`govloop.audit.records.save_baseline`.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
-from datetime import UTC, datetime
-from typing import Any
 
-from sqlalchemy import Column, Text, UniqueConstraint, func
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Field, Session, SQLModel, select
+from sqlalchemy import func
+from sqlmodel import Session, select
 
 from govloop.errors import ConfigError
-from govloop.gates.evidence import MetricValue, metrics_from_snapshots, pool_baselines
-from govloop.schemas.results import MetricSnapshot
+from govloop.gates.evidence import MetricValue, pool_baselines
+from govloop.stores.sql.tables import BaselineRow
 
 __all__ = [
-    "BaselineRow",
     "baseline_metrics",
     "baseline_versions",
     "get_baseline",
+    "latest_baseline_version",
     "list_baselines",
     "parse_ref",
     "resolve_baseline",
-    "save_baseline",
-    "window_metrics",
 ]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}")
-
-
-class BaselineRow(SQLModel, table=True):
-    """One version of a named baseline; ``body`` is ``{metric: MetricValue}`` as JSON."""
-
-    __tablename__ = "baselines"
-    __table_args__ = (UniqueConstraint("name", "version", name="uq_baselines_name_version"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    name: str = Field(index=True)
-    version: int
-    source: str
-    sha256: str | None = None
-    model: str | None = None
-    created_at: datetime
-    body: str = Field(sa_column=Column(Text, nullable=False))
 
 
 def parse_ref(ref: str) -> tuple[str, int | None]:
@@ -74,75 +51,9 @@ def baseline_metrics(row: BaselineRow) -> dict[str, MetricValue]:
     return {k: MetricValue.model_validate(v) for k, v in json.loads(row.body).items()}
 
 
-def _latest_version(session: Session, name: str) -> int:
+def latest_baseline_version(session: Session, name: str) -> int:
     query = select(func.max(BaselineRow.version)).where(BaselineRow.name == name)
     return session.exec(query).one() or 0  # type: ignore[call-overload]
-
-
-def save_baseline(
-    session: Session,
-    name: str,
-    metrics: Mapping[str, MetricValue],
-    *,
-    source: str,
-    sha256: str | None = None,
-    model: str | None = None,
-    created_at: datetime | None = None,
-) -> BaselineRow:
-    """Store ``metrics`` as the next version of ``name`` (and record it in the audit ledger).
-
-    The caller commits.  Two concurrent sets of one name get distinct versions:
-    the loser of the unique (name, version) race retries with the next one.
-    """
-    from govloop.audit.ledger import append
-
-    parse_ref(name)
-    if "@" in name:
-        raise ConfigError("a baseline name cannot contain '@'")
-    if not metrics:
-        raise ConfigError(f"baseline {name}: no metrics to store")
-    body = json.dumps(
-        {
-            k: v.model_dump(exclude_defaults=True) | {"value": v.value}
-            for k, v in sorted(metrics.items())
-        },
-        sort_keys=True,
-    )
-    when = created_at or datetime.now(UTC)
-    for _ in range(5):
-        row = BaselineRow(
-            name=name,
-            version=_latest_version(session, name) + 1,
-            source=source,
-            sha256=sha256,
-            model=model,
-            created_at=when,
-            body=body,
-        )
-        try:
-            with session.begin_nested():
-                session.add(row)
-            break
-        except IntegrityError:
-            continue
-    else:  # pragma: no cover - five lost races in a row
-        raise ConfigError(f"baseline {name}: could not allocate a version, try again")
-    append(
-        session,
-        "baseline",
-        f"{name}@{row.version}",
-        {
-            "name": name,
-            "version": row.version,
-            "source": source,
-            "sha256": sha256,
-            "model": model,
-            "metrics": json.loads(body),
-        },
-        model=model,
-        ts=when,
-    )
-    return row
 
 
 def get_baseline(session: Session, name: str, version: int | None = None) -> BaselineRow | None:
@@ -213,30 +124,3 @@ def resolve_baseline(
 def _versions_text(session: Session, name: str) -> str:
     got = [str(r.version) for r in baseline_versions(session, name)]
     return ", ".join(reversed(got)) or "none"
-
-
-def window_metrics(
-    session: Session,
-    model: str,
-    model_version: str | None,
-    since: datetime | None,
-    until: datetime | None,
-) -> tuple[dict[str, Any], int]:
-    """Metrics over the stored tumbling, whole-model snapshots of a model in a time range.
-
-    Counts are summed and rates recomputed from them (sliding windows overlap
-    and slices repeat the whole, so both are left out).  Returns the metrics
-    and the number of snapshots used.
-    """
-    from govloop.stores.sql import MetricSnapshotRow
-
-    query = select(MetricSnapshotRow).where(MetricSnapshotRow.model == model)
-    if model_version is not None:
-        query = query.where(MetricSnapshotRow.model_version == model_version)
-    if since is not None:
-        query = query.where(MetricSnapshotRow.window_start >= since)
-    if until is not None:
-        query = query.where(MetricSnapshotRow.window_end <= until)
-    snaps = [MetricSnapshot.model_validate_json(r.body) for r in session.exec(query)]
-    whole = [s for s in snaps if s.window == "tumbling" and s.segment is None and s.variant is None]
-    return metrics_from_snapshots(whole), len(whole)

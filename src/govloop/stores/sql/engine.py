@@ -1,0 +1,108 @@
+"""The engine factory, schema creation and the idempotent insert every store uses.
+
+SQLite by default, PostgreSQL in production; no module-level engine: callers
+build one with :func:`create_engine_for` and pass a ``Session`` down.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, event, inspect, make_url, text
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, SQLModel, create_engine
+
+from govloop.config import Settings
+from govloop.stores.sql import tables  # noqa: F401  (registers every table for init_db)
+
+__all__ = ["create_engine_for", "init_db", "insert_once"]
+
+
+def create_engine_for(settings: Settings) -> Engine:
+    """An engine for ``settings.database_url`` (SQLite files get WAL and a busy timeout)."""
+    url = settings.database_url
+    if url.startswith("sqlite"):
+        path = make_url(url).database
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA busy_timeout=30000")
+            # switching a new file to WAL while another process does the same can fail at
+            # once with "database is locked" (SQLite skips the busy handler there): retry
+            for attempt in range(100):
+                try:
+                    cursor.execute("PRAGMA journal_mode=WAL")
+                    break
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or attempt == 99:
+                        raise
+                    time.sleep(0.05)
+            cursor.close()
+
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return create_engine(url, pool_pre_ping=True)
+
+
+#: Key of the PostgreSQL advisory lock that serialises schema creation.
+_SCHEMA_LOCK = 0x6F766C70
+
+
+def init_db(engine: Engine) -> None:
+    """Create every table that does not exist yet (safe when several workers start at once)."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+        elif conn.dialect.name == "sqlite":
+            # take the write lock before create_all looks: its check-then-CREATE otherwise
+            # races another process ("table ... already exists", "database is locked")
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        SQLModel.metadata.create_all(conn)
+        _add_new_columns(conn)
+
+
+def _add_new_columns(conn: Any) -> None:
+    """Add the columns a table gained since it was created (each has a server default).
+
+    create_all makes missing tables but leaves existing ones as they are; the
+    few columns added since are all nullable or defaulted, so adding them is
+    the whole migration.
+    """
+    present = inspect(conn)
+    for table in SQLModel.metadata.sorted_tables:
+        if not present.has_table(table.name):
+            continue
+        have = {c["name"] for c in present.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in have:
+                continue
+            if not column.nullable and column.server_default is None:
+                raise RuntimeError(f"cannot add column {table.name}.{column.name}: no default")
+            quote = conn.dialect.identifier_preparer.quote
+            ddl = (
+                f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(column.name)} "
+                + column.type.compile(dialect=conn.dialect)
+            )
+            if column.server_default is not None:
+                ddl += f" DEFAULT '{column.server_default.arg}'"  # type: ignore[attr-defined]
+            if not column.nullable:
+                ddl += " NOT NULL"
+            conn.exec_driver_sql(ddl)
+
+
+def insert_once(session: Session, row: SQLModel) -> bool:
+    """Insert ``row`` unless its primary key exists; True when it was new."""
+    try:
+        with session.begin_nested():
+            session.add(row)
+        return True
+    except IntegrityError:
+        return False

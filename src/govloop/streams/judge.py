@@ -1,0 +1,133 @@
+"""The worker's judging step: snapshots and drift alerts in, recorded decisions out.
+
+Each window's overall tumbling snapshot is judged by every policy for its
+model; a drift alert makes the policies with drift rules look again at the
+model version's latest snapshot, with the alert now active.  The decision
+itself is :func:`govloop.judging.gates.decide` (the one path ``govloop gate
+check`` takes too); this module gathers what it needs from the SQL store
+(the drift alerts in force, the policy's baseline), records each decision
+with its manifest and moves the gate's state
+(:func:`govloop.stores.sql.advance_gate`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from sqlmodel import Session
+
+from govloop.audit.manifest import kafka_input, stored_input
+from govloop.audit.records import save_decision
+from govloop.config import Settings
+from govloop.errors import ConfigError
+from govloop.gates import DriftSignal, Policy
+from govloop.judging.gates import Baseline, decide
+from govloop.schemas import DriftAlert, Event, GateResult, MetricSnapshot
+from govloop.stores.sql import active_drift, advance_gate, latest_snapshot, resolve_baseline
+from govloop.streams.concept import FEATURES
+
+__all__ = ["SEVERITY", "drift_signals", "judge_events", "judged", "policy_baseline"]
+
+log = logging.getLogger("govloop.streams")
+
+#: Severity of a drifting feature as a drift rule sees it: concept drift of the
+#: error rate is critical, data drift a warning.
+SEVERITY = {feature: severity for feature, severity in FEATURES.values()}
+
+
+def judged(event: Event) -> bool:
+    """Whether the judging step looks at ``event``: a drift alert or an overall tumbling
+    snapshot (sliding windows and slices are published, not judged)."""
+    return isinstance(event, DriftAlert) or (
+        isinstance(event, MetricSnapshot)
+        and event.window == "tumbling"
+        and event.variant is None
+        and not event.segment
+    )
+
+
+def judge_events(
+    session: Session,
+    settings: Settings,
+    policies: Sequence[Policy],
+    located: Sequence[tuple[MetricSnapshot | DriftAlert, Any]],
+) -> list[GateResult]:
+    """Judge each (event, its Kafka record) and record the decisions in ``session``.
+
+    Returns the results that changed a gate's state, to publish on ``gates``.
+    """
+    changes = []
+    for event, r in located:
+        applies = [p for p in policies if p.applies_to(event.model)]
+        inputs = [kafka_input(r.topic, r.partition, r.offset, event)]
+        trigger: DriftAlert | None = None
+        if isinstance(event, DriftAlert):
+            applies = [p for p in applies if any(rule.kind == "drift" for rule in p.rules)]
+            snap = latest_snapshot(session, event.model, event.model_version)
+            if snap is None or not applies:
+                continue  # nothing judged yet: the next window sees the alert
+            trigger = event
+            inputs.append(stored_input(snap))
+        else:
+            snap = event
+        if not applies:
+            continue
+        signals = drift_signals(session, snap, trigger)
+        for policy in applies:
+            decision = decide(
+                policy,
+                snap,
+                inputs=inputs,
+                baseline=policy_baseline(session, policy),
+                drift_alerts=signals,
+                trigger=trigger,
+                settings=settings,
+            )
+            new = save_decision(session, decision.result, decision.manifest)
+            change = advance_gate(session, decision.result, settings.gate_recover_windows, new)
+            if change is not None:
+                changes.append(change)
+    return changes
+
+
+def drift_signals(
+    session: Session, snap: MetricSnapshot, trigger: DriftAlert | None
+) -> list[DriftSignal]:
+    """The drift alerts in force for a snapshot's model version, by feature.
+
+    A triggering alert counts as it says, whether its status is stored yet.
+    """
+    signals = [
+        DriftSignal(
+            feature=d.feature,
+            test=d.test,
+            statistic=d.statistic,
+            model=d.model,
+            severity=SEVERITY.get(d.feature, "warning"),
+        )
+        for d in active_drift(session, snap.model, snap.model_version)
+    ]
+    if trigger is not None:
+        signals = [x for x in signals if x.feature != trigger.feature]
+        if trigger.state == "drift":
+            signals = sorted([*signals, DriftSignal.from_alert(trigger)], key=lambda x: x.feature)
+    return signals
+
+
+def policy_baseline(session: Session, policy: Policy) -> Baseline | None:
+    """The baseline a policy's regression rules compare with.
+
+    A policy without one, or naming one that is not stored, gets None: its
+    regression rules are then inconclusive, never pass.
+    """
+    if policy.baseline is None:
+        return None
+    try:
+        metrics, label, versions = resolve_baseline(session, policy.baseline, policy.baseline_last)
+    except ConfigError as exc:
+        log.warning("policy %s: %s; its regression rules are inconclusive", policy.name, exc)
+        return None
+    ref = {"name": policy.baseline, "last": policy.baseline_last, "versions": versions}
+    return Baseline(metrics, label, ref)
