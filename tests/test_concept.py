@@ -360,11 +360,11 @@ def test_chained_observes_run_in_order_and_stop_at_an_error(settings: Settings) 
         try:
             await batches_.start()
             for part in batches(stream, 250):
-                batches_._observe_later(part)
+                batches_.observes.later(part)
             await batches_.flush()
             state = await batches_.concept.state("m", "v1", "error")
-            batches_._observe_later([Outcome("m", "v1", "latency", 1.0, T0)])
-            batches_._observe_later(stream[:10])  # after the failed one: never observed
+            batches_.observes.later([Outcome("m", "v1", "latency", 1.0, T0)])
+            batches_.observes.later(stream[:10])  # after the failed one: never observed
             with pytest.raises(ValueError, match="unknown outcome stream"):
                 await batches_.observed()
             with pytest.raises(ValueError, match="unknown outcome stream"):

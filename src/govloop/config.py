@@ -100,7 +100,7 @@ class Settings(BaseSettings):
     session_timeout_seconds: float = Field(
         default=8.0, gt=0, description="Consumer-group session timeout (6-10 s suits Tansu)."
     )
-    batch_size: int = Field(default=1000, ge=1, description="Events per agent batch.")
+    batch_size: int = Field(default=1000, ge=1, description="Input records per worker batch.")
     sdk_buffer: int = Field(default=10000, ge=1, description="Events the SDK buffers at most.")
     worker_web_port: int | None = Field(
         default=None, description="faust web port of a worker; unset disables its web server."

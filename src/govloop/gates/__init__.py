@@ -1,6 +1,6 @@
 """Quality gates: policies as code (YAML -> pydantic) and the pure evaluator.
 
-No I/O beyond reading a policy or results file: the stream agent and the CLI
+No I/O beyond reading a policy or results file: the stream worker and the CLI
 feed the evaluator evidence and publish what it decides.
 
 * rules      the rule kinds: threshold, min_samples, regression, drift, safety, fairness

@@ -1,4 +1,4 @@
-"""Result events: what govloop's agents publish for anyone to consume."""
+"""Result events: what govloop's workers publish for anyone to consume."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ with numpy and returns the indices (into ``values``) where drift was
 signalled.  It gives exactly the detections of calling ``update`` on each
 value in turn (same floating-point operations, tested bit for bit) and the
 state carries over between calls, so batches and single values can be mixed
-freely.  It is the path stream agents use: 20-110 ns per event on 10**6
+freely.  It is the path the stream worker uses: 20-110 ns per event on 10**6
 values, where a Python loop over River's ``update`` costs 170-550 ns.
 """
 

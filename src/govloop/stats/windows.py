@@ -1,6 +1,6 @@
 """Tumbling and sliding windows and the metrics of one window, from plain counts.
 
-The stream agent keeps per-window counters (in Redis, so every worker adds to
+The stream worker keeps per-window counters (in Redis, so every worker adds to
 the same window); this module turns those counters into the published
 metrics.  Every counter is a sum, so a sliding window is the sum of the
 tumbling windows it spans (:func:`sliding_counters`).  No I/O.

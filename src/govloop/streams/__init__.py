@@ -1,4 +1,17 @@
-"""Stream agents (faust): thin adapters from input topics to stats/ and gates/."""
+"""The stream worker: thin adapters from the input topics to judging, stats and gates.
+
+* app        the faust app: one group member feeding raw batches to the hot path
+* hot_path   :class:`~govloop.streams.hot_path.InputBatches`, the batch steps below
+* decode     raw records -> events or dead letters
+* ingest     predictions and feedback -> Redis window and drift state
+* judge      snapshots and drift alerts -> recorded gate decisions
+* close      due windows -> metric snapshots and drift rounds
+* observes   concept-drift observes, chained in release order
+* monitor    data drift (profiles per window, the reference, alerts)
+* concept    concept drift (detectors on the join outcomes)
+* reference  reference profiles from a time range of the predictions topic
+* worker     run one worker process
+"""
 
 from govloop.streams.app import create_app
 
