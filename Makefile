@@ -26,6 +26,7 @@ up: install  ## run the loop until Ctrl-C
 lint: install
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/lint-imports
 	$(BIN)/mypy
 
 test: install lint  ## lint, type-check, then every test against a real broker, Redis and SQL

@@ -8,6 +8,7 @@ import pytest
 
 PUBLIC = {
     "govloop": ["GovloopError", "Settings", "__version__"],
+    "govloop.client": ["MAX_ATTEMPTS", "PRODUCER_DEFAULTS", "Govloop", "SdkStats", "pick_variant"],
     "govloop.schemas": [
         "TOPICS",
         "Assignment",

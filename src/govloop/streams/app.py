@@ -92,6 +92,7 @@ def create_app(settings: Settings, policies: Sequence[Policy] | None = None) -> 
         topic_replication_factor=settings.replication,
         web_enabled=settings.worker_web_port is not None,
         web_port=settings.worker_web_port or 6066,
+        datadir=settings.home / "faust" / group,  # not ./<group>-data in the working directory
     )
     # faust's own consumer stays off: the input consumer below is the group's only member
     app.boot_strategy = BootStrategy(app, enable_kafka_consumer=False)
