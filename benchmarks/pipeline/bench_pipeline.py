@@ -63,7 +63,7 @@ from pydantic import SecretStr
 
 from govloop.config import Settings
 from govloop.runtime import EmbeddedBroker, LocalRedis, ensure_topics, wait_for_broker
-from govloop.stores.window_state import clear_state
+from govloop.stores.redis.windows import clear_state
 
 NUMERIC = 10
 CATEGORIES = {"plan": ["free", "pro", "team", "enterprise", "edu"], "region": ["eu", "us", "apac"]}
@@ -608,9 +608,9 @@ async def _breakdown(args: argparse.Namespace) -> None:
     import redis.asyncio as aioredis
 
     from govloop.schemas import Prediction
+    from govloop.stores.redis.records import record_of
     from govloop.streams.app import tune_gc
     from govloop.streams.hot_path import InputBatches, RawRecord, decode_one
-    from govloop.streams.records import record_of
 
     with redis_server(args) as redis_url, tempfile.TemporaryDirectory() as tmp:
         prefix = f"brk{uuid.uuid4().hex[:10]}."

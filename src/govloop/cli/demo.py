@@ -172,7 +172,7 @@ def demo(
     """Run the whole loop against a simulated production service, live."""
     from govloop.demo import POLICY_FILE
     from govloop.runtime import LocalStack
-    from govloop.stores.window_state import clear_state
+    from govloop.stores.redis.windows import clear_state
 
     began = time.monotonic()
     console.rule("[bold]govloop demo")

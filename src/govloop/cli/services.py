@@ -26,8 +26,8 @@ def prepare_stores(settings: Settings, fresh_broker: bool) -> None:
     earlier broker's topics (applied offsets above all) would skip new events:
     it is cleared.
     """
+    from govloop.stores.redis.windows import clear_state
     from govloop.stores.sql import create_engine_for, init_db
-    from govloop.stores.window_state import clear_state
 
     if fresh_broker and settings.redis_url is not None:
         clear_state(settings.redis_url.get_secret_value(), settings.redis_prefix)

@@ -17,10 +17,10 @@ from sqlmodel import Session
 
 from govloop.config import Settings
 from govloop.schemas import MetricSnapshot
+from govloop.stores.redis.records import snapshot_of
+from govloop.stores.redis.windows import ClosedWindow, WindowStore
 from govloop.stores.sql import save_snapshot
-from govloop.stores.window_state import ClosedWindow, WindowStore
 from govloop.streams.monitor import DriftMonitor
-from govloop.streams.records import snapshot_of
 
 __all__ = ["close", "window_snapshots"]
 

@@ -45,8 +45,9 @@ from govloop.schemas import DriftAlert
 from govloop.schemas.base import as_utc
 from govloop.stats.adwin import ADWIN
 from govloop.stats.episodes import Change, advance
+from govloop.stores.redis import keys
+from govloop.stores.redis.windows import Outcome
 from govloop.stores.sql import DriftStatusRow, save_drift_alert
-from govloop.stores.window_state import Outcome
 
 __all__ = ["FEATURES", "Change", "ConceptMonitor", "Outcome", "advance", "alert_id", "concept_key"]
 
@@ -62,7 +63,7 @@ MAX_ATTEMPTS = 200
 
 def concept_key(prefix: str, model: str, version: str, stream: str) -> str:
     """The Redis key of one (model, version, stream) detector and its episode."""
-    return f"{prefix}concept:{model}\x1f{version}\x1f{stream}"
+    return keys.concept(prefix, model, version, stream)
 
 
 def alert_id(prefix: str, model: str, version: str, stream: str, state: str, at: float) -> str:

@@ -38,8 +38,8 @@ from govloop.config import Settings
 from govloop.errors import EventError
 from govloop.gates import Policy
 from govloop.schemas import TOPICS, DeadLetter, DriftAlert, MetricSnapshot
+from govloop.stores.redis.windows import Outcome, WindowStore
 from govloop.stores.sql import create_engine_for, init_db
-from govloop.stores.window_state import Outcome, WindowStore
 from govloop.streams import close, ingest
 from govloop.streams.close import Publish
 from govloop.streams.concept import ConceptMonitor

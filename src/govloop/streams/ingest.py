@@ -20,11 +20,11 @@ from typing import Any, NamedTuple
 
 from govloop.errors import EventError
 from govloop.schemas import DeadLetter, Prediction
-from govloop.stores.drift_state import Saving
-from govloop.stores.window_state import Applied, Encoded, WindowStore
+from govloop.stores.redis.drift import Saving
+from govloop.stores.redis.records import feedback_record, prediction_record
+from govloop.stores.redis.windows import Applied, Encoded, WindowStore
 from govloop.streams.decode import dead_letter, decode_one
 from govloop.streams.monitor import DriftMonitor, Located, Staged
-from govloop.streams.records import feedback_record, prediction_record
 
 __all__ = ["YIELD_EVERY", "Prepared", "prepare", "write"]
 

@@ -1,6 +1,6 @@
 """The drift side of the stream worker: profiles per window in, drift alerts out.
 
-An adapter: it feeds :class:`~govloop.stores.drift_state.DriftStore` with the
+An adapter: it feeds :class:`~govloop.stores.redis.drift.DriftStore` with the
 features of each batch, and at window close gathers the window profiles and
 references and hands them to the pure :func:`~govloop.judging.drift.decide_round`.
 """
@@ -25,14 +25,14 @@ from govloop.judging.features import observed_columns
 from govloop.schemas import DriftAlert, Prediction, Scalar
 from govloop.stats.fleet import FleetBudget
 from govloop.stats.profile import Columns, Profile
-from govloop.stores.drift_state import DriftStore, Saving
+from govloop.stores.redis.drift import DriftStore, Saving
+from govloop.stores.redis.windows import ClosedWindow
 from govloop.stores.sql import (
     DriftStatusRow,
     latest_reference,
     save_drift_alert,
     save_reference,
 )
-from govloop.stores.window_state import ClosedWindow
 
 __all__ = ["DriftMonitor", "Group", "Located", "Staged", "window_member"]
 
@@ -81,17 +81,6 @@ class DriftMonitor:
         self._event_time: dict[str, float] = {}  # newest event time staged per partition
         #: Longest a staged profile row waits to be stored (well inside the idle close).
         self.flush_seconds = min(0.5, settings.idle_close_seconds / 4)
-
-    async def observe(self, located: Sequence[Located]) -> int:
-        """Add predictions (see :data:`Located`) to window profiles.
-
-        :meth:`group`, :meth:`stage`, then store what is due (see :meth:`due`).
-        Call it before the batch's counters are applied, so that a watermark that
-        passes a window never runs ahead of that window's stored profile.
-        """
-        applied = await self.stage(self.group(located))
-        await self.store.flush(self.due())
-        return applied
 
     def group(self, located: Sequence[Located]) -> Staged:
         """Sort a batch's predictions into window partials and extract their features (no I/O)."""

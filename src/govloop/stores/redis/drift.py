@@ -24,7 +24,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from govloop.stats.profile import Columns, Profile, Row
+from govloop.stats.profile import Columns, Profile
+from govloop.stores.redis import keys
 
 __all__ = ["DriftStore"]
 
@@ -86,31 +87,11 @@ class DriftStore:
         self._cache: OrderedDict[Key, _Partial] = OrderedDict()
 
     def _partial(self, member: str) -> str:
-        return f"{self.prefix}dprof:{member}"
+        return keys.drift_partial(self.prefix, member)
 
-    async def add(self, groups: Mapping[Key, list[tuple[int, Row]]]) -> int:
-        """Add rows grouped by (window member, topic:partition) and store them; return rows applied.
-
-        Rows at or below the partition's stored offset were applied before and
-        are skipped.
-        """
-        await self.load(groups)
-        applied = 0
-        for key, rows in groups.items():
-            done = self.applied_offset(key)
-            if done is None:
-                continue
-            fresh = [row for offset, row in rows if offset > done]
-            if fresh:
-                self._cache[key].add(Columns.from_rows(fresh))
-                self._staged(key, max(offset for offset, _ in rows))
-                applied += len(fresh)
-        await self.flush()
-        return applied
-
-    async def load(self, keys: Iterable[Key]) -> None:
-        """Read the partials of ``keys`` that are not cached yet."""
-        missing = [key for key in keys if key not in self._cache]
+    async def load(self, wanted: Iterable[Key]) -> None:
+        """Read the partials of ``wanted`` that are not cached yet."""
+        missing = [key for key in wanted if key not in self._cache]
         if not missing:
             return
         pipe = self.redis.pipeline(transaction=False)
@@ -228,13 +209,13 @@ class DriftStore:
 
     async def states(self, model_key: str) -> dict[str, dict[str, Any]]:
         """Hysteresis state of every drifting feature of ``model\\x1fversion``."""
-        raw = await self.redis.hgetall(f"{self.prefix}dstate:{model_key}")
+        raw = await self.redis.hgetall(keys.drift_state(self.prefix, model_key))
         return {_text(k): json.loads(v) for k, v in raw.items()}
 
     async def save(self, model_key: str, states: Mapping[str, dict[str, Any] | None]) -> None:
         """Store new hysteresis states (None removes one)."""
         pipe = self.redis.pipeline(transaction=True)
-        state_key = f"{self.prefix}dstate:{model_key}"
+        state_key = keys.drift_state(self.prefix, model_key)
         for feature, state in states.items():
             if state is None:
                 pipe.hdel(state_key, feature)
@@ -243,11 +224,11 @@ class DriftStore:
         await pipe.execute()
 
     async def pending_reference(self, model_key: str) -> Profile | None:
-        raw = await self.redis.get(f"{self.prefix}autoref:{model_key}")
+        raw = await self.redis.get(keys.autoref(self.prefix, model_key))
         return Profile.from_dict(json.loads(raw)) if raw else None
 
     async def set_pending_reference(self, model_key: str, profile: Profile | None) -> None:
-        key = f"{self.prefix}autoref:{model_key}"
+        key = keys.autoref(self.prefix, model_key)
         if profile is None:
             await self.redis.delete(key)
         else:

@@ -1,0 +1,221 @@
+"""The window scripts (stores/redis/lua) in-process, against a real Redis, one script at a time.
+
+Each test has its own key prefix.  They drive :class:`WindowStore` directly
+(no broker, no worker process), so a failure points at a script.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from govloop.schemas import Feedback, Prediction
+from govloop.stores.redis import keys
+from govloop.stores.redis.records import record_of
+from govloop.stores.redis.windows import Claimed, Outcome, WindowStore, clear_state
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+SIZE = 60.0
+
+
+@pytest.fixture
+def prefix(redis_url: str) -> Iterator[str]:
+    p = f"t{uuid.uuid4().hex[:12]}."
+    yield p
+    clear_state(redis_url, p)
+
+
+def prediction(rid: str, minute: float, label: str = "yes", event_id: str | None = None) -> Any:
+    kw = {} if event_id is None else {"event_id": event_id}
+    return Prediction(
+        model="m",
+        model_version="1",
+        request_id=rid,
+        prediction=label,
+        ts=T0 + timedelta(minutes=minute),
+        **kw,
+    )
+
+
+def feedback(rid: str, minute: float, label: str = "yes") -> Any:
+    return Feedback(request_id=rid, label=label, ts=T0 + timedelta(minutes=minute))
+
+
+class Store:
+    """A WindowStore on its own prefix, with synchronous helpers for the tests."""
+
+    def __init__(self, redis_url: str, prefix: str, **kw: Any) -> None:
+        self.url, self.prefix, self.kw = redis_url, prefix, kw
+        self.released: list[Outcome] = []  # every outcome released so far, in order
+
+    def run(self, fn: Any) -> Any:
+        async def main() -> Any:
+            client = aioredis.Redis.from_url(self.url)
+            try:
+                store = WindowStore(
+                    client,
+                    prefix=self.prefix,
+                    window_seconds=SIZE,
+                    grace_seconds=0.0,
+                    idle_close_seconds=3600.0,
+                    horizon_seconds=3600.0,
+                    **self.kw,
+                )
+                return await fn(store)
+            finally:
+                await client.aclose()
+
+        return asyncio.run(main())
+
+    def apply(self, events: list[tuple[Any, int]], partition: int = 0) -> int:
+        """Apply a batch; return how many events were new (its released outcomes are kept)."""
+        records = [record_of(e, "in", partition, offset) for e, offset in events]
+        applied = self.run(lambda s: s.apply(records))
+        self.released.extend(applied.outcomes)
+        return applied.events  # type: ignore[no-any-return]
+
+    def claim(self) -> Claimed:
+        claimed: Claimed = self.run(lambda s: s.claim_closed())
+        self.released.extend(claimed.outcomes)
+        return claimed
+
+    def acknowledge(self, claimed: Claimed) -> None:
+        self.run(lambda s: s.acknowledge(claimed.windows))
+
+    def windows(self) -> dict[float, dict[str, int]]:
+        """Claim, acknowledge, and return the overall windows' counters by minute."""
+        claimed = self.claim()
+        self.acknowledge(claimed)
+        return {(w.start - T0.timestamp()) / 60: w.counters for w in claimed.windows if not w.slice}
+
+
+def test_apply_counts_a_batch_once_even_when_it_is_redelivered(redis_url: str, prefix: str) -> None:
+    store = Store(redis_url, prefix)
+    batch = [(prediction(f"r{i}", 0.1 * i), i) for i in range(5)]
+    assert store.apply(batch) == 5
+    assert store.apply(batch) == 0  # redelivered after a crash: every offset applied already
+    assert store.apply(batch[3:]) == 0  # part of it, too
+    store.apply([(prediction("end", 5), 5)])  # moves the watermark past minute 0
+    assert store.windows()[0]["count"] == 5
+
+
+def test_older_offsets_after_newer_ones_are_skipped(redis_url: str, prefix: str) -> None:
+    store = Store(redis_url, prefix)
+    assert store.apply([(prediction("new", 0.5), 10)]) == 1
+    # out of order: offsets 3..5 arrive after offset 10 was applied (a rewound consumer)
+    assert store.apply([(prediction(f"old{i}", 0.2), i) for i in (3, 4, 5)]) == 0
+    # other partitions keep their own offsets
+    assert store.apply([(prediction("p1", 0.3), 3)], partition=1) == 1
+    store.apply([(prediction("end", 5), 11), (prediction("end1", 5), 4)], partition=0)
+    store.apply([(prediction("end2", 5), 4)], partition=1)
+    assert store.windows()[0]["count"] == 2
+
+
+def test_a_duplicate_event_id_counts_once(redis_url: str, prefix: str) -> None:
+    store = Store(redis_url, prefix)
+    twice = prediction("r1", 0.1, event_id="same-event")
+    assert store.apply([(twice, 0), (twice, 1)]) == 1  # within one batch
+    assert store.apply([(twice, 7)], partition=1) == 0  # across partitions and batches
+    store.apply([(prediction("end", 5), 2)])
+    store.apply([(prediction("end1", 5), 8)], partition=1)
+    assert store.windows()[0]["count"] == 1
+
+
+def test_feedback_before_its_prediction_is_joined_when_the_prediction_comes(
+    redis_url: str, prefix: str
+) -> None:
+    store = Store(redis_url, prefix)
+    assert store.apply([(feedback("r1", 0.2, "no"), 0), (feedback("r2", 0.3, "yes"), 1)]) == 2
+    assert store.apply([(prediction("r1", 0.1, "yes"), 0), (prediction("r2", 0.1, "yes"), 1)], 1)
+    store.apply([(prediction("end", 5), 2)])
+    store.apply([(prediction("end1", 5), 2)], partition=1)
+    counters = store.windows()[0]
+    assert (counters["count"], counters["labelled"], counters.get("correct", 0)) == (2, 2, 1)
+    # the join outcomes: r1 wrong, r2 right, released in event-time order
+    errors = [(o.value, o.ts) for o in store.released if o.stream == "error"]
+    assert [v for v, _ in errors] == [1, 0]
+    assert [t for _, t in errors] == sorted(t for _, t in errors)
+
+
+def test_outcomes_are_released_in_event_time_order_across_partitions(
+    redis_url: str, prefix: str
+) -> None:
+    store = Store(redis_url, prefix)
+    minutes = [0.9, 0.1, 0.5, 0.3, 0.7]
+    for i, minute in enumerate(minutes):
+        store.apply([(prediction(f"r{i}", minute), i)], partition=i % 2)
+    # feedback read partition by partition: one partition's backlog first, then the other's
+    for partition in (1, 0):
+        batch = [
+            (feedback(f"r{i}", minute + 0.01, "no"), 100 + i)
+            for i, minute in enumerate(minutes)
+            if i % 2 == partition
+        ]
+        store.apply(batch, partition=partition)
+    for partition in (0, 1):
+        store.apply([(prediction(f"end{partition}", 5), 1000)], partition=partition)
+    store.claim()
+    times = [o.ts for o in store.released if o.stream == "error"]
+    assert len(times) == 5 and times == sorted(times)
+
+
+def test_an_event_for_a_closed_window_is_counted_late_not_in_the_window(
+    redis_url: str, prefix: str
+) -> None:
+    store = Store(redis_url, prefix)
+    store.apply([(prediction("r1", 0.1), 0), (prediction("end", 5), 1)])
+    assert store.windows()[0]["count"] == 1
+    assert store.apply([(prediction("late", 0.2), 2)]) == 1  # new, but its window is closed
+    store.apply([(prediction("end2", 10), 3)])
+    assert 0 not in store.windows()
+    late = redis.Redis.from_url(redis_url).hgetall(keys.late(prefix))
+    assert {k.decode(): int(v) for k, v in late.items()} == {"m\x1f1": 1}
+
+
+def test_a_claim_not_acknowledged_is_claimed_again(redis_url: str, prefix: str) -> None:
+    store = Store(redis_url, prefix, retry_seconds=0.0)
+    store.apply([(prediction("r1", 0.1), 0), (prediction("end", 5), 1)])
+    first = store.claim()
+    assert [w.counters["count"] for w in first.windows if not w.slice] == [1]
+    again = store.claim()  # the closer crashed before acknowledging: the window comes back
+    assert [w.member for w in again.windows] == [w.member for w in first.windows]
+    store.acknowledge(again)
+    assert store.claim().windows == []
+
+
+def test_a_claim_within_its_retry_time_is_not_handed_out_twice(redis_url: str, prefix: str) -> None:
+    store = Store(redis_url, prefix, retry_seconds=600.0)
+    store.apply([(prediction("r1", 0.1), 0), (prediction("end", 5), 1)])
+    assert store.claim().windows
+    assert store.claim().windows == []  # another closer, meanwhile: nothing to take
+
+
+def test_every_key_belongs_to_a_family_of_keys_py(redis_url: str, prefix: str) -> None:
+    store = Store(redis_url, prefix, sliding_windows=3)
+    store.apply([(prediction(f"r{i}", i), i) for i in range(3)])
+    store.apply([(feedback("r0", 0.5), 10), (feedback("nobody", 0.6), 11)])
+    store.apply([(feedback("r1", 1.5), 12)], partition=1)
+    store.apply([(prediction("end", 9), 20)])
+    store.windows()
+    store.apply([(prediction("late", 0.2), 21), (prediction("end2", 20), 22)])
+    store.apply([(prediction("end3", 20), 13)], partition=1)
+    claimed = store.claim()  # minute 9, left claimed: the closing keys stay
+    assert claimed.windows
+    client = redis.Redis.from_url(redis_url)
+    found = [k.decode() for k in client.scan_iter(match=f"{prefix}*", count=1000)]
+    assert found
+    families = {k: keys.family_of(k, prefix) for k in found}
+    assert [k for k, f in families.items() if f is None] == []
+    # the scripts wrote most families, not just a few
+    assert {"offsets", "ptime", "seen:", "join:", "win:", "open", "closed:", "late"} <= set(
+        families.values()
+    )
