@@ -12,7 +12,3 @@
 * reference  reference profiles from a time range of the predictions topic
 * worker     run one worker process
 """
-
-from govloop.streams.app import create_app
-
-__all__ = ["create_app"]

@@ -33,6 +33,8 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+import govloop.streams.close as close
+import govloop.streams.ingest as ingest
 from govloop.audit.records import save_policy
 from govloop.config import Settings
 from govloop.errors import EventError
@@ -40,7 +42,6 @@ from govloop.gates import Policy
 from govloop.schemas import TOPICS, DeadLetter, DriftAlert, MetricSnapshot
 from govloop.stores.redis.windows import Outcome, WindowStore
 from govloop.stores.sql import create_engine_for, init_db
-from govloop.streams import close, ingest
 from govloop.streams.close import Publish
 from govloop.streams.concept import ConceptMonitor
 from govloop.streams.decode import RawRecord, dead_letter, decode_one

@@ -15,8 +15,8 @@ from sqlalchemy import Engine, event, inspect, make_url, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, create_engine
 
+import govloop.stores.sql.tables  # noqa: F401  (registers every table for init_db)
 from govloop.config import Settings
-from govloop.stores.sql import tables  # noqa: F401  (registers every table for init_db)
 
 __all__ = ["create_engine_for", "init_db", "insert_once"]
 
