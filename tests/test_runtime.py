@@ -316,18 +316,9 @@ def test_local_stack_forgets_state_of_an_earlier_embedded_broker(tmp_path: Path)
 
 
 @pytest.mark.integration
-def test_faust_keeps_its_data_under_govloop_home(
-    broker: EmbeddedBroker, redis_url: str, tmp_path: Path
-) -> None:
+def test_faust_keeps_its_data_under_govloop_home(settings: Settings) -> None:
     from govloop.streams.app import create_app
 
-    s = Settings(
-        home=tmp_path / "h",
-        kafka=broker.bootstrap,
-        redis_url=SecretStr(redis_url),
-        db_url=SecretStr(f"sqlite:///{tmp_path / 'db.sqlite'}"),
-        topic_prefix=f"t{uuid.uuid4().hex[:12]}.",
-    )
-    app = create_app(s, policies=[])
-    group = s.topic_prefix.rstrip(".") + "-worker"
-    assert Path(app.conf.datadir) == tmp_path / "h" / "faust" / group
+    app = create_app(settings, policies=[])
+    group = settings.topic_prefix.rstrip(".") + "-worker"
+    assert Path(app.conf.datadir) == settings.home / "faust" / group
