@@ -106,6 +106,23 @@ class Settings(BaseSettings):
         default=None, description="faust web port of a worker; unset disables its web server."
     )
     log_level: str = Field(default="warn", description="Worker log level.")
+    max_event_age_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="An input event whose ts is further in the past is dead-lettered. "
+        "Unset: the join horizon; inf: no bound.",
+    )
+    max_future_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="An input event whose ts is further in the future is dead-lettered "
+        "(inf: no bound).",
+    )
+    max_event_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1,
+        description="A record value larger than this is dead-lettered without being parsed.",
+    )
 
     @field_validator("topic_prefix")
     @classmethod

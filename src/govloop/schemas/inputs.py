@@ -5,24 +5,67 @@ from __future__ import annotations
 from typing import Annotated, Any, ClassVar, cast
 
 from pydantic import (
+    BeforeValidator,
+    ConfigDict,
     Field,
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
     StrictBool,
     StrictInt,
     StrictStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic.json_schema import JsonSchemaValue
+from pydantic.json_schema import JsonDict, JsonSchemaValue, JsonValue
 from pydantic_core import CoreSchema
 
 from govloop.schemas.base import Event, Scalar
 
-__all__ = ["Assignment", "Feature", "Feedback", "FiniteFloat", "Label", "Prediction"]
+__all__ = [
+    "Assignment",
+    "Count",
+    "Feature",
+    "Feedback",
+    "FiniteFloat",
+    "Label",
+    "Number",
+    "Prediction",
+]
 
 #: A number that must be finite (no NaN or infinity), checked by pydantic-core.
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+#: A finite JSON number, never a string or a boolean (``"12.5"`` and ``true`` are
+#: rejected, as the exported schema's ``"type": "number"`` rejects them); an
+#: integer is a number too.  pydantic-core's strict float checks it.
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+
+
+def _integral(value: Any) -> Any:
+    """``5.0`` as ``5``: JSON Schema counts a number without a fraction as an integer."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
+#: A count (tokens): a JSON integer, never a string or a boolean.
+Count = Annotated[int, Field(strict=True, ge=0), BeforeValidator(_integral)]
+
+#: What every optional output, rating or feedback field must be if present: not null.
+_NOT_NULL: JsonDict = {"not": {"type": "null"}}
+
+
+def _string_only(schema: JsonDict) -> None:
+    """Export an optional name as a string alone: on the wire, leave it out rather than null."""
+    options = cast(list[JsonDict], schema.pop("anyOf"))
+    schema.pop("default", None)
+    schema.update(next(o for o in options if o.get("type") != "null"))
+
+
+def _present(*names: str) -> list[JsonValue]:
+    """One ``anyOf`` branch per name: the field is there and not null."""
+    return [{"required": [n], "properties": {n: _NOT_NULL}} for n in names]
 
 
 class _ScalarUnion:
@@ -97,6 +140,13 @@ class Prediction(Event):
 
     SCHEMA: ClassVar[str] = "govloop.prediction/1"
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": _present("prediction", "probabilities", "score", "output_text"),
+            "dependentRequired": {"experiment": ["variant"], "variant": ["experiment"]},
+        }
+    )
+
     model: str = _name()
     model_version: str = Field(min_length=1, max_length=128)
     request_id: str = Field(min_length=1, max_length=256)
@@ -105,35 +155,58 @@ class Prediction(Event):
         default_factory=dict, description="Attributes to slice by (fairness, segments)."
     )
     experiment: str | None = Field(
-        default=None, min_length=1, max_length=256, description="The A/B experiment served."
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="The A/B experiment served; set with variant.",
+        json_schema_extra=_string_only,
     )
     variant: str | None = Field(
-        default=None, min_length=1, max_length=128, description="The experiment's variant served."
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="The experiment's variant served; set with experiment.",
+        json_schema_extra=_string_only,
     )
-    latency_ms: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    latency_ms: Number | None = Field(default=None, ge=0)
     features: dict[str, Feature] = Field(default_factory=dict)
     prediction: Scalar | None = None
-    probabilities: dict[str, Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]] | None = None
-    score: float | None = Field(default=None, allow_inf_nan=False)
+    probabilities: dict[str, Annotated[Number, Field(ge=0, le=1)]] | None = Field(
+        default=None,
+        min_length=1,
+        description="Class -> probability, summing to 1 within 1e-3.",
+        json_schema_extra={
+            "$comment": "Also checked, beyond this schema: the probabilities sum to 1 "
+            "within 1e-3 (JSON Schema cannot add up values)."
+        },
+    )
+    score: Number | None = None
     input_text: str | None = None
     output_text: str | None = None
-    input_tokens: int | None = Field(default=None, ge=0)
-    output_tokens: int | None = Field(default=None, ge=0)
-    scores: dict[str, FiniteFloat] = Field(
+    input_tokens: Count | None = None
+    output_tokens: Count | None = None
+    scores: dict[str, Number] = Field(
         default_factory=dict, description="Judge, safety or other per-output scores."
     )
-    embedding: list[FiniteFloat] | None = Field(default=None, min_length=1, max_length=8192)
+    embedding: list[Number] | None = Field(default=None, min_length=1, max_length=8192)
 
     @field_validator("probabilities")
     @classmethod
     def _a_distribution(cls, value: dict[str, float] | None) -> dict[str, float] | None:
         if value is None:
             return None
-        if not value:
-            raise ValueError("must name at least one class")
         total = sum(value.values())  # each is finite and in [0, 1] (pydantic-core checked)
         if abs(total - 1.0) > 1e-3:
             raise ValueError(f"probabilities sum to {total:.4f}, not 1")
+        return value
+
+    @field_validator("experiment", "variant", mode="before")
+    @classmethod
+    def _named(cls, value: Any, info: ValidationInfo) -> Any:
+        # on the wire an explicit null is refused (the schema says string); Python's None
+        # is left out, as the SDK's callers expect
+        if value is None and info.mode == "json":
+            raise ValueError("must be a string; leave it out for none")
         return value
 
     @model_validator(mode="after")
@@ -170,10 +243,12 @@ class Feedback(Event):
 
     SCHEMA: ClassVar[str] = "govloop.feedback/1"
 
+    model_config = ConfigDict(json_schema_extra={"anyOf": _present("label", "positive", "rating")})
+
     request_id: str = Field(min_length=1, max_length=256)
     label: Scalar | None = Field(default=None, description="The true outcome, when known.")
-    positive: bool | None = Field(default=None, description="Thumbs up (True) or down.")
-    rating: float | None = Field(default=None, allow_inf_nan=False)
+    positive: StrictBool | None = Field(default=None, description="Thumbs up (true) or down.")
+    rating: Number | None = None
     comment: str | None = Field(default=None, max_length=10000)
     source: str = Field(default="user", max_length=64)
 

@@ -44,7 +44,7 @@ from govloop.stores.redis.windows import Outcome, WindowStore
 from govloop.stores.sql import create_engine_for, init_db
 from govloop.streams.close import Publish
 from govloop.streams.concept import ConceptMonitor
-from govloop.streams.decode import RawRecord, dead_letter, decode_one
+from govloop.streams.decode import Decoder, RawRecord, dead_letter, decode_one
 from govloop.streams.ingest import Prepared
 from govloop.streams.judge import judge_events, judged
 from govloop.streams.monitor import DriftMonitor
@@ -90,6 +90,7 @@ class InputBatches:
         self.drift = DriftMonitor(settings, redis, self.engine)
         self.concept = ConceptMonitor(settings, redis, self.engine)
         self.short = {settings.topic(n): n for n in TOPICS}
+        self.decode = Decoder(settings)
         #: The concept-drift observes, chained in the order their outcomes were released.
         self.observes = ObserveChain(self._observe)
 
@@ -117,7 +118,7 @@ class InputBatches:
 
     async def prepare(self, records: Iterable[Any]) -> Prepared:
         """The CPU half of :meth:`apply` (:func:`govloop.streams.ingest.prepare`)."""
-        return await ingest.prepare(records, self.short, self.store, self.drift)
+        return await ingest.prepare(records, self.decode, self.store, self.drift)
 
     async def write(self, prepared: Prepared) -> int:
         """The I/O half of :meth:`apply`: one Redis transaction, then the dead letters.
@@ -151,7 +152,7 @@ class InputBatches:
         bad: list[DeadLetter] = []
         for r in records:
             try:
-                event = decode_one(self.short[r.topic], r.value)
+                event = self.decode(r.topic, r.value)
             except EventError as exc:
                 bad.append(dead_letter(r.topic, r.partition, r.offset, exc.reason, r.value))
                 continue

@@ -1,7 +1,7 @@
 """The ingest step: a batch of predictions and feedback into Redis, in two halves.
 
 :func:`prepare` is the CPU half: decode and validate each record
-(:func:`govloop.streams.decode.decode_one`), build the counter records the
+(:class:`govloop.streams.decode.Decoder`), build the counter records the
 window scripts read, and extract drift features.  It does no I/O and yields
 to the event loop now and then, so the previous batch's write gets its
 transaction to Redis while this batch is validated.
@@ -15,7 +15,7 @@ concept-drift detectors).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from govloop.errors import EventError
@@ -23,7 +23,7 @@ from govloop.schemas import DeadLetter, Prediction
 from govloop.stores.redis.drift import Saving
 from govloop.stores.redis.records import feedback_record, prediction_record
 from govloop.stores.redis.windows import Applied, Encoded, WindowStore
-from govloop.streams.decode import dead_letter, decode_one
+from govloop.streams.decode import Decoder, dead_letter
 from govloop.streams.monitor import DriftMonitor, Located, Staged
 
 __all__ = ["YIELD_EVERY", "Prepared", "prepare", "write"]
@@ -41,12 +41,10 @@ class Prepared(NamedTuple):
 
 
 async def prepare(
-    records: Iterable[Any], short: Mapping[str, str], store: WindowStore, drift: DriftMonitor
+    records: Iterable[Any], decode: Decoder, store: WindowStore, drift: DriftMonitor
 ) -> Prepared:
-    """Validate a batch, build its counter records, extract its features.
-
-    ``short`` maps each full topic name to its short name (``predictions``...).
-    """
+    """Validate a batch (``decode``: the deployment's decoder), build its counter records,
+    extract its features."""
     where: dict[tuple[str, int], str] = {}
     located: list[Located] = []
     rows: list[list[Any]] = []
@@ -55,7 +53,7 @@ async def prepare(
         if i % YIELD_EVERY == YIELD_EVERY - 1:
             await asyncio.sleep(0)
         try:
-            event = decode_one(short[r.topic], r.value)
+            event = decode(r.topic, r.value)
         except EventError as exc:
             bad.append(dead_letter(r.topic, r.partition, r.offset, exc.reason, r.value))
             continue
