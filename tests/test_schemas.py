@@ -187,7 +187,7 @@ def test_non_finite_numbers(bad: float) -> None:
         ({"a": float("inf"), "b": 0.0}, "probabilities.a: Input should be a finite number"),
         ({"a": 0.5, "b": 0.2}, "probabilities: probabilities sum to 0.7000, not 1"),
         ({"a": 0.6, "b": 0.6}, "probabilities: probabilities sum to 1.2000, not 1"),
-        ({}, "probabilities: must name at least one class"),
+        ({}, "probabilities: Dictionary should have at least 1 item after validation, not 0"),
     ],
 )
 def test_bad_probabilities(probabilities: dict[str, float], message: str) -> None:
@@ -260,7 +260,12 @@ def test_describe_validation_error_nested_location() -> None:
     [
         (None, "empty message (no value)"),
         (b"{not json", "not JSON: "),
-        (b"\xff\xfe", "not JSON: "),
+        (b"\xff\xfe", "not UTF-8: "),
+        (b"", "not JSON: "),
+        (b"[" * 200_000, "not JSON we read: nested deeper than 64 levels"),
+        (b'{"model": ' + b"[" * 100 + b"]" * 100 + b"}", "not JSON we read: nested deeper"),
+        (b'{"a": 1' + b"0" * 5000 + b"}", "not JSON: "),
+        ('{"model": "m"}'.encode("utf-16"), "not UTF-8: "),
         (b"[1, 2]", "expected a JSON object, got list"),
         (b'"x"', "expected a JSON object, got str"),
         (b'{"model": "m"}', "invalid govloop.prediction/1: model_version: Field required; "),
@@ -276,12 +281,22 @@ def test_decode_rejects(raw: bytes | None, message: str) -> None:
 # --- time --------------------------------------------------------------------------------------
 
 
-def test_naive_timestamp_is_read_as_utc() -> None:
+def test_naive_datetime_is_read_as_utc_but_a_wire_time_needs_an_offset() -> None:
     p = Prediction(**BASE, ts=datetime(2030, 1, 1, 12, 0))
     assert p.ts == datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
     assert p.ts.utcoffset() == timedelta(0)
-    wire = decode("predictions", json.dumps(BASE | {"ts": "2030-01-01T12:00:00"}))
-    assert wire.ts == datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+    with pytest.raises(EventError, match="ts: must be an RFC 3339 timestamp with an offset"):
+        decode("predictions", json.dumps(BASE | {"ts": "2030-01-01T12:00:00"}))
+
+
+def test_an_event_without_event_id_gets_one_from_its_content() -> None:
+    body = BASE | {"ts": "2030-01-01T12:00:00Z"}
+    first = decode("predictions", json.dumps(body))
+    again = decode("predictions", json.dumps(dict(reversed(body.items())), indent=1))
+    other = decode("predictions", json.dumps(body | {"request_id": "r2"}))
+    assert first.event_id == again.event_id != other.event_id
+    assert decode("predictions", json.dumps(body | {"event_id": "e1"})).event_id == "e1"
+    assert Prediction(**BASE).event_id != Prediction(**BASE).event_id  # Python: random
 
 
 def test_aware_timestamp_is_converted_to_utc() -> None:
