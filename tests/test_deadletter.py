@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ def module_settings(
         idle_close_seconds=2.0,
         window_grace_seconds=1.0,
         policies="",
+        max_future_seconds=math.inf,  # the events are dated 2030 (test_hostile_inputs: bounds)
     )
     ensure_topics(s)
     return s
@@ -121,6 +123,16 @@ WRONG_TYPES: dict[str, list[tuple[str, Any]]] = {
         ("request_id", {"a": 1}),
         ("latency_ms", "slow"),
         ("latency_ms", -5),
+        ("latency_ms", "12.5"),
+        ("input_tokens", "5"),
+        ("input_tokens", True),
+        ("probabilities", {"a": True, "b": False}),
+        ("score", "0.5"),
+        ("experiment", None),
+        ("ts", "2030-06-01T00:00:00"),
+        ("ts", "2030-06-01 00:00:00Z"),
+        ("ts", 1906502400),
+        ("ts", "2030-06-01"),
         ("input_tokens", 1.5),
         ("output_tokens", "many"),
         ("features", [1, 2]),
@@ -143,6 +155,10 @@ WRONG_TYPES: dict[str, list[tuple[str, Any]]] = {
         ("label", [1]),
         ("label", {"a": 1}),
         ("positive", "maybe"),
+        ("positive", "true"),
+        ("positive", 1),
+        ("rating", "5"),
+        ("rating", False),
         ("rating", "high"),
         ("comment", 5),
         ("source", 12),
@@ -161,6 +177,10 @@ def loads_or_none(raw: bytes) -> Any:
 
 def binary_junk() -> st.SearchStrategy[Garbage]:
     def classify(raw: bytes) -> Garbage:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return Garbage("binary", raw, ("not UTF-8",))
         data = loads_or_none(raw)
         if data is NotImplemented:
             return Garbage("binary", raw, ("not JSON",))
