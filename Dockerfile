@@ -26,11 +26,14 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 
 # 1. Third-party dependencies only, read from pyproject.toml: this layer is
-#    rebuilt when pyproject.toml changes, not on every source edit.
+#    rebuilt when pyproject.toml changes, not on every source edit.  They include
+#    cramjam, without which aiokafka cannot read a snappy, lz4 or zstd batch: the
+#    build fails here if any codec Kafka defines is missing.
 COPY pyproject.toml ./
 RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['postgres']))" \
         > /tmp/requirements.txt \
- && pip install -r /tmp/requirements.txt
+ && pip install -r /tmp/requirements.txt \
+ && python -c "import aiokafka.codec as c; assert all((c.has_gzip(), c.has_snappy(), c.has_lz4(), c.has_zstd()))"
 
 # 2. govloop itself (dependencies are already there).
 COPY README.md ./

@@ -6,7 +6,8 @@ the straightforward check gives.  This script draws many inputs around the
 edges and compares:
 
 * ``Event._in_utc``: a wire timestamp parsed with ``datetime.fromisoformat``
-  against pydantic's own parse followed by ``astimezone(UTC)``;
+  against the plain check: the RFC 3339 pattern (``TIMESTAMP_PATTERN``), then
+  pydantic's own parse followed by ``astimezone(UTC)``;
 * the finiteness and range checks of ``Prediction`` (``features``,
   ``probabilities``, ``scores``, now pydantic-core constraints) against the
   Python loops they replaced: the same events rejected, for the same fields;
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +36,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from govloop.schemas import Prediction, describe_validation_error
+from govloop.schemas.base import TIMESTAMP_PATTERN
 
 BASE = {"model": "m", "model_version": "1", "request_id": "r", "prediction": "a"}
 
@@ -43,7 +46,9 @@ class _Reference(BaseModel):
 
 
 def reference_ts(value: str) -> datetime | None:
-    """pydantic's parse, then the conversion to UTC the validator used to make."""
+    """The RFC 3339 pattern, pydantic's parse, then the conversion to UTC."""
+    if re.search(TIMESTAMP_PATTERN, value) is None or value.endswith("\n"):
+        return None
     try:
         ts = _Reference(ts=value).ts
     except ValidationError:
@@ -98,7 +103,9 @@ def reference_numbers(data: dict[str, Any]) -> str | None:
         elif p > 1.0:
             bounds.append(f"probabilities.{c}: Input should be less than or equal to 1")
     if not probs:
-        reasons.append("probabilities: must name at least one class")
+        reasons.append(
+            "probabilities: Dictionary should have at least 1 item after validation, not 0"
+        )
     elif bounds:
         reasons += bounds
     elif abs(sum(probs.values()) - 1.0) > 1e-3:
