@@ -31,11 +31,11 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from govloop.config import Settings
+from govloop.errors import EventError
 from govloop.runtime import EmbeddedBroker, ensure_topics
 from govloop.schemas import DeadLetter, Event, Feedback, MetricSnapshot, Prediction, topic_of
+from govloop.streams.decode import Decoder
 from tests.kafka_helpers import TopicTail, WorkerProcess
-
-pytestmark = pytest.mark.integration
 
 CODECS = ("gzip", "snappy", "lz4", "zstd")
 MAX_BYTES = 256 * 1024  # above the 200 KB of nested brackets the issue sent
@@ -205,11 +205,76 @@ def send(
     return [located[i] for i in range(len(items))]
 
 
-# --- the test -----------------------------------------------------------------------------------
+# --- the decoder on its own (no services) -------------------------------------------------------
+
+NOW = 1_900_000_000.0  # 2030-03-17T17:46:40Z
+
+
+def feedback_at(offset_seconds: float) -> bytes:
+    ts = datetime.fromtimestamp(NOW + offset_seconds, UTC).isoformat().replace("+00:00", "Z")
+    return json.dumps({"request_id": "r", "label": 1, "ts": ts}).encode()
+
+
+def verdict(decoder: Decoder, raw: bytes | None, topic: str = "feedback") -> str:
+    try:
+        decoder(f"govloop.{topic}", raw)
+    except EventError as exc:
+        return exc.reason
+    return "ok"
+
+
+def test_time_bounds_default_to_the_join_horizon_and_300_seconds_ahead() -> None:
+    d = Decoder(Settings(), clock=lambda: NOW)
+    assert verdict(d, feedback_at(-86_399)) == "ok"
+    assert "more than 86400 s in the past (max_event_age_seconds" in verdict(
+        d, feedback_at(-86_401)
+    )
+    assert verdict(d, feedback_at(299)) == "ok"
+    assert "more than 300 s in the future (max_future_seconds" in verdict(d, feedback_at(301))
+
+
+def test_time_bounds_follow_the_settings_and_inf_lifts_them() -> None:
+    tight = Decoder(Settings(max_event_age_seconds=60, max_future_seconds=5), clock=lambda: NOW)
+    assert "60 s in the past" in verdict(tight, feedback_at(-61))
+    assert "5 s in the future" in verdict(tight, feedback_at(6))
+    assert Settings(join_horizon_seconds=10).max_event_age_seconds is None
+    assert "10 s in the past" in verdict(
+        Decoder(Settings(join_horizon_seconds=10), clock=lambda: NOW), feedback_at(-11)
+    )
+    env = Settings.model_validate({"max_future_seconds": "inf", "max_event_age_seconds": "inf"})
+    free = Decoder(env, clock=lambda: NOW)
+    assert verdict(free, feedback_at(1e10)) == "ok"
+    assert verdict(free, feedback_at(-NOW)) == "ok"  # 1970
+
+
+def test_values_over_the_size_bound_are_refused_unparsed() -> None:
+    d = Decoder(Settings(max_event_bytes=100), clock=lambda: NOW)
+    raw = feedback_at(0)
+    padded = raw[:-1] + b" " * (100 - len(raw)) + b"}"
+    assert len(padded) == 100 and verdict(d, padded) == "ok"
+    over = padded[:-1] + b" }"
+    assert verdict(d, over) == "value of 101 bytes is larger than 100 (max_event_bytes)"
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(
+    raw=st.binary(max_size=300)
+    | st.builds(
+        lambda n, b: b * n, st.integers(0, 100_000), st.sampled_from([b"[", b"{", b'{"a":['])
+    )
+    | st.none(),
+    topic=st.sampled_from(["predictions", "feedback", "metrics", "gates"]),
+)
+def test_any_bytes_give_an_event_or_a_reason(raw: bytes | None, topic: str) -> None:
+    assert verdict(Decoder(Settings(), clock=lambda: NOW), raw, topic)
+
+
+# --- through the real broker and worker ---------------------------------------------------------
 
 EXAMPLE = itertools.count()
 
 
+@pytest.mark.integration
 @hsettings(
     max_examples=3,
     deadline=None,
