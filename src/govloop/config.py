@@ -108,15 +108,17 @@ class Settings(BaseSettings):
     log_level: str = Field(default="warn", description="Worker log level.")
     max_event_age_seconds: float | None = Field(
         default=None,
-        gt=0,
+        ge=0,
+        allow_inf_nan=False,
         description="An input event whose ts is further in the past is dead-lettered. "
-        "Unset: the join horizon; inf: no bound.",
+        "Unset: the join horizon (0: no bound).",
     )
     max_future_seconds: float = Field(
         default=300.0,
-        gt=0,
+        ge=0,
+        allow_inf_nan=False,
         description="An input event whose ts is further in the future is dead-lettered "
-        "(inf: no bound).",
+        "(0: no bound).",
     )
     max_event_bytes: int = Field(
         default=1024 * 1024,

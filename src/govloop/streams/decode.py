@@ -11,6 +11,7 @@ the payload as far as :data:`PAYLOAD_LIMIT`.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -91,7 +92,7 @@ class Decoder:
     ``max_event_age_seconds`` (unset: the join horizon) before ``clock()``, or
     more than ``max_future_seconds`` after it, is refused with a reason naming
     the bound: such a time would open a window nothing closes in time, or one
-    the calendar cannot hold.
+    the calendar cannot hold.  A bound of 0 is no bound.
 
     >>> d = Decoder(Settings(), clock=lambda: 1_900_000_000.0)  # 2030-03-17T17:46:40Z
     >>> fb = b'{"request_id": "r", "label": 1, "ts": "%s"}'
@@ -106,12 +107,9 @@ class Decoder:
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
         self.max_bytes = settings.max_event_bytes
-        self.max_age = (
-            settings.max_event_age_seconds
-            if settings.max_event_age_seconds is not None
-            else settings.join_horizon_seconds
-        )
-        self.max_future = settings.max_future_seconds
+        age = settings.max_event_age_seconds
+        self.max_age = settings.join_horizon_seconds if age is None else age or math.inf
+        self.max_future = settings.max_future_seconds or math.inf
         #: full topic name -> short name, and the short names whose times are bounded
         self.short = {settings.topic(n): n for n in TOPICS}
         self.bounded = {n for n, t in TOPICS.items() if t.kind == "input"}
