@@ -17,6 +17,11 @@ def json_schema(topic: str) -> dict[str, object]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = f"{entry.model.SCHEMA}"
     schema["title"] = entry.model.__name__
+    schema["$comment"] = (
+        "Also checked, beyond this schema: every number is finite (NaN and Infinity are "
+        "not JSON; a number too large for a double, like 1e400, is refused).  The rules "
+        "beside the schema are listed in docs/schemas.md."
+    )
     # the tag may be left out (decode fills it in), but when present it must be this one
     tag = schema["properties"]["schema"]
     tag["const"] = entry.model.SCHEMA

@@ -99,7 +99,8 @@ class _ScalarUnion:
         }
 
 
-#: A feature value: a string, a boolean or a finite number, all checked by
+#: A feature, segment, label or prediction value: a string, a boolean or a
+#: finite number (NaN, Infinity and 1e400 are refused), all checked by
 #: pydantic-core (no Python per value).  What it accepts, and the value it
 #: gives, are those of ``str | int | float | bool`` in smart mode with the
 #: non-finite floats rejected: the strict members take what has their exact
@@ -151,7 +152,7 @@ class Prediction(Event):
     model_version: str = Field(min_length=1, max_length=128)
     request_id: str = Field(min_length=1, max_length=256)
     subject_id: str | None = Field(default=None, max_length=256)
-    segment: dict[str, Scalar] = Field(
+    segment: dict[str, Feature] = Field(
         default_factory=dict, description="Attributes to slice by (fairness, segments)."
     )
     experiment: str | None = Field(
@@ -170,7 +171,7 @@ class Prediction(Event):
     )
     latency_ms: Number | None = Field(default=None, ge=0)
     features: dict[str, Feature] = Field(default_factory=dict)
-    prediction: Scalar | None = None
+    prediction: Feature | None = None
     probabilities: dict[str, Annotated[Number, Field(ge=0, le=1)]] | None = Field(
         default=None,
         min_length=1,
@@ -246,7 +247,7 @@ class Feedback(Event):
     model_config = ConfigDict(json_schema_extra={"anyOf": _present("label", "positive", "rating")})
 
     request_id: str = Field(min_length=1, max_length=256)
-    label: Scalar | None = Field(default=None, description="The true outcome, when known.")
+    label: Feature | None = Field(default=None, description="The true outcome, when known.")
     positive: StrictBool | None = Field(default=None, description="Thumbs up (true) or down.")
     rating: Number | None = None
     comment: str | None = Field(default=None, max_length=10000)
@@ -278,6 +279,6 @@ class Label(Event):
 
     sample_id: str = Field(min_length=1, max_length=256)
     request_id: str | None = None
-    label: Scalar
+    label: Feature
     labeler: str = Field(min_length=1, max_length=256)
     dataset: str | None = None
