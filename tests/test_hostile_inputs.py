@@ -7,8 +7,9 @@ bytes) and shuffles them among valid predictions and feedback for a fresh
 model and window.  Everything is sent by librdkafka (confluent-kafka), one
 batch per codec: gzip, snappy, lz4 and zstd.  Per example, every hostile
 record must come out on ``deadletter`` once with a reason naming its
-problem, the valid events must be counted exactly in the window's snapshot,
-and the one worker started for the module must still be running.
+problem, the valid events must be counted exactly in the window's snapshot
+(a prediction sent three times without ``event_id`` counts once), and the
+one worker started for the module must still be running.
 """
 
 from __future__ import annotations
@@ -167,8 +168,14 @@ def valid_traffic(model: str, start: datetime, n: int) -> tuple[list[Event], int
     return events, n, (n + 1) // 2
 
 
+def without_id(model: str, start: datetime) -> bytes:
+    """A valid prediction without ``event_id``: its id comes from its content."""
+    ts = (start + timedelta(seconds=55)).isoformat().replace("+00:00", "Z")
+    return json.dumps(PRED | {"model": model, "request_id": f"{model}-resent", "ts": ts}).encode()
+
+
 def send(
-    settings: Settings, codec: str, items: list[Event | Hostile]
+    settings: Settings, codec: str, items: list[Event | Hostile | bytes]
 ) -> list[tuple[str, int, int]]:
     """Produce ``items`` in one batch compressed with ``codec``; return where each went."""
     producer = Producer(
@@ -194,6 +201,9 @@ def send(
             topic = settings.topic("feedback" if item.kind == "positive-one" else "predictions")
             key = b"tombstone" if item.raw is None else None
             producer.produce(topic, value=item.raw, key=key, on_delivery=delivered(i))
+        elif isinstance(item, bytes):
+            topic = settings.topic("predictions")
+            producer.produce(topic, value=item, key=b"resent", on_delivery=delivered(i))
         else:
             t = topic_of(type(item))
             producer.produce(
@@ -293,7 +303,7 @@ def test_hostile_records_are_dead_lettered_and_valid_events_counted(
     start = datetime.fromtimestamp((time.time() // 3600 - 1) * 3600, UTC) + timedelta(minutes=k)
     valid, count, correct = valid_traffic(model, start, n)
     hostile = fixed() + extra
-    items: list[Event | Hostile] = [*valid, *hostile]
+    items: list[Event | Hostile | bytes] = [*valid, *hostile, *[without_id(model, start)] * 3]
     seed.shuffle(items)
 
     sent: dict[tuple[str, int, int], Hostile] = {}
@@ -340,7 +350,7 @@ def test_hostile_records_are_dead_lettered_and_valid_events_counted(
     assert len(snaps) == 1, snaps
     assert (snaps[0].window_start, snaps[0].count, snaps[0].correct_count) == (
         start,
-        count,
+        count + 1,  # the prediction sent three times
         correct,
     )
     assert worker.worker.proc is not None
