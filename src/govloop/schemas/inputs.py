@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from typing import Annotated, Any, ClassVar, cast
 
 from pydantic import (
@@ -43,9 +44,15 @@ Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 
 
 def _integral(value: Any) -> Any:
-    """``5.0`` as ``5``: JSON Schema counts a number without a fraction as an integer."""
+    """``5.0`` as ``5``: JSON Schema counts a number without a fraction as an integer.
+
+    An integer type of Python's own or numpy's (``numpy.int64``) is taken as its
+    ``int``; a boolean and a string are left for the strict check to refuse.
+    """
     if type(value) is float and value.is_integer():
         return int(value)
+    if not isinstance(value, bool | int | float | str) and hasattr(type(value), "__index__"):
+        return operator.index(value)
     return value
 
 
