@@ -123,22 +123,22 @@ class Decoder:
         short = self.short[topic]
         event = decode_one(short, raw)
         if short in self.bounded:
-            self._check_time(event.ts)
+            now = self.clock()
+            if not now - self.max_age <= event.ts.timestamp() <= now + self.max_future:
+                self._refuse(event.ts, now)
         return event
 
-    def _check_time(self, ts: datetime) -> None:
-        now = self.clock()
-        epoch = ts.timestamp()
-        if epoch < now - self.max_age:
+    def _refuse(self, ts: datetime, now: float) -> None:
+        """The reason ``ts`` is out of bounds at ``now``, as an :class:`EventError`."""
+        if ts.timestamp() < now - self.max_age:
             raise EventError(
                 f"ts {ts.isoformat()} is more than {self.max_age:g} s in the past "
                 f"(max_event_age_seconds; now {_iso(now)})"
             )
-        if epoch > now + self.max_future:
-            raise EventError(
-                f"ts {ts.isoformat()} is more than {self.max_future:g} s in the future "
-                f"(max_future_seconds; now {_iso(now)})"
-            )
+        raise EventError(
+            f"ts {ts.isoformat()} is more than {self.max_future:g} s in the future "
+            f"(max_future_seconds; now {_iso(now)})"
+        )
 
 
 def _iso(epoch: float) -> str:
