@@ -8,7 +8,14 @@ import re
 from datetime import UTC, datetime
 from typing import Any, ClassVar, overload
 
-from pydantic import BaseModel, ConfigDict, Field, ValidatorFunctionWrapHandler, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
 
 __all__ = ["TIMESTAMP_PATTERN", "Event", "Scalar", "as_utc", "new_event_id", "utcnow"]
 
@@ -83,6 +90,14 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class _Untagged(str):
+    """The type of the ``schema`` field's default, which no input can be."""
+
+
+#: The ``schema`` field's default: the tag is filled in from the model.
+UNTAGGED = _Untagged("")
+
+
 class Event(BaseModel):
     """Base of every event: frozen, no unknown fields, tagged with its schema.
 
@@ -96,7 +111,10 @@ class Event(BaseModel):
     SCHEMA: ClassVar[str] = ""
 
     schema_: str = Field(
-        default="", alias="schema", validate_default=True, description="Schema tag, name/version."
+        default=UNTAGGED,
+        alias="schema",
+        validate_default=True,
+        description="Schema tag, name/version; may be left out.",
     )
     event_id: str = Field(
         default_factory=new_event_id,
@@ -120,8 +138,11 @@ class Event(BaseModel):
 
     @field_validator("schema_", mode="before")
     @classmethod
-    def _tagged(cls, value: Any) -> str:
-        if value in ("", None):
+    def _tagged(cls, value: Any, info: ValidationInfo) -> str:
+        # left out, the tag is filled in; on the wire, when present, it must be the
+        # model's own (as the exported schema's ``const`` says); Python callers may pass
+        # None or "" for "fill it in"
+        if value is UNTAGGED or (value in ("", None) and info.mode == "python"):
             return cls.SCHEMA
         if value != cls.SCHEMA:
             raise ValueError(f"expected {cls.SCHEMA!r}, got {value!r}")

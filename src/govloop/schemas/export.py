@@ -5,15 +5,27 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pydantic.json_schema import GenerateJsonSchema
+
+from govloop.schemas.base import UNTAGGED
 from govloop.schemas.registry import TOPICS
 
 __all__ = ["export_json_schemas", "json_schema"]
 
 
+class _Generator(GenerateJsonSchema):
+    """pydantic's generator, knowing the ``schema`` field's default (set below)."""
+
+    def encode_default(self, dft: object) -> object:
+        return str(dft) if dft is UNTAGGED else super().encode_default(dft)
+
+
 def json_schema(topic: str) -> dict[str, object]:
     """The JSON Schema (draft 2020-12) of one topic's events, as produced on the wire."""
     entry = TOPICS[topic]
-    schema = entry.model.model_json_schema(by_alias=True, mode="validation")
+    schema = entry.model.model_json_schema(
+        by_alias=True, mode="validation", schema_generator=_Generator
+    )
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = f"{entry.model.SCHEMA}"
     schema["title"] = entry.model.__name__
