@@ -36,7 +36,10 @@ from faust.app.base import BootStrategy
 
 from govloop.config import Settings
 from govloop.gates import Policy, load_policies
+from govloop.stores.redis.client import connect
+from govloop.stores.redis.windows import UNKNOWN, Progress
 from govloop.streams.hot_path import InputBatches
+from govloop.streams.publish import Results
 
 __all__ = ["COMMIT_SECONDS", "InputConsumer", "create_app", "input_partitions", "tune_gc"]
 
@@ -44,6 +47,8 @@ log = logging.getLogger("govloop.streams")
 
 #: How often the input consumer commits the offsets whose effects are in Redis.
 COMMIT_SECONDS = 2.0
+#: How long the window closer waits for the input's end offsets before it assumes nothing.
+PROGRESS_TIMEOUT = 5.0
 #: Allocations between two collections of the youngest generation (Python's default: 700).
 GC_YOUNG = 10_000
 
@@ -78,8 +83,6 @@ def tune_gc() -> None:
 
 def create_app(settings: Settings, policies: Sequence[Policy] | None = None) -> faust.App:
     """Build the stream worker's faust app for ``settings``."""
-    import redis.asyncio as aioredis
-
     if settings.kafka is None or settings.redis_url is None:
         raise ValueError("create_app needs resolved settings (kafka and redis_url set)")
     policies = list(policies) if policies is not None else load_policies(settings.policies)
@@ -97,28 +100,33 @@ def create_app(settings: Settings, policies: Sequence[Policy] | None = None) -> 
     )
     # faust's own consumer stays off: the input consumer below is the group's only member
     app.boot_strategy = BootStrategy(app, enable_kafka_consumer=False)
-    results = {
-        name: app.topic(settings.topic(name), value_serializer="raw", key_serializer="raw")
-        for name in ("metrics", "gates", "drift", "deadletter")
-    }
-
-    async def publish(name: str, key: bytes | None, value: bytes) -> None:
-        await results[name].send(key=key, value=value)
-
-    redis = aioredis.from_url(settings.redis_url.get_secret_value())
-    batches = InputBatches(
-        settings, redis, publish, partitions=input_partitions(settings), policies=policies
+    results = Results(
+        {
+            name: app.topic(settings.topic(name), value_serializer="raw", key_serializer="raw")
+            for name in ("metrics", "gates", "drift", "deadletter")
+        }
     )
+    redis = connect(settings.redis_url.get_secret_value())
+    partitions = input_partitions(settings)
+    batches = InputBatches(
+        settings,
+        redis,
+        results.send,
+        partitions=partitions,
+        policies=policies,
+        delivered=results.delivered,
+    )
+    inputs = InputConsumer(settings, group, batches, app, partitions)
 
     @app.task
     async def consume() -> None:
         await batches.start()
         tune_gc()
-        await InputConsumer(settings, group, batches, app).run()
+        await inputs.run()
 
     @app.timer(interval=0.5)
     async def close_windows() -> None:
-        await batches.close_windows()
+        await batches.close_windows(await inputs.progress())
 
     return app
 
@@ -132,9 +140,16 @@ class InputConsumer:
     """
 
     def __init__(
-        self, settings: Settings, group: str, batches: InputBatches, app: faust.App
+        self,
+        settings: Settings,
+        group: str,
+        batches: InputBatches,
+        app: faust.App,
+        partitions: Sequence[str] = (),
     ) -> None:
         self.settings = settings
+        #: every input ``topic:partition``, whose end offsets :meth:`progress` reads
+        self.partitions = [tp.rpartition(":") for tp in partitions]
         self.group = group
         self.batches = batches
         self.app = app
@@ -183,6 +198,25 @@ class InputConsumer:
                 self._writing.cancel()
             await consumer.stop()
 
+    async def progress(self) -> Progress:
+        """Each input partition's end offset in Kafka, for the window closer.
+
+        :data:`UNKNOWN` before the consumer runs or when the broker does not
+        answer within ``PROGRESS_TIMEOUT``: windows then close by event time only.
+        """
+        from aiokafka import TopicPartition
+        from aiokafka.errors import KafkaError
+
+        if self.consumer is None or not self.partitions:
+            return UNKNOWN
+        tps = [TopicPartition(topic, int(p)) for topic, _, p in self.partitions]
+        try:
+            ends = await asyncio.wait_for(self.consumer.end_offsets(tps), PROGRESS_TIMEOUT)
+        except (KafkaError, TimeoutError) as exc:
+            log.info("input progress unknown (%r): windows close by event time only", exc)
+            return UNKNOWN
+        return {f"{tp.topic}:{tp.partition}": int(end) for tp, end in ends.items()}
+
     async def _handle(self, got: dict[Any, list[Any]]) -> None:
         assigned = self.consumer.assignment()
         inputs: list[Any] = []
@@ -225,7 +259,7 @@ class InputConsumer:
         if not self.positions:
             return
         await self.batches.flush()
-        await self.app.producer.flush()  # dead letters and results sent before their offsets
+        await self.batches.delivered()  # dead letters and results acknowledged before offsets
         try:
             await self.consumer.commit(dict(self.positions))
         except (CommitFailedError, IllegalStateError) as exc:

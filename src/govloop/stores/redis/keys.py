@@ -42,11 +42,12 @@ FAMILIES: dict[str, str] = {
     "open": "sorted set: open windows by end time",
     "slices:": "set per window group: the segment values given their own slice",
     "closed:": "string per closed window: later events count as late",
-    "late": "hash: events that arrived after their window closed",
+    "late": "hash per window: events that came too late to amend it (counted nowhere else)",
     "outcomes": "sorted set: join outcomes waiting for the watermark, by event time",
     "closing": "sorted set: claimed windows not yet acknowledged, by claim time",
     "closing:": "hash per claimed window: its counters",
-    "recent:": "string per closed tumbling window, expiring: counters for sliding windows",
+    "recent:": "string per closed window, expiring: its counters and snapshot revision, "
+    "for sliding windows and amendments",
     # drift (Python: govloop.stores.redis.drift)
     "dprof:": "hash per window partial: staged drift profile rows",
     "dstate:": "hash per model version: each feature's drift state",
