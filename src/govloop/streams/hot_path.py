@@ -50,6 +50,7 @@ from govloop.streams.ingest import Prepared
 from govloop.streams.judge import judge_events, judged
 from govloop.streams.monitor import DriftMonitor
 from govloop.streams.observes import ObserveChain
+from govloop.streams.state import StateGuard
 
 __all__ = ["InputBatches", "Prepared", "Publish", "RawRecord", "dead_letter", "decode_one"]
 
@@ -99,6 +100,10 @@ class InputBatches:
             segment_slices=settings.segment_slices,
             sliding_windows=settings.sliding_windows,
             lateness_seconds=settings.allowed_lateness_seconds,
+        )
+        #: the window state's epoch, and its rebuild when Redis lost it (the worker's)
+        self.guard = StateGuard(
+            redis, settings.redis_prefix, self.engine, settings.join_horizon_seconds
         )
         self.drift = DriftMonitor(settings, redis, self.engine)
         self.concept = ConceptMonitor(settings, redis, self.engine)

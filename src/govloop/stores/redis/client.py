@@ -34,8 +34,9 @@ class _LoggedBackoff(ExponentialWithJitterBackoff):
         return delay
 
 
-def connect(url: str) -> Any:
-    """An asyncio Redis client for ``url`` that retries on connection errors, forever."""
+def connect(url: str, name: str | None = None) -> Any:
+    """An asyncio Redis client for ``url`` that retries on connection errors, forever;
+    ``name`` is its connections' name in ``CLIENT LIST``."""
     import redis.asyncio as aioredis
 
     retry = Retry(_LoggedBackoff(cap=RETRY_CAP, base=0.1), retries=-1)
@@ -44,4 +45,5 @@ def connect(url: str) -> Any:
         retry=retry,
         retry_on_error=[ConnectionError, TimeoutError, OSError],
         health_check_interval=10,
+        client_name=name,
     )

@@ -62,6 +62,8 @@ __all__ = [
     "Encoded",
     "Outcome",
     "Progress",
+    "StateLost",
+    "StateRebuilt",
     "WindowStore",
     "clear_state",
 ]
@@ -99,6 +101,18 @@ _ORDER = _script("order")
 _APPLY = _ORDER + _script("apply")
 #: Claim the windows that are due (two-step close: claim, then :meth:`WindowStore.acknowledge`).
 _CLOSE = _ORDER + _script("close")
+
+
+class StateLost(Exception):
+    """Redis no longer holds the window state this store was applying to."""
+
+
+class StateRebuilt(Exception):
+    """Another worker rebuilt the window state: this one must re-read its input too."""
+
+    def __init__(self, epoch: str) -> None:
+        super().__init__(f"the window state was rebuilt (epoch {epoch})")
+        self.epoch = epoch
 
 
 class Encoded(NamedTuple):
@@ -197,6 +211,8 @@ class WindowStore:
         self.segment_slices = segment_slices
         self.sliding_windows = sliding_windows
         self.lateness_seconds = lateness_seconds
+        #: the state this store applies to (:mod:`govloop.streams.state`); None: unchecked
+        self.epoch: str | None = None
         self._apply = redis.register_script(_APPLY)
         self._close = redis.register_script(_CLOSE)
 
@@ -233,6 +249,7 @@ class WindowStore:
             self.segment_slices,
             self.idle_close_seconds,
             self.lateness_seconds,
+            self.epoch or "",
             *self.partitions,
         ]
         try:
@@ -254,6 +271,10 @@ class WindowStore:
         if not count:
             return Applied(0, [])
         applied, released, late = results[-1]
+        if applied == -1:
+            raise StateLost("its marker is gone (Redis restarted empty, or was flushed)")
+        if applied == -2:
+            raise StateRebuilt(_text(released))
         return Applied(int(applied), _outcomes(released), int(late))
 
     async def claim_closed(self, progress: Progress = None) -> Claimed:

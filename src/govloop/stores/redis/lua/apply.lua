@@ -6,8 +6,11 @@
 -- many events) while its partition's event time is at most `lateness` past the window's
 -- end; later than that it is counted in the `late` hash, per window, and nowhere else.
 -- ARGV: prefix, window size, join horizon, dedupe seconds, records (JSON), segment cap,
--- idle seconds, lateness, then the input partitions the watermark waits for.
--- Returns {new events, released outcomes (JSON), events too late to count}.
+-- idle seconds, lateness, the state's epoch ('' to skip the check), then the input
+-- partitions the watermark waits for.
+-- Returns {new events, released outcomes (JSON), events too late to count}, or, applying
+-- nothing, {-1, '', 0} when the state's marker is gone (Redis lost it) and {-2, the epoch
+-- now, 0} when the state was rebuilt since the caller last looked.
 
 local P = ARGV[1]
 local size = tonumber(ARGV[2])
@@ -17,6 +20,12 @@ local records = cjson.decode(ARGV[5])
 local cap = tonumber(ARGV[6])
 local idle = tonumber(ARGV[7])
 local lateness = tonumber(ARGV[8])
+local epoch = ARGV[9]
+if epoch ~= '' then
+  local current = redis.call('GET', P .. 'state')
+  if not current then return {-1, '', 0} end
+  if current ~= epoch then return {-2, current, 0} end
+end
 local now = tonumber(redis.call('TIME')[1])
 local applied = 0
 -- what a batch touches more than once is read once and written once, at the end:
@@ -71,10 +80,12 @@ local function slot(m, v, sl, t)
     if redirect[member] ~= nil then return redirect[member] end
     local shut = closed[member]
     if shut == nil then
-      shut = redis.call('EXISTS', P .. 'closed:' .. member) == 1
+      shut = redis.call('GET', P .. 'closed:' .. member)  -- '1', 'r' (rebuilt) or false
       closed[member] = shut
     end
-    if shut and now_ptime - (w + size) > lateness then
+    if shut == 'r' then
+      return nil  -- its snapshot was stored before Redis lost the state: counted there
+    elseif shut and now_ptime - (w + size) > lateness then
       if sl == '' then
         late[member] = (late[member] or 0) + 1
         dropped = dropped + 1
@@ -230,6 +241,6 @@ if #outcomes > 0 then
 elseif redis.call('EXISTS', P .. 'outcomes') == 0 then
   return {applied, '', dropped}  -- nothing waits: no watermark needed
 end
-local mark = watermark(P, idle, now, 9)
+local mark = watermark(P, idle, now, 10)
 if mark == nil then return {applied, '', dropped} end
 return {applied, release(P, mark), dropped}

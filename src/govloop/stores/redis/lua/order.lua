@@ -10,7 +10,8 @@
 -- broker does not answer: every partition is active, so only event time closes); or a
 -- table of each partition's end offset in Kafka (a partition with records not yet
 -- applied is active however long ago it delivered, so a stalled worker, a broker outage
--- or a backlog never looks like idle input)
+-- or a backlog never looks like idle input). Unknown progress also holds every window
+-- while a partition named from ARGV[first] on has not delivered (a rebuilt state).
 local function watermark(P, idle, now, first, ends)
   local mark = nil
   local times = redis.call('HGETALL', P .. 'ptime')
@@ -41,9 +42,11 @@ local function watermark(P, idle, now, first, ends)
       if mark == nil or t < mark then mark = t end
     end
   end
-  if ends == false and mark == nil then return -math.huge end
   local began = tonumber(redis.call('GET', P .. 'first_input') or '0')
-  if mark ~= nil and now - began <= idle then
+  -- progress unknown: a partition that has not delivered may hold anything, as it does
+  -- in the first `idle` seconds after input began
+  if ends == false and mark == nil then return -math.huge end
+  if mark ~= nil and (ends == false or now - began <= idle) then
     for i = first, #ARGV do
       if redis.call('HEXISTS', P .. 'ptime', ARGV[i]) == 0 then return -math.huge end
     end
