@@ -15,7 +15,7 @@ from rich.markup import escape
 from govloop.cli.output import console, fail
 from govloop.cli.settings import environment_settings, resolved_settings
 from govloop.config import Settings
-from govloop.errors import GovloopError
+from govloop.errors import GovloopError, RuntimeUnavailable
 from govloop.redact import redact_url, scrub, secrets_in
 from govloop.runtime.supervisor import stop_processes
 
@@ -32,14 +32,37 @@ def prepare_stores(settings: Settings, fresh_broker: bool) -> None:
 
     A new embedded broker starts empty, so state kept in Redis about an
     earlier broker's topics (applied offsets above all) would skip new events:
-    it is cleared.
+    it is cleared.  A Redis or database that cannot be reached is a
+    :class:`~govloop.errors.RuntimeUnavailable` naming it, redacted.
     """
+    from redis import RedisError
+    from sqlalchemy.exc import SQLAlchemyError
+
     from govloop.stores.redis.windows import clear_state
     from govloop.stores.sql import create_engine_for, init_db
 
     if fresh_broker and settings.redis_url is not None:
-        clear_state(settings.redis_url.get_secret_value(), settings.redis_prefix)
-    init_db(create_engine_for(settings))
+        url = settings.redis_url.get_secret_value()
+        try:
+            clear_state(url, settings.redis_prefix)
+        except RedisError as exc:
+            raise RuntimeUnavailable(f"Redis at {redact_url(url)}: {exc}") from exc
+    try:
+        engine = create_engine_for(settings)
+        try:
+            init_db(engine)
+        finally:
+            engine.dispose()
+    except SQLAlchemyError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RuntimeUnavailable(f"database {redact_url(settings.database_url)}: {reason}") from exc
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    """The secret values in the settings' service URLs, to mask wherever a message quotes them."""
+    redis_url = settings.redis_url.get_secret_value() if settings.redis_url else ""
+    urls = [settings.kafka or "", redis_url, settings.database_url]
+    return [secret for url in urls for secret in secrets_in(url)]
 
 
 def spawn_worker(settings: Settings, number: int) -> subprocess.Popen[bytes]:
@@ -114,7 +137,7 @@ def up(
     except AlreadyRunning as exc:
         fail(str(exc))
     except GovloopError as exc:
-        fail(redact_url(str(exc)), code=1)
+        fail(scrub(str(exc), secrets_of(stack.requested)), code=1)
     finally:
         if supervisor is not None:
             supervisor.stop()
@@ -146,7 +169,7 @@ def worker() -> None:
             "no broker or Redis configured: set GOVLOOP_KAFKA and GOVLOOP_REDIS_URL, "
             "or run `govloop up`"
         )
-    secrets = [s for url in secret_settings(settings) for s in secrets_in(url)]
+    secrets = secrets_of(settings)
     try:
         print_connections(settings, load_policies(settings.policies))
     except GovloopError as exc:
@@ -155,12 +178,6 @@ def worker() -> None:
         run_worker(settings)
     except GovloopError as exc:
         fail(scrub(str(exc), secrets), code=1)
-
-
-def secret_settings(settings: Settings) -> list[str]:
-    """The settings' values that may hold a secret: the service URLs."""
-    redis_url = settings.redis_url.get_secret_value() if settings.redis_url else ""
-    return [settings.kafka or "", redis_url, settings.database_url]
 
 
 @topics_app.command("create")
