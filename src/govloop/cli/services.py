@@ -54,7 +54,7 @@ def prepare_stores(settings: Settings, fresh_broker: bool) -> None:
         finally:
             engine.dispose()
     except SQLAlchemyError as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(str(exc)) or type(exc).__name__
         raise RuntimeUnavailable(f"database {redact_url(settings.database_url)}: {reason}") from exc
 
 
@@ -177,7 +177,12 @@ def worker() -> None:
     try:
         run_worker(settings)
     except GovloopError as exc:
-        fail(scrub(str(exc), secrets), code=1)
+        fail(first_line(scrub(str(exc), secrets)), code=1)
+
+
+def first_line(message: str) -> str:
+    """The first line of a driver's message (they add hints and links on the next ones)."""
+    return next((line.strip() for line in message.splitlines() if line.strip()), message)
 
 
 @topics_app.command("create")
