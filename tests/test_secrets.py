@@ -334,7 +334,9 @@ def test_no_password_in_any_output_log_row_or_manifest(
     outputs["sql"] = every_sql_row(db_url)
 
     # what was searched did show the services, redacted: the search can find something
-    assert "redis://:***@127.0.0.1:" in outputs["up"]
+    assert f"Redis redis://:***@127.0.0.1:{redis_url.rsplit(':', 1)[1]}" in outputs["up"]
+    assert f"database {redact_url(db_url)}" in outputs["up"]  # the worker's start-up line
+    assert "worker: policy acc (" in outputs["up"]
     assert "manifests: " in outputs["sql"] and "audit_ledger: " in outputs["sql"]
     if db_url.startswith("postgresql"):
         assert "password=***" in outputs["repro show " + offline_id + " --json"]

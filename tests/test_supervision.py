@@ -25,7 +25,7 @@ from pydantic import SecretStr
 from govloop.client import Govloop
 from govloop.config import Settings
 from govloop.errors import RuntimeUnavailable
-from govloop.runtime import EmbeddedBroker, LocalStack, Supervisor, free_port
+from govloop.runtime import EmbeddedBroker, LocalRedis, LocalStack, Supervisor, free_port
 from govloop.runtime.supervisor import WorkerGaveUp
 from govloop.schemas import Event
 from tests.kafka_helpers import TopicTail, wait_until
@@ -141,6 +141,38 @@ def test_a_dead_embedded_broker_stops_the_stack(redis_url: str, tmp_path: Path) 
         stack.broker._process.wait()
         with pytest.raises(RuntimeUnavailable, match="embedded broker exited with code -9"):
             stack.check(lines.append)
+    finally:
+        stack.stop()
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("clean_env")
+def test_a_dead_embedded_redis_is_restarted_with_its_state(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    s = Settings(home=tmp_path / "h", kafka=broker.bootstrap, partitions=1)
+    stack = LocalStack(s, write_runtime_file=False)
+    # what `start` does when nothing answers on 127.0.0.1:6379 (here something may)
+    stack.redis = LocalRedis(port=free_port(), data_dir=tmp_path / "redis").start()
+    lines: list[str] = []
+    try:
+        assert stack.redis.embedded
+        client = redis.Redis.from_url(stack.redis.url)
+        client.set("window", "open")
+        port, pid = stack.redis.port, stack.redis.pid
+        assert pid is not None
+        stack.check(lines.append)
+        assert lines == []
+        os.kill(pid, signal.SIGKILL)
+        assert wait_until(lambda: stack.redis is not None and stack.redis.exit_code is not None, 10)
+        stack.check(lines.append)
+        assert lines == [
+            f"the embedded Redis on port {port} exited with code -9; restarting it from its AOF",
+            f"the embedded Redis on port {port} is back",
+        ]
+        assert stack.redis.port == port and stack.redis.pid != pid
+        assert client.get("window") == b"open"
+        client.close()
     finally:
         stack.stop()
 

@@ -196,5 +196,5 @@ def topics_create() -> None:
     try:
         created = ensure_topics(settings)
     except GovloopError as exc:
-        fail(str(exc), code=1)
+        fail(first_line(scrub(str(exc), secrets_of(settings))), code=1)
     console.print(f"created {len(created)} topics" + (f": {', '.join(created)}" if created else ""))

@@ -73,6 +73,12 @@ class LocalRedis:
         """Whether the embedded server's process is alive and answers PING."""
         return self._server is not None and bool(self._server.is_running())
 
+    @property
+    def exit_code(self) -> int | None:
+        """The embedded server's exit code once its process has exited, else None."""
+        process = getattr(self._server, "_process", None)
+        return None if process is None else process.poll()
+
     def restart(self) -> None:
         """Start the embedded server again on the same port, from its append-only file.
 

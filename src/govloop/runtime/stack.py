@@ -51,6 +51,10 @@ __all__ = ["AlreadyRunning", "LocalStack", "Prepare", "discover", "write_private
 Prepare = Callable[[Settings, bool], None]
 
 
+#: Looks in a row an embedded Redis that is alive may fail to answer before it is restarted.
+SILENT_LOOKS = 3
+
+
 class AlreadyRunning(RuntimeUnavailable):
     """Another ``govloop up`` holds this home."""
 
@@ -146,6 +150,7 @@ class LocalStack:
         self.worker_pids: list[int] = []
         self._lock: IO[str] | None = None
         self._answering: dict[str, bool] = {}
+        self._silent = 0
 
     def start(self) -> Settings:
         settings = self.requested
@@ -219,14 +224,30 @@ class LocalStack:
                 "in memory are lost; stopping (start `govloop up` again)"
             )
         if self.redis is not None and self.redis.embedded:
-            if not self.redis.running():
-                say(f"the embedded Redis on port {self.redis.port} stopped; restarting it")
-                self.redis.restart()
-                say(f"the embedded Redis on port {self.redis.port} is back")
+            self._check_embedded_redis(self.redis, say)
             return
         self._watch("Redis", self.settings.redis_url, say)
         if self.broker is None:
             self._watch("Kafka", self.settings.kafka, say)
+
+    def _check_embedded_redis(self, redis: LocalRedis, say: Callable[[str], None]) -> None:
+        """Restart the embedded Redis once it has exited, or stayed silent for a few looks.
+
+        A live server that misses one PING may only be busy (a long script, a
+        rewrite of its append-only file): it is given ``SILENT_LOOKS`` looks.
+        """
+        code = redis.exit_code
+        if code is None and redis.running():
+            self._silent = 0
+            return
+        self._silent += 1
+        if code is None and self._silent < SILENT_LOOKS:
+            return
+        why = f"exited with code {code}" if code is not None else "stopped answering"
+        say(f"the embedded Redis on port {redis.port} {why}; restarting it from its AOF")
+        redis.restart()
+        self._silent = 0
+        say(f"the embedded Redis on port {redis.port} is back")
 
     def _watch(
         self, name: str, address: SecretStr | str | None, say: Callable[[str], None]
