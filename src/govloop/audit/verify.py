@@ -35,7 +35,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -737,6 +737,7 @@ class _Referenced:
     event: type[Event]
     topic: str
     columns: Callable[[Any], dict[str, Any]]
+    renamed: Mapping[str, str] = field(default_factory=dict)  # event field -> its column
 
     @property
     def table(self) -> str:
@@ -762,6 +763,7 @@ REFERENCED: tuple[_Referenced, ...] = (
             "count": r.count,
             "accuracy": r.accuracy,
         },
+        {"window": "window_kind"},
     ),
     _Referenced(
         DriftAlertRow,
@@ -792,31 +794,55 @@ def _input_table(spec: Mapping[str, Any]) -> _Referenced | None:
     return next((r for r in REFERENCED if topic.endswith(r.topic)), None)
 
 
-def _slice_kind(event: Any) -> str:
-    """The ``slice_kind`` column a snapshot is stored with (see stores.sql.snapshots)."""
-    return "variant" if event.variant is not None else "segment" if event.segment else ""
+def _digest_of(spec: _Referenced, fields: dict[str, Any]) -> str:
+    """The digest an event of these fields has (of the fields themselves if they are none)."""
+    try:
+        return event_digest(spec.event.model_validate(fields))
+    except ValueError:
+        return _digest(fields)
 
 
-def _held(spec: _Referenced, row: Any) -> tuple[str, str | None]:
-    """The digest of the event a row holds (its body, with its columns over it), and what
-    in the row contradicts itself, if anything."""
-    body = _json(row.body)
-    if not isinstance(body, dict):
-        return hashlib.sha256(str(row.body).encode()).hexdigest(), "its body is not JSON any more"
-    columns = spec.columns(row)
+def _contradictions(spec: _Referenced, row: Any, body: dict[str, Any]) -> list[str]:
+    """The columns of ``row`` that say otherwise than its body."""
     odd = [
-        f"column {name} is {_clip(value)} where its body says {_clip(body.get(name))}"
-        for name, value in columns.items()
+        f"column {spec.renamed.get(name, name)} is {_clip(value)} where its body says "
+        f"{_clip(body.get(name))}"
+        for name, value in spec.columns(row).items()
         if _time(value) != _time(body.get(name))
     ]
-    held = body | columns
-    try:
-        event = spec.event.model_validate(held)
-    except ValueError:
-        return _digest(held), "; ".join([*odd, f"it no longer reads as a {spec.event.SCHEMA}"])
-    if spec.model is MetricSnapshotRow and row.slice_kind != _slice_kind(event):
-        odd.append(f"column slice_kind is {row.slice_kind!r}, its body says {_slice_kind(event)!r}")
-    return event_digest(event), "; ".join(odd) or None
+    if spec.model is MetricSnapshotRow:
+        kind = (
+            "variant"
+            if body.get("variant") is not None
+            else "segment"
+            if body.get("segment")
+            else ""
+        )
+        if row.slice_kind != kind:
+            odd.append(
+                f"column slice_kind is {_clip(row.slice_kind)} where its body says {_clip(kind)}"
+            )
+    return odd
+
+
+def _held(spec: _Referenced, row: Any, recorded: str, manifest: str) -> tuple[str, list[str]]:
+    """The digest of the event a row holds and what is wrong with it (nothing: ``[]``).
+
+    The row holds its body and its columns: the body must hash to ``recorded``
+    (what ``manifest`` read) and no column may say otherwise.  When only a
+    column does, the digest is that of the body with the columns over it.
+    """
+    body = _json(row.body)
+    if not isinstance(body, dict):
+        return hashlib.sha256(str(row.body).encode()).hexdigest(), ["its body is not JSON any more"]
+    digest = _digest_of(spec, body)
+    wrong = []
+    if digest != recorded:
+        wrong.append(f"its body is not the event manifest {_short(manifest)} read")
+    odd = _contradictions(spec, row, body)
+    if odd and not wrong:
+        digest = _digest_of(spec, body | spec.columns(row))
+    return digest, wrong + odd
 
 
 def _check_inputs(session: Session, bound: int | None, out: _Findings) -> None:
@@ -868,10 +894,10 @@ def _compare_input(
             )
         )
         return
-    now, odd = _held(spec, row)
-    if now == recorded:
+    now, wrong = _held(spec, row, recorded, manifest)
+    if not wrong:
         return
-    what = odd or f"its body is not the event manifest {_short(manifest)} read"
+    what = "; ".join(wrong)
     out.add(
         RowProblem(
             spec.table,
