@@ -33,7 +33,7 @@ from govloop.cli import app
 from govloop.config import Settings
 from govloop.errors import ConfigError, RuntimeUnavailable
 from govloop.gates import MetricValue, parse_policy
-from govloop.schemas import DriftAlert, GateResult, MetricSnapshot
+from govloop.schemas import DriftAlert, GateResult, MetricSnapshot, decode
 from govloop.stores.sql import (
     create_engine_for,
     init_db,
@@ -111,12 +111,12 @@ class Recorded:
 
 
 def located(settings: Settings, topic: str, events: list[Any]) -> list[Any]:
-    """Produce ``events`` to the test's ``topic`` and pair each with its real coordinates
-    (what the worker's judging step reads off the consumed record)."""
+    """Produce ``events`` to the test's ``topic``; each decoded from the bytes sent, with its
+    record's real coordinates (what the worker's judging step has of a consumed record)."""
     places = produce_located(settings, topic, events)
     name = settings.topic(topic)
     return [
-        (event, SimpleNamespace(topic=name, partition=p, offset=o))
+        (decode(topic, event.to_json()), SimpleNamespace(topic=name, partition=p, offset=o))
         for event, (p, o) in zip(events, places, strict=True)
     ]
 
