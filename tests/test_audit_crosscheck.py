@@ -28,7 +28,14 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 from typer.testing import CliRunner
 
-from govloop.audit import CrossCheck, crosscheck, save_baseline, save_policy, verify
+from govloop.audit import (
+    CrossCheck,
+    crosscheck,
+    save_baseline,
+    save_gate_result,
+    save_policy,
+    verify,
+)
 from govloop.cli import app
 from govloop.config import Settings
 from govloop.errors import ConfigError, RuntimeUnavailable
@@ -36,6 +43,7 @@ from govloop.gates import MetricValue, parse_policy
 from govloop.schemas import DriftAlert, GateResult, MetricSnapshot, decode
 from govloop.stores.sql import (
     create_engine_for,
+    gate_result_row,
     init_db,
     save_drift_alert,
     save_snapshot,
@@ -523,3 +531,56 @@ def test_open_existing_refuses_what_is_not_there(tmp_path: Path) -> None:
     refused = Settings(home=tmp_path, db_url=SecretStr("postgresql://u:pw@127.0.0.1:9/x"))
     with pytest.raises(RuntimeUnavailable, match=r"u:\*\*\*@127\.0\.0\.1:9"):
         open_existing(refused)
+
+
+# -- comparisons ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def bare(own_db_url: str, tmp_path: Path) -> Iterator[Engine]:
+    """A database of ``own_db_url`` with no broker behind it, for rows recorded directly."""
+    engine = create_engine_for(Settings(home=tmp_path, db_url=SecretStr(own_db_url)))
+    init_db(engine)
+    yield engine
+    engine.dispose()
+
+
+def _gate_result(event_id: str, model_version: str) -> GateResult:
+    return GateResult(
+        event_id=event_id,
+        ts=T0,
+        policy="2030-01-01",
+        policy_hash="h" * 64,
+        model="clf",
+        model_version=model_version,
+        outcome="pass",
+        rules=[],
+        window_start=T0,
+        window_end=T0 + timedelta(minutes=1),
+    )
+
+
+def test_text_that_reads_as_a_date_is_compared_as_text(bare: Engine) -> None:
+    with Session(bare) as session:
+        save_gate_result(session, _gate_result("g-1", "2030-01-01"))
+        session.commit()
+        assert crosscheck(session).ok, [str(p) for p in crosscheck(session).problems]
+    with bare.begin() as conn:
+        conn.execute(text("UPDATE gate_results SET model_version = '2030-01-01T00:00:00Z'"))
+    with Session(bare) as session:
+        check = crosscheck(session)
+    assert named(check) == [("gate_results", "g-1", "altered")]
+    assert 'model_version is "2030-01-01T00:00:00Z" where the ledger has "2030-01-01"' in (
+        check.problems[0].detail
+    )
+
+
+def test_counts_stay_exact_beyond_the_rows_listed(bare: Engine) -> None:
+    with Session(bare) as session:
+        for i in range(3):
+            session.add(gate_result_row(_gate_result(f"forged-{i}", "v1")))  # no entry
+        session.commit()
+        check = crosscheck(session, max_problems=2)
+    assert len(check.problems) == 2
+    summary = {t.table: t for t in check.tables}["gate_results"]
+    assert (summary.checked, summary.unledgered, summary.ok) == (0, 3, False)

@@ -475,11 +475,19 @@ def _json(text: Any) -> Any:
 
 
 def _columns(row: SQLModel, names: Iterable[str]) -> dict[str, Any]:
-    """The named columns of ``row`` in comparable form: times normalised, bodies parsed."""
+    """The named columns of ``row`` in comparable form: times normalised, bodies parsed.
+
+    Only datetime columns are normalised: a text column that happens to read as
+    a date (a model version "2030-01-01") is compared as the text it is.
+    """
     out = {}
     for name in names:
         value = getattr(row, name)
-        out[name] = _json(value) if name == "body" else _time(value)
+        if name == "body":
+            value = _json(value)
+        elif isinstance(value, datetime):
+            value = _time(value)
+        out[name] = value
     return out
 
 
@@ -502,6 +510,7 @@ def _first_difference(found: Any, recorded: Any, path: str = "") -> str:
 
 
 def _clip(value: Any) -> str:
+    """A value as JSON, cut to 60 characters: a message names it, it does not dump it."""
     text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -539,10 +548,12 @@ class _Recorded:
 
 
 def _by_column(column: Any) -> Callable[[Session, list[str]], Iterable[Any]]:
+    """A ``lookup`` of the rows whose ``column`` is one of the refs."""
     return lambda session, refs: session.exec(select(column.class_).where(column.in_(refs)))
 
 
 def _baselines_of(session: Session, refs: list[str]) -> Iterable[BaselineRow]:
+    """The baseline rows of refs ``NAME@VERSION`` (a name cannot contain ``@``)."""
     names = {ref.rpartition("@")[0] for ref in refs}
     wanted = set(refs)
     rows = session.exec(select(BaselineRow).where(BaselineRow.name.in_(names)))  # type: ignore[attr-defined]
@@ -620,6 +631,7 @@ class _Findings:
 
 
 def _batches(rows: Iterable[Any]) -> Iterator[list[Any]]:
+    """Lists of up to :data:`_BATCH` rows (``itertools.batched`` once Python 3.12 is the floor)."""
     batch: list[Any] = []
     for row in rows:
         batch.append(row)
@@ -810,19 +822,19 @@ def _contradictions(spec: _Referenced, row: Any, body: dict[str, Any]) -> list[s
         for name, value in spec.columns(row).items()
         if _time(value) != _time(body.get(name))
     ]
-    if spec.model is MetricSnapshotRow:
-        kind = (
-            "variant"
-            if body.get("variant") is not None
-            else "segment"
-            if body.get("segment")
-            else ""
+    if spec.model is MetricSnapshotRow and row.slice_kind != _slice_kind(body):
+        odd.append(
+            f"column slice_kind is {_clip(row.slice_kind)} where its body says "
+            f"{_clip(_slice_kind(body))}"
         )
-        if row.slice_kind != kind:
-            odd.append(
-                f"column slice_kind is {_clip(row.slice_kind)} where its body says {_clip(kind)}"
-            )
     return odd
+
+
+def _slice_kind(body: dict[str, Any]) -> str:
+    """The ``slice_kind`` column a snapshot is stored with (as stores.sql.snapshots sets it)."""
+    if body.get("variant") is not None:
+        return "variant"
+    return "segment" if body.get("segment") else ""
 
 
 def _held(spec: _Referenced, row: Any, recorded: str, manifest: str) -> tuple[str, list[str]]:
@@ -882,6 +894,7 @@ def _compare_input(
     row: Any,
     out: _Findings,
 ) -> None:
+    """One event input of ``manifest`` (digest ``recorded``) against its row, if any."""
     out.summary(spec.table).checked += 1
     if row is None:
         out.add(
