@@ -40,6 +40,7 @@ from govloop.cli import app
 from govloop.config import Settings
 from govloop.errors import ConfigError, RuntimeUnavailable
 from govloop.gates import MetricValue, parse_policy
+from govloop.runtime import answers
 from govloop.schemas import DriftAlert, GateResult, MetricSnapshot, decode
 from govloop.stores.sql import (
     create_engine_for,
@@ -500,6 +501,11 @@ def test_a_database_that_does_not_answer_is_a_one_line_error_without_the_passwor
     monkeypatch.setenv("GOVLOOP_DB_URL", "no url at all")
     code, _, err = run("audit", "verify")
     assert code == 2 and err.startswith("error: the database URL is not one"), err
+    if answers("127.0.0.1", 5432):  # a server that answers, without that database
+        monkeypatch.setenv("GOVLOOP_DB_URL", "postgresql://postgres@127.0.0.1:5432/no_such_db")
+        code, _, err = run("audit", "verify")
+        assert code == 2 and len(err.splitlines()) == 1, err
+        assert 'database "no_such_db" does not exist' in err
 
 
 def test_open_existing_reads_and_never_writes(recorded: Recorded, tmp_path: Path) -> None:

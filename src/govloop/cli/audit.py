@@ -144,7 +144,9 @@ def _print_tables(tables: CrossCheck) -> None:
 def log(
     kind: Annotated[
         str | None,
-        typer.Option(help="Only this kind: gate_result, policy, baseline, experiment, dataset."),
+        typer.Option(
+            help="Only this kind: gate_result, policy, manifest, baseline, experiment, dataset."
+        ),
     ] = None,
     model: Annotated[str | None, typer.Option(help="Only entries about this model.")] = None,
     ref: Annotated[str | None, typer.Option(help="Only the entry of this id or hash.")] = None,
