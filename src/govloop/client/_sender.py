@@ -4,7 +4,8 @@ Callers only :meth:`Sender.offer` already-serialized records: a length check
 and a ``deque.append``, no lock, no I/O.  The thread creates the kafka-python
 ``KafkaProducer`` lazily (after a plain TCP probe, so a broker that is down
 costs neither threads nor sockets), retries with exponential backoff while the
-broker is unreachable, and does all accounting itself.
+broker is unreachable, follows it when it moves (see :mod:`._broker`) and does
+all accounting itself.
 
 Accounting (see :class:`~govloop.client.sdk.SdkStats`):
 
@@ -13,11 +14,15 @@ Accounting (see :class:`~govloop.client.sdk.SdkStats`):
   refused and counted in ``dropped``.
 * a record whose delivery fails with a *retriable* error (broker down, timeout)
   is put back at the front of the queue and retried, up to ``max_attempts``
-  deliveries in all; each failure counts in ``errors``.  A record that fails
-  ``max_attempts`` times, or with a non-retriable error, counts in ``dropped``.
-* when the broker stops answering, the producer is closed and the records it
-  had not delivered go back to the queue (no attempt used up); the thread
-  returns to probing with backoff.
+  deliveries in all; each failure counts in ``errors``, each retry in
+  ``retries``.  A record that fails ``max_attempts`` times, or with a
+  non-retriable error, counts in ``dropped``.
+* when the broker stops answering (an *outage*, counted in ``outages``), the
+  producer is closed and the records it had not delivered go back to the queue
+  (counted in ``retries``, no attempt used up); the thread returns to probing
+  with backoff, each failed probe counting in ``errors``.  After
+  :data:`FOLLOW_AFTER` failed probes in a row it asks where the broker is now.
+  A producer created again after an outage counts in ``reconnects``.
 * at :meth:`Sender.close` what could not be delivered within the timeout
   counts in ``dropped``.  Nothing leaves the books silently.
 """
@@ -34,9 +39,9 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from govloop.runtime.ports import answers
+from govloop.client._broker import Broker
 
-__all__ = ["Record", "Sender"]
+__all__ = ["FOLLOW_AFTER", "Record", "Sender"]
 
 log = logging.getLogger("govloop.client")
 
@@ -48,34 +53,37 @@ _MAX_BACKOFF = 5.0
 _PUMP_BATCH = 2000
 _LOG_EVERY = 10.0
 _STALL = 3.0  # no ack for this long with work pending: check that the broker still answers
-
-
-def _servers(bootstrap: str) -> list[tuple[str, int]]:
-    """``"h1:9092,[::1]:9093"`` -> ``[("h1", 9092), ("::1", 9093)]``."""
-    pairs = [part.strip().rpartition(":") for part in bootstrap.split(",")]
-    return [(host.strip("[]") or "localhost", int(port)) for host, _, port in pairs]
+#: Failed connection attempts in a row after which the sender asks where the broker is now
+#: (a broker restarting on the same port is the common case: give it a few tries first).
+FOLLOW_AFTER = 3
 
 
 class Sender:
     """A bounded buffer of records and the daemon thread that delivers them."""
 
     def __init__(
-        self, bootstrap: str, capacity: int, options: Mapping[str, Any], max_attempts: int
+        self, broker: Broker, capacity: int, options: Mapping[str, Any], max_attempts: int
     ) -> None:
         """``options``: ``KafkaProducer`` keyword arguments; starts the thread at once."""
         import kafka  # imported here, in the caller's thread, so import problems surface early
 
         self._kafka = kafka
-        self._bootstrap = bootstrap
-        self._addresses = _servers(bootstrap)
+        self.broker = broker
         self._capacity = capacity
         self._options = dict(options)
         self._max_attempts = max_attempts
         self._queue: deque[Record] = deque()
         self._inflight: deque[tuple[Any, Record]] = deque()
         self._producer: Any = None
+        # counters, written by the sender thread only (see the module docstring)
         self.sent = 0
         self.errors = 0
+        self.retries = 0
+        self.outages = 0
+        self.reconnects = 0
+        self._connections = 0  # producers created
+        self._failures = 0  # connection attempts failed since the last success
+        self._down = False  # in an outage: the last connection attempt failed
         self._dropped_late = 0  # written by the sender thread only
         self._dropped_full = 0  # written by callers, under _drop_lock
         self._drop_lock = threading.Lock()
@@ -122,14 +130,14 @@ class Sender:
     def connected(self) -> bool:
         return self._producer is not None
 
-    def flush(self, timeout: float | None) -> bool:
+    def flush(self, timeout: float) -> bool:
         """Wait until nothing is buffered (True) or ``timeout`` seconds pass (False)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = time.monotonic() + timeout
         self._interrupt.set()
         self._wake.set()
         with self._idle:
             while self.buffered:
-                remaining = 0.5 if deadline is None else min(deadline - time.monotonic(), 0.5)
+                remaining = min(deadline - time.monotonic(), 0.5)
                 if remaining <= 0 or not self._thread.is_alive():
                     return False
                 self._idle.wait(remaining)
@@ -188,9 +196,32 @@ class Sender:
             self._abandon()
 
     def _connect(self) -> bool:
-        """Create the producer if a bootstrap server answers; False (quietly) if none does."""
-        if (self._closing and not self.buffered) or not self._reachable():
+        """Create the producer if the broker answers, following it if it moved; False if not.
+
+        While closing the sender asks where the broker is at once: what it still
+        holds would otherwise be dropped.
+        """
+        if self._closing and not self.buffered:
             return False
+        if not self.broker.reachable():
+            self._unreachable()
+        elif self._open_producer():
+            return True
+        follow = self._closing or self._failures >= FOLLOW_AFTER
+        return follow and self.broker.relocate() and self._open_producer()
+
+    def _unreachable(self) -> None:
+        """Count a failed connection attempt; the first of a series starts an outage."""
+        self.errors += 1
+        self._failures += 1
+        if not self._down:
+            self._down = True
+            self.outages += 1
+            log.warning("govloop SDK: no Kafka answers at %s; buffering", self.broker.address)
+
+    def _open_producer(self) -> bool:
+        """Create the kafka-python producer for the broker's current address."""
+        bootstrap = self.broker.address
         made: list[Any] = []
         try:
             from kafka.net.compat import KafkaNetClient
@@ -204,22 +235,24 @@ class Sender:
             factory = {}
         try:
             self._producer = self._kafka.KafkaProducer(
-                bootstrap_servers=self._bootstrap, **self._options, **factory
+                bootstrap_servers=bootstrap, **self._options, **factory
             )
         except Exception as exc:
             for c in made:  # kafka-python leaves its selector open when bootstrap fails
                 c.close()
-            log.warning("govloop SDK: cannot connect to Kafka at %s: %s", self._bootstrap, exc)
+            log.warning("govloop SDK: cannot connect to Kafka at %s: %s", bootstrap, exc)
+            self._unreachable()
             return False
+        if self._connections:
+            self.reconnects += 1
+        self._connections += 1
+        self._failures, self._down = 0, False
         self._checked_at = time.monotonic()
         # registered after the producer's own atexit hook, so ours runs first (LIFO)
         atexit.unregister(self._hook)
         atexit.register(self._hook)
-        log.info("govloop SDK: connected to Kafka at %s", self._bootstrap)
+        log.info("govloop SDK: connected to Kafka at %s", bootstrap)
         return True
-
-    def _reachable(self) -> bool:
-        return any(answers(host, port, timeout=0.5) for host, port in self._addresses)
 
     def _stalled(self) -> bool:
         """Work pending, no ack for a while and no broker answering: back to probing.
@@ -230,10 +263,10 @@ class Sender:
         """
         if not self.buffered or time.monotonic() - self._checked_at < _STALL:
             return False
-        if self._reachable():
+        if self.broker.reachable():
             self._checked_at = time.monotonic()
             return False
-        log.warning("govloop SDK: Kafka at %s stopped answering; buffering", self._bootstrap)
+        self._unreachable()
         self._drop_producer()
         return True
 
@@ -273,6 +306,7 @@ class Sender:
                 self.errors += 1
                 exc = future.exception
                 if future.retriable() and record[3] + 1 < self._max_attempts:
+                    self.retries += 1
                     self._queue.appendleft((record[0], record[1], record[2], record[3] + 1))
                 else:
                     log.warning("govloop SDK: dropped a record for %s: %s", record[0], exc)
@@ -285,8 +319,9 @@ class Sender:
         if self._queue and remaining > 0:
             return False
         if self._inflight and remaining > 0:
+            # in slices, so that a broker gone meanwhile is noticed (and followed) in time
             with contextlib.suppress(self._kafka.errors.KafkaTimeoutError):
-                self._producer.flush(timeout=remaining)
+                self._producer.flush(timeout=min(remaining, _STALL))
             self._reap()
         return not self.buffered or self._deadline <= time.monotonic()
 
@@ -295,7 +330,9 @@ class Sender:
             with self._idle:
                 self._idle.notify_all()
 
-    def _drop_producer(self, timeout: float = 0.0) -> None:
+    def _drop_producer(self, timeout: float = 0.0, retry: bool = True) -> None:
+        """Close the producer; what it had not delivered is queued again (or, if not
+        ``retry``, counted as dropped)."""
         producer, self._producer = self._producer, None
         if producer is not None:
             try:
@@ -311,22 +348,26 @@ class Sender:
                     producer.close(timeout=0)
             except Exception as exc:
                 log.warning("govloop SDK: closing the producer: %s", exc)
-        # records it had not delivered go back to the queue (or to dropped when closing)
         undelivered = []
         for future, record in self._inflight:
             if future.is_done and future.succeeded():
                 self.sent += 1
             else:
                 undelivered.append(record)
-        self._queue.extendleft(reversed(undelivered))
         self._inflight.clear()
+        if retry:
+            self.retries += len(undelivered)
+            self._queue.extendleft(reversed(undelivered))
+        else:
+            self._dropped_late += len(undelivered)
 
     def _abandon(self) -> None:
         """Thread exit: close the producer and count whatever is left as dropped."""
-        self._drop_producer(timeout=max(0.0, self._deadline - time.monotonic()))
-        left = len(self._queue)
+        before = self._dropped_late
+        self._drop_producer(timeout=max(0.0, self._deadline - time.monotonic()), retry=False)
+        self._dropped_late += len(self._queue)
         self._queue.clear()
-        self._dropped_late += left
+        left = self._dropped_late - before
         if left:
             log.warning("govloop SDK: closed with %d undelivered events (dropped)", left)
         with self._idle:

@@ -9,17 +9,22 @@
 'treatment'
 
 Malformed arguments raise :class:`~govloop.errors.EventError` (a ``ValueError``)
-at once, naming the field.  Everything after that never raises into, and never
-blocks, the caller: validated events are serialized in the caller's thread and
-put in a bounded in-memory buffer that a background thread delivers to Kafka,
-retrying while the broker is down.  When the buffer is full new events are
-dropped and counted; :attr:`Govloop.stats` says how many.
+at once, naming the field; so does an implausible timestamp (before
+:data:`EARLIEST_TS`, or more than ``max_future_seconds`` ahead of this
+machine's clock), which would otherwise poison the window it lands in.
+Everything after that never raises into, and never blocks, the caller:
+validated events are serialized in the caller's thread and put in a bounded
+in-memory buffer that a background thread delivers to Kafka, retrying while the
+broker is down and following a ``govloop up`` that restarted elsewhere.  When
+the buffer is full new events are dropped and counted.  :meth:`Govloop.flush`
+and :meth:`Govloop.close` wait at most their timeout, which is always finite.
 
-Delivery failures the producer reports are never lost silently: a retriable
-one (broker gone, timeout) puts the event back in the buffer, for up to
-:data:`MAX_ATTEMPTS` deliveries in all; after that, or after a non-retriable
-one, the event is counted in ``stats.dropped``.  Every failure counts in
-``stats.errors``.  Delivery is at least once: consumers drop repeats by ``event_id``.
+Delivery failures are never lost silently: a retriable one (broker gone,
+timeout) puts the event back in the buffer, for up to :data:`MAX_ATTEMPTS`
+deliveries in all; after that, or after a non-retriable one, the event is
+counted in ``stats.dropped``.  :attr:`Govloop.stats` counts errors, retries,
+outages and reconnects too.  Delivery is at least once: consumers drop repeats
+by ``event_id``.
 """
 
 from __future__ import annotations
@@ -30,11 +35,13 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
 from pydantic import ValidationError
 
+from govloop.client._broker import Broker, Locate
 from govloop.client._sender import Sender
 from govloop.config import Settings
 from govloop.errors import ConfigError, EventError
@@ -48,6 +55,7 @@ from govloop.schemas import (
     Prediction,
     Topic,
     describe_validation_error,
+    utcnow,
 )
 
 __all__ = ["MAX_ATTEMPTS", "PRODUCER_DEFAULTS", "Govloop", "SdkStats", "pick_variant"]
@@ -56,6 +64,14 @@ __all__ = ["MAX_ATTEMPTS", "PRODUCER_DEFAULTS", "Govloop", "SdkStats", "pick_var
 MAX_EVENT_BYTES = 1_000_000
 #: Deliveries attempted per event (retriable failures) before it is counted as dropped.
 MAX_ATTEMPTS = 3
+#: Seconds :meth:`Govloop.flush` waits by default: never forever, the request path must go on.
+FLUSH_TIMEOUT = 10.0
+#: Seconds :meth:`Govloop.close` waits by default for buffered events to be delivered.
+CLOSE_TIMEOUT = 5.0
+#: Seconds an event's ``ts`` may be ahead of this machine's clock by default (clock skew).
+MAX_FUTURE_SECONDS = 300.0
+#: The earliest ``ts`` accepted: anything before is a unit or clock mistake (1970 = 0 s).
+EARLIEST_TS = datetime(2000, 1, 1, tzinfo=UTC)
 #: kafka-python ``KafkaProducer`` settings the SDK uses unless overridden.
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "acks": "all",
@@ -75,17 +91,31 @@ _ASSIGNED_CACHE = 65536
 class SdkStats:
     """A snapshot of the SDK's accounting.
 
-    ``sent``: acknowledged by the broker.  ``buffered``: accepted, not yet
-    acknowledged.  ``dropped``: refused because the buffer was full or the
-    client closed, failed :data:`MAX_ATTEMPTS` deliveries or a non-retriable
-    one, or undelivered at :meth:`Govloop.close`.  ``errors``: failed delivery
-    attempts, retried or not.  ``connected``: a producer to the broker exists.
+    Events: ``sent`` + ``buffered`` + ``dropped`` is every event accepted by an
+    ``emit`` (or refused for want of room).  Failures: ``errors``, ``retries``,
+    ``outages`` and ``reconnects`` say how delivery went.
     """
 
+    #: Events acknowledged by the broker.
     sent: int
+    #: Events accepted and not yet acknowledged (in the buffer or in flight).
     buffered: int
+    #: Events given up: refused because the buffer was full or the client closed,
+    #: failed :data:`MAX_ATTEMPTS` deliveries or a non-retriable one, or still
+    #: undelivered when :meth:`Govloop.close` ran out of time.
     dropped: int
+    #: Failures met: deliveries the producer reported failed, and connection
+    #: attempts no broker answered (one per probe while the broker is down).
     errors: int
+    #: Events put back in the buffer for another delivery: after a retriable
+    #: failure, or because an outage closed the producer before it delivered them.
+    retries: int
+    #: Times the broker stopped answering (a failed first connection is one too).
+    outages: int
+    #: Times a producer was created again after an outage (at the new address,
+    #: if the broker moved).
+    reconnects: int
+    #: A producer to the broker exists now.
     connected: bool
 
 
@@ -136,17 +166,27 @@ class Govloop:
     """
 
     def __init__(
-        self, settings: Settings, producer_options: Mapping[str, Any] | None = None
+        self,
+        settings: Settings,
+        producer_options: Mapping[str, Any] | None = None,
+        *,
+        locate: Locate | None = None,
+        max_future_seconds: float = MAX_FUTURE_SECONDS,
     ) -> None:
         """Start the background sender for ``settings.kafka``; returns at once.
 
         ``producer_options`` override :data:`PRODUCER_DEFAULTS` (kafka-python
-        ``KafkaProducer`` keyword arguments).
+        ``KafkaProducer`` keyword arguments).  ``locate`` says where the broker
+        is now; the sender asks it after repeated failed connection attempts
+        and moves to the address it gives (:meth:`connect` passes one when the
+        address came from a running ``govloop up``).  ``max_future_seconds``:
+        how far ahead of this machine's clock an event's ``ts`` may be.
         """
         if settings.kafka is None:
             raise ConfigError(
                 "no Kafka to send to: set GOVLOOP_KAFKA=host:port or start one with `govloop up`"
             )
+        self._max_future = timedelta(seconds=_seconds("max_future_seconds", max_future_seconds))
         self.settings = settings
         self._routes: dict[type[Event], tuple[str, Topic]] = {
             t.model: (settings.topic(t.name), t) for t in TOPICS.values()
@@ -155,21 +195,29 @@ class Govloop:
         self._assigned_lock = threading.Lock()
         options = {**PRODUCER_DEFAULTS, **(producer_options or {})}
         try:
-            self._sender = Sender(settings.kafka, settings.sdk_buffer, options, MAX_ATTEMPTS)
+            broker = Broker(settings.kafka, locate)
         except ValueError as exc:
             raise ConfigError(
                 f"GOVLOOP_KAFKA={settings.kafka!r}: expected host:port[,host:port...]"
             ) from exc
+        self._sender = Sender(broker, settings.sdk_buffer, options, MAX_ATTEMPTS)
         self._closed = False
 
     @classmethod
-    def connect(cls, settings: Settings | None = None) -> Govloop:
+    def connect(
+        cls, settings: Settings | None = None, *, max_future_seconds: float = MAX_FUTURE_SECONDS
+    ) -> Govloop:
         """Settings from the environment (if not given), completed by a running ``govloop up``.
 
         Raises :class:`~govloop.errors.ConfigError` if no broker address is known.
         Never waits for the broker: a broker that is down is retried in the background.
+        When the address comes from ``govloop up`` (``GOVLOOP_KAFKA`` unset), the
+        SDK follows it: after repeated failures it reads ``GOVLOOP_HOME/runtime.json``
+        again and moves to the broker named there.
         """
-        return cls(discover(settings if settings is not None else Settings()))
+        requested = settings if settings is not None else Settings()
+        locate = None if requested.kafka is not None else lambda: discover(requested).kafka
+        return cls(discover(requested), locate=locate, max_future_seconds=max_future_seconds)
 
     # -- emitting ------------------------------------------------------------------------
 
@@ -241,6 +289,7 @@ class Govloop:
             topic, entry = self._routes[type(event)]
         except KeyError:
             raise EventError(f"no topic carries {type(event).__name__}") from None
+        self._check_time(event)
         if not self._sender.has_room():
             self._sender.refuse()
             return False
@@ -249,32 +298,62 @@ class Govloop:
             raise EventError(f"event: {len(value)} bytes serialized, more than {MAX_EVENT_BYTES}")
         return self._sender.offer((topic, entry.key(event), value, 0))
 
+    def _check_time(self, event: Event) -> None:
+        """EventError unless ``event.ts`` is after 2000 and not too far in the future.
+
+        Such a time is a unit or clock mistake that the window it lands in cannot
+        hold (year 9999 overflows at window close); refusing it here tells the
+        service at once, where the worker could only dead-letter it.
+        """
+        if event.ts < EARLIEST_TS:
+            raise EventError(f"ts: {event.ts.isoformat()} is before {EARLIEST_TS.date()}")
+        ahead = event.ts - utcnow()
+        if ahead > self._max_future:
+            raise EventError(
+                f"ts: {event.ts.isoformat()} is more than {self._max_future.total_seconds():g} s "
+                "ahead of this machine's clock"
+            )
+
     # -- lifecycle -----------------------------------------------------------------------
 
     @property
     def stats(self) -> SdkStats:
-        """Sent, buffered, dropped and error counts (a consistent-enough snapshot)."""
+        """The SDK's counts (see :class:`SdkStats`; a consistent-enough snapshot)."""
         s = self._sender
         return SdkStats(
             sent=s.sent,
             buffered=s.buffered,
             dropped=s.dropped,
             errors=s.errors,
+            retries=s.retries,
+            outages=s.outages,
+            reconnects=s.reconnects,
             connected=s.connected,
         )
 
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every buffered event is acknowledged (True) or ``timeout`` s pass (False)."""
-        return self._sender.flush(timeout)
+    @property
+    def bootstrap(self) -> str:
+        """The broker address events go to now (``settings.kafka``, unless the broker moved)."""
+        return self._sender.broker.address
 
-    def close(self, timeout: float = 5.0) -> None:
+    def flush(self, timeout: float = FLUSH_TIMEOUT) -> bool:
+        """Wait until every buffered event is acknowledged (True) or ``timeout`` s pass (False).
+
+        ``timeout`` is finite (a ValueError otherwise): with the broker down,
+        ``flush`` returns False in time and the events stay buffered.
+        """
+        return self._sender.flush(_seconds("timeout", timeout))
+
+    def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
         """Deliver what can be delivered within ``timeout`` s, then stop; the rest is dropped.
 
-        Returns at once (after one connection attempt) when the broker was never
-        reached.  Events emitted after ``close`` are dropped and counted.
+        Returns at once (after one connection attempt, and one look at where a
+        moved broker went) when no broker answers.  Events emitted after
+        ``close`` are dropped and counted.
         """
+        seconds = _seconds("timeout", timeout)
         self._closed = True
-        self._sender.close(timeout)
+        self._sender.close(seconds)
 
     @property
     def closed(self) -> bool:
@@ -292,7 +371,16 @@ class Govloop:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Govloop(kafka={self.settings.kafka!r}, {self.stats})"
+        return f"Govloop(kafka={self.bootstrap!r}, {self.stats})"
+
+
+def _seconds(name: str, value: float) -> float:
+    """``value`` if it is a finite number of seconds >= 0; a ValueError naming ``name`` if not."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name}: expected a number of seconds, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name}: expected a finite number of seconds >= 0, got {value!r}")
+    return float(value)
 
 
 def _build(model: type[Event], fields: Mapping[str, Any]) -> Event:
