@@ -17,7 +17,7 @@ import pytest
 from pydantic import SecretStr
 
 from govloop.client import Govloop, SdkStats, pick_variant
-from govloop.client._sender import FOLLOW_AFTER
+from govloop.client._broker import FOLLOW_AFTER
 from govloop.client.sdk import EARLIEST_TS, FLUSH_TIMEOUT, MAX_FUTURE_SECONDS
 from govloop.config import Settings
 from govloop.errors import ConfigError, EventError
@@ -596,7 +596,9 @@ def test_close_delivers_to_the_new_broker_what_it_buffered_for_the_old_one(
     new = second_broker(old)
     try:
         stack = announce(new, tmp_path, prefix, redis_url)
-        # the SDK may not have noticed the old broker is gone: close must find the new one
+        # nothing was pending, so the SDK has not noticed the old broker is gone: close
+        # hands these to a producer of the old broker, and must find the new one in time
+        assert gl.stats.connected and gl.bootstrap == old.bootstrap
         ids = {gl.emit_feedback(request_id=f"r{i}", rating=i) for i in range(300)}
         gl.close(timeout=60)
         stats = gl.stats

@@ -17,9 +17,13 @@ from collections.abc import Callable
 
 from govloop.runtime.ports import answers
 
-__all__ = ["Broker", "Locate", "parse_bootstrap"]
+__all__ = ["FOLLOW_AFTER", "Broker", "Locate", "parse_bootstrap"]
 
 log = logging.getLogger("govloop.client")
+
+#: Failed connection attempts in a row after which the sender asks where the broker is now
+#: (a broker restarting on the same port is the common case: give it a few tries first).
+FOLLOW_AFTER = 3
 
 #: Where the broker is now (``host:port[,...]``), or None if nobody knows.
 Locate = Callable[[], str | None]
@@ -36,13 +40,42 @@ def parse_bootstrap(bootstrap: str) -> list[tuple[str, int]]:
 
 
 class Broker:
-    """The bootstrap address the sender uses, and the means to find it again when it moves."""
+    """The bootstrap address the sender uses, how reaching it went, and how to find it again.
+
+    ``outages`` counts the times it stopped answering (a first connection that
+    fails is one too); ``reconnects`` the connections made after an outage.
+    """
 
     def __init__(self, address: str, locate: Locate | None = None) -> None:
         """``address``: ``host:port[,...]`` (ValueError if malformed); ``locate``: see module."""
         self._servers = parse_bootstrap(address)
         self.address = address
         self._locate = locate
+        self.outages = 0
+        self.reconnects = 0
+        self._connections = 0  # connections made, ever
+        self._failures = 0  # connection attempts failed since the last success
+        self._down = False  # the last connection attempt failed
+
+    def failed(self) -> None:
+        """Note a failed connection attempt; the first of a series starts an outage."""
+        self._failures += 1
+        if not self._down:
+            self._down = True
+            self.outages += 1
+            log.warning("govloop SDK: no Kafka answers at %s; buffering", self.address)
+
+    def connected(self) -> None:
+        """Note a connection made; after an outage it is a reconnect."""
+        if self._connections:
+            self.reconnects += 1
+        self._connections += 1
+        self._failures, self._down = 0, False
+
+    @property
+    def lost(self) -> bool:
+        """Whether :data:`FOLLOW_AFTER` connection attempts in a row failed."""
+        return self._failures >= FOLLOW_AFTER
 
     def reachable(self) -> bool:
         """Whether any bootstrap server accepts a TCP connection (0.5 s each at most)."""

@@ -7,7 +7,7 @@ costs neither threads nor sockets), retries with exponential backoff while the
 broker is unreachable, follows it when it moves (see :mod:`._broker`) and does
 all accounting itself.
 
-Accounting (see :class:`~govloop.client.sdk.SdkStats`):
+Accounting (see :class:`govloop.client.SdkStats`):
 
 * ``buffered``: records queued here or handed to the producer and not yet
   acknowledged.  Their sum is bounded by ``capacity``: an offer beyond it is
@@ -21,7 +21,7 @@ Accounting (see :class:`~govloop.client.sdk.SdkStats`):
   producer is closed and the records it had not delivered go back to the queue
   (counted in ``retries``, no attempt used up); the thread returns to probing
   with backoff, each failed probe counting in ``errors``.  After
-  :data:`FOLLOW_AFTER` failed probes in a row it asks where the broker is now.
+  ``FOLLOW_AFTER`` failed probes in a row it asks where the broker is now.
   A producer created again after an outage counts in ``reconnects``.
 * at :meth:`Sender.close` what could not be delivered within the timeout
   counts in ``dropped``.  Nothing leaves the books silently.
@@ -40,8 +40,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from govloop.client._broker import Broker
+from govloop.client._producer import close_producer, open_producer
 
-__all__ = ["FOLLOW_AFTER", "Record", "Sender"]
+__all__ = ["Record", "Sender"]
 
 log = logging.getLogger("govloop.client")
 
@@ -53,9 +54,6 @@ _MAX_BACKOFF = 5.0
 _PUMP_BATCH = 2000
 _LOG_EVERY = 10.0
 _STALL = 3.0  # no ack for this long with work pending: check that the broker still answers
-#: Failed connection attempts in a row after which the sender asks where the broker is now
-#: (a broker restarting on the same port is the common case: give it a few tries first).
-FOLLOW_AFTER = 3
 
 
 class Sender:
@@ -79,11 +77,6 @@ class Sender:
         self.sent = 0
         self.errors = 0
         self.retries = 0
-        self.outages = 0
-        self.reconnects = 0
-        self._connections = 0  # producers created
-        self._failures = 0  # connection attempts failed since the last success
-        self._down = False  # in an outage: the last connection attempt failed
         self._dropped_late = 0  # written by the sender thread only
         self._dropped_full = 0  # written by callers, under _drop_lock
         self._drop_lock = threading.Lock()
@@ -207,46 +200,24 @@ class Sender:
             self._unreachable()
         elif self._open_producer():
             return True
-        follow = self._closing or self._failures >= FOLLOW_AFTER
+        follow = self._closing or self.broker.lost
         return follow and self.broker.relocate() and self._open_producer()
 
     def _unreachable(self) -> None:
-        """Count a failed connection attempt; the first of a series starts an outage."""
+        """Count a failed connection attempt (an error, and perhaps the start of an outage)."""
         self.errors += 1
-        self._failures += 1
-        if not self._down:
-            self._down = True
-            self.outages += 1
-            log.warning("govloop SDK: no Kafka answers at %s; buffering", self.broker.address)
+        self.broker.failed()
 
     def _open_producer(self) -> bool:
         """Create the kafka-python producer for the broker's current address."""
         bootstrap = self.broker.address
-        made: list[Any] = []
         try:
-            from kafka.net.compat import KafkaNetClient
-
-            def client(**configs: Any) -> Any:
-                made.append(KafkaNetClient(**configs))
-                return made[-1]
-
-            factory: dict[str, Any] = {"kafka_client": client}
-        except ImportError:  # another kafka-python layout: let it build its own client
-            factory = {}
-        try:
-            self._producer = self._kafka.KafkaProducer(
-                bootstrap_servers=bootstrap, **self._options, **factory
-            )
+            self._producer = open_producer(self._kafka, bootstrap, self._options)
         except Exception as exc:
-            for c in made:  # kafka-python leaves its selector open when bootstrap fails
-                c.close()
             log.warning("govloop SDK: cannot connect to Kafka at %s: %s", bootstrap, exc)
             self._unreachable()
             return False
-        if self._connections:
-            self.reconnects += 1
-        self._connections += 1
-        self._failures, self._down = 0, False
+        self.broker.connected()
         self._checked_at = time.monotonic()
         # registered after the producer's own atexit hook, so ours runs first (LIFO)
         atexit.unregister(self._hook)
@@ -335,19 +306,7 @@ class Sender:
         ``retry``, counted as dropped)."""
         producer, self._producer = self._producer, None
         if producer is not None:
-            try:
-                producer.close(timeout=timeout)
-            except self._kafka.errors.KafkaTimeoutError:
-                # kafka-python 3.0 raises from close() when its flush times out and leaves the
-                # I/O thread running (reconnecting forever): force it shut, then close again.
-                io_thread = getattr(producer, "_sender", None)
-                if io_thread is not None:
-                    io_thread.force_close()
-                    io_thread.join(1.0)
-                with contextlib.suppress(Exception):
-                    producer.close(timeout=0)
-            except Exception as exc:
-                log.warning("govloop SDK: closing the producer: %s", exc)
+            close_producer(self._kafka, producer, timeout)
         undelivered = []
         for future, record in self._inflight:
             if future.is_done and future.succeeded():

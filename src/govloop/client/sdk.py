@@ -30,35 +30,34 @@ by ``event_id``.
 from __future__ import annotations
 
 import hashlib
-import math
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from types import TracebackType
 from typing import Any
 
-from pydantic import ValidationError
-
+from govloop.client._arguments import EARLIEST_TS, MAX_FUTURE_SECONDS, build, check_time, seconds
 from govloop.client._broker import Broker, Locate
 from govloop.client._sender import Sender
+from govloop.client._stats import SdkStats
+from govloop.client._variants import pick_variant
 from govloop.config import Settings
 from govloop.errors import ConfigError, EventError
 from govloop.runtime import discover
-from govloop.schemas import (
-    TOPICS,
-    Assignment,
-    Event,
-    Feedback,
-    Label,
-    Prediction,
-    Topic,
-    describe_validation_error,
-    utcnow,
-)
+from govloop.schemas import TOPICS, Assignment, Event, Feedback, Label, Prediction, Topic
 
-__all__ = ["MAX_ATTEMPTS", "PRODUCER_DEFAULTS", "Govloop", "SdkStats", "pick_variant"]
+__all__ = [
+    "CLOSE_TIMEOUT",
+    "EARLIEST_TS",
+    "FLUSH_TIMEOUT",
+    "MAX_ATTEMPTS",
+    "MAX_FUTURE_SECONDS",
+    "PRODUCER_DEFAULTS",
+    "Govloop",
+    "SdkStats",
+    "pick_variant",
+]
 
 #: Largest serialized event the SDK accepts (the producer's default max_request_size).
 MAX_EVENT_BYTES = 1_000_000
@@ -68,10 +67,6 @@ MAX_ATTEMPTS = 3
 FLUSH_TIMEOUT = 10.0
 #: Seconds :meth:`Govloop.close` waits by default for buffered events to be delivered.
 CLOSE_TIMEOUT = 5.0
-#: Seconds an event's ``ts`` may be ahead of this machine's clock by default (clock skew).
-MAX_FUTURE_SECONDS = 300.0
-#: The earliest ``ts`` accepted: anything before is a unit or clock mistake (1970 = 0 s).
-EARLIEST_TS = datetime(2000, 1, 1, tzinfo=UTC)
 #: kafka-python ``KafkaProducer`` settings the SDK uses unless overridden.
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "acks": "all",
@@ -85,76 +80,6 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "client_id": "govloop-sdk",
 }
 _ASSIGNED_CACHE = 65536
-
-
-@dataclass(frozen=True, slots=True)
-class SdkStats:
-    """A snapshot of the SDK's accounting.
-
-    Events: ``sent`` + ``buffered`` + ``dropped`` is every event accepted by an
-    ``emit`` (or refused for want of room).  Failures: ``errors``, ``retries``,
-    ``outages`` and ``reconnects`` say how delivery went.
-    """
-
-    #: Events acknowledged by the broker.
-    sent: int
-    #: Events accepted and not yet acknowledged (in the buffer or in flight).
-    buffered: int
-    #: Events given up: refused because the buffer was full or the client closed,
-    #: failed :data:`MAX_ATTEMPTS` deliveries or a non-retriable one, or still
-    #: undelivered when :meth:`Govloop.close` ran out of time.
-    dropped: int
-    #: Failures met: deliveries the producer reported failed, and connection
-    #: attempts no broker answered (one per probe while the broker is down).
-    errors: int
-    #: Events put back in the buffer for another delivery: after a retriable
-    #: failure, or because an outage closed the producer before it delivered them.
-    retries: int
-    #: Times the broker stopped answering (a failed first connection is one too).
-    outages: int
-    #: Times a producer was created again after an outage (at the new address,
-    #: if the broker moved).
-    reconnects: int
-    #: A producer to the broker exists now.
-    connected: bool
-
-
-def pick_variant(
-    experiment: str,
-    subject_id: str,
-    variants: Sequence[str],
-    weights: Sequence[float] | None = None,
-) -> str:
-    """The variant of ``subject_id`` in ``experiment``: deterministic, sticky, weighted.
-
-    The first 8 bytes of ``sha256(experiment + "\\0" + subject_id)`` give a
-    number ``u`` uniform in [0, 1); the subject gets the first variant whose
-    cumulative normalized weight exceeds ``u``.  The same inputs give the same
-    variant in every process and on every machine, without shared state;
-    adding a variant or changing weights re-buckets only the subjects whose
-    ``u`` crosses a moved boundary.
-
-    >>> pick_variant("exp", "user-1", ["a", "b"]) == pick_variant("exp", "user-1", ["a", "b"])
-    True
-    >>> pick_variant("exp", "user-1", ["a", "b"], weights=[0, 1])
-    'b'
-    """
-    if not variants:
-        raise ValueError("variants: give at least one variant")
-    if weights is None:
-        weights = [1.0] * len(variants)
-    elif len(weights) != len(variants):
-        raise ValueError(f"weights: {len(weights)} weights for {len(variants)} variants")
-    if any(not math.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
-        raise ValueError("weights: must be finite, non-negative and not all zero")
-    digest = hashlib.sha256(f"{experiment}\0{subject_id}".encode()).digest()
-    u = int.from_bytes(digest[:8], "big") / 2.0**64
-    total, cumulative = float(sum(weights)), 0.0
-    for variant, weight in zip(variants, weights, strict=True):
-        cumulative += weight / total
-        if u < cumulative and weight > 0:
-            return variant
-    return next(v for v, w in zip(reversed(variants), reversed(weights), strict=True) if w > 0)
 
 
 class Govloop:
@@ -186,7 +111,7 @@ class Govloop:
             raise ConfigError(
                 "no Kafka to send to: set GOVLOOP_KAFKA=host:port or start one with `govloop up`"
             )
-        self._max_future = timedelta(seconds=_seconds("max_future_seconds", max_future_seconds))
+        self._max_future = timedelta(seconds=seconds("max_future_seconds", max_future_seconds))
         self.settings = settings
         self._routes: dict[type[Event], tuple[str, Topic]] = {
             t.model: (settings.topic(t.name), t) for t in TOPICS.values()
@@ -223,19 +148,19 @@ class Govloop:
 
     def emit_prediction(self, **fields: Any) -> str:
         """Emit a :class:`~govloop.schemas.Prediction`; returns its ``event_id``."""
-        return self._submit(_build(Prediction, fields))
+        return self._submit(build(Prediction, fields))
 
     def emit_feedback(self, **fields: Any) -> str:
         """Emit a :class:`~govloop.schemas.Feedback`; returns its ``event_id``."""
-        return self._submit(_build(Feedback, fields))
+        return self._submit(build(Feedback, fields))
 
     def emit_assignment(self, **fields: Any) -> str:
         """Emit an :class:`~govloop.schemas.Assignment`; returns its ``event_id``."""
-        return self._submit(_build(Assignment, fields))
+        return self._submit(build(Assignment, fields))
 
     def emit_label(self, **fields: Any) -> str:
         """Emit a :class:`~govloop.schemas.Label`; returns its ``event_id``."""
-        return self._submit(_build(Label, fields))
+        return self._submit(build(Label, fields))
 
     def emit(self, event: Event) -> str:
         """Emit an already-built event of any registry topic; returns its ``event_id``."""
@@ -264,7 +189,7 @@ class Govloop:
                 self._assigned.move_to_end(seen)
                 return variant
         event_id = hashlib.sha256("\0".join(seen).encode()).hexdigest()[:32]
-        event = _build(
+        event = build(
             Assignment,
             {
                 "experiment": experiment,
@@ -289,7 +214,7 @@ class Govloop:
             topic, entry = self._routes[type(event)]
         except KeyError:
             raise EventError(f"no topic carries {type(event).__name__}") from None
-        self._check_time(event)
+        check_time(event, self._max_future)
         if not self._sender.has_room():
             self._sender.refuse()
             return False
@@ -297,22 +222,6 @@ class Govloop:
         if len(value) > MAX_EVENT_BYTES:
             raise EventError(f"event: {len(value)} bytes serialized, more than {MAX_EVENT_BYTES}")
         return self._sender.offer((topic, entry.key(event), value, 0))
-
-    def _check_time(self, event: Event) -> None:
-        """EventError unless ``event.ts`` is after 2000 and not too far in the future.
-
-        Such a time is a unit or clock mistake that the window it lands in cannot
-        hold (year 9999 overflows at window close); refusing it here tells the
-        service at once, where the worker could only dead-letter it.
-        """
-        if event.ts < EARLIEST_TS:
-            raise EventError(f"ts: {event.ts.isoformat()} is before {EARLIEST_TS.date()}")
-        ahead = event.ts - utcnow()
-        if ahead > self._max_future:
-            raise EventError(
-                f"ts: {event.ts.isoformat()} is more than {self._max_future.total_seconds():g} s "
-                "ahead of this machine's clock"
-            )
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -326,8 +235,8 @@ class Govloop:
             dropped=s.dropped,
             errors=s.errors,
             retries=s.retries,
-            outages=s.outages,
-            reconnects=s.reconnects,
+            outages=s.broker.outages,
+            reconnects=s.broker.reconnects,
             connected=s.connected,
         )
 
@@ -342,7 +251,7 @@ class Govloop:
         ``timeout`` is finite (a ValueError otherwise): with the broker down,
         ``flush`` returns False in time and the events stay buffered.
         """
-        return self._sender.flush(_seconds("timeout", timeout))
+        return self._sender.flush(seconds("timeout", timeout))
 
     def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
         """Deliver what can be delivered within ``timeout`` s, then stop; the rest is dropped.
@@ -351,9 +260,9 @@ class Govloop:
         moved broker went) when no broker answers.  Events emitted after
         ``close`` are dropped and counted.
         """
-        seconds = _seconds("timeout", timeout)
+        wait = seconds("timeout", timeout)
         self._closed = True
-        self._sender.close(seconds)
+        self._sender.close(wait)
 
     @property
     def closed(self) -> bool:
@@ -372,20 +281,3 @@ class Govloop:
 
     def __repr__(self) -> str:
         return f"Govloop(kafka={self.bootstrap!r}, {self.stats})"
-
-
-def _seconds(name: str, value: float) -> float:
-    """``value`` if it is a finite number of seconds >= 0; a ValueError naming ``name`` if not."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{name}: expected a number of seconds, got {value!r}")
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name}: expected a finite number of seconds >= 0, got {value!r}")
-    return float(value)
-
-
-def _build(model: type[Event], fields: Mapping[str, Any]) -> Event:
-    """Validate ``fields`` into ``model``; a ValueError naming each failing field if invalid."""
-    try:
-        return model.model_validate(fields)
-    except ValidationError as exc:
-        raise EventError(f"invalid {model.SCHEMA}: {describe_validation_error(exc)}") from exc
