@@ -442,11 +442,13 @@ def test_flush_by_default_gives_up_in_finite_time_when_no_broker_answers(
 ) -> None:
     offline.emit_feedback(request_id="r", positive=True)
     result: list[bool] = []
+    started = time.monotonic()
     waiter = threading.Thread(target=lambda: result.append(offline.flush()), daemon=True)
     waiter.start()
     waiter.join(FLUSH_TIMEOUT * 6)  # generous: only "returns at all" is checked
     assert not waiter.is_alive(), "flush() with the default timeout did not return"
     assert result == [False]
+    assert time.monotonic() - started >= FLUSH_TIMEOUT  # it did wait, and gave up
     assert offline.stats.buffered == 1  # still buffered, not dropped
 
 
