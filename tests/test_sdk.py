@@ -349,8 +349,11 @@ def test_buffered_events_are_delivered_when_the_broker_comes_up(tmp_path: Any) -
         try:
             assert gl.flush(timeout=30)
             stats = gl.stats
-            # the first connection is not a reconnect; the probes that failed before it are errors
-            assert stats == dataclasses.replace(delivered(200), errors=stats.errors, outages=1)
+            # the first connection is not a reconnect; the probes that failed before it are
+            # errors (and sends made before the topics existed, retries)
+            assert stats == dataclasses.replace(
+                delivered(200), errors=stats.errors, retries=stats.retries, outages=1
+            )
             assert stats.errors >= 1
         finally:
             gl.close()
@@ -565,8 +568,9 @@ def test_the_sdk_follows_govloop_up_to_its_new_port_and_counts_the_outage(
     stats = gl.stats
     assert (stats.sent, stats.buffered, stats.dropped, stats.outages) == (1, 500, 0, 1)
     assert stats.errors >= 1 and stats.reconnects == 0
-    # those handed to the producer before the outage was noticed go back to the buffer
-    assert 1 <= stats.retries <= 500, stats
+    # an outage is noticed by a delivery tried: records in flight (put back in the buffer)
+    # or a send the producer refused for want of metadata (the record kept first in line)
+    assert stats.retries >= 1, stats
 
     new = second_broker(old)
     try:

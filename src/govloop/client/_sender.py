@@ -15,7 +15,8 @@ Accounting (see :class:`govloop.client.SdkStats`):
 * a record whose delivery fails with a *retriable* error (broker down, timeout)
   is put back at the front of the queue and retried, up to ``max_attempts``
   deliveries in all; each failure counts in ``errors``, each retry in
-  ``retries``.  A record that fails ``max_attempts`` times, or with a
+  ``retries``.  So does a record the producer would not take for want of
+  broker metadata (it stays first in line).  A record that fails ``max_attempts`` times, or with a
   non-retriable error, counts in ``dropped``.
 * when the broker stops answering (an *outage*, counted in ``outages``), the
   producer is closed and the records it had not delivered go back to the queue
@@ -86,6 +87,7 @@ class Sender:
         self._closing = False
         self._deadline = 0.0
         self._checked_at = 0.0  # last ack, connect or successful liveness probe
+        self._refused = False  # the producer refused the last send (no broker metadata)
         self._hook = _make_exit_hook(self)
         self._thread = threading.Thread(target=self._run, name="govloop-sdk-sender", daemon=True)
         self._thread.start()
@@ -226,13 +228,15 @@ class Sender:
         return True
 
     def _stalled(self) -> bool:
-        """Work pending, no ack for a while and no broker answering: back to probing.
+        """Work handed over, no ack for a while and no broker answering: back to probing.
 
         kafka-python would keep the producer spinning (and leaking a socket per
         reconnect attempt) through an outage; a plain TCP probe with backoff is cheaper.
-        Records the producer had not delivered go back to the buffer.
+        Only a delivery that was tried (records in flight, or a send refused) can
+        stall; records the producer had not delivered go back to the buffer.
         """
-        if not self.buffered or time.monotonic() - self._checked_at < _STALL:
+        tried = self._inflight or self._refused
+        if not tried or time.monotonic() - self._checked_at < _STALL:
             return False
         if self.broker.reachable():
             self._checked_at = time.monotonic()
@@ -251,6 +255,9 @@ class Sender:
             try:
                 future = send(record[0], value=record[2], key=record[1])
             except timeout_error:  # no metadata yet (broker down or topic being created)
+                self.errors += 1  # a failed hand-over: the record stays first in line
+                self.retries += 1
+                self._refused = True
                 break
             except (TypeError, ValueError, self._kafka.errors.MessageSizeTooLargeError) as exc:
                 log.warning("govloop SDK: record for %s rejected: %s", record[0], exc)
@@ -260,6 +267,7 @@ class Sender:
                 continue
             inflight.append((future, record))
             queue.popleft()
+            self._refused = False
             moved += 1
         if future is not None:
             future.add_both(lambda *_: self._wake.set())
@@ -303,8 +311,13 @@ class Sender:
 
     def _drop_producer(self, timeout: float = 0.0, retry: bool = True) -> None:
         """Close the producer; what it had not delivered is queued again (or, if not
-        ``retry``, counted as dropped)."""
-        producer, self._producer = self._producer, None
+        ``retry``, counted as dropped).
+
+        The books are done before ``connected`` turns False, and records are
+        queued again before they leave the in-flight queue, so that neither a
+        stats reader nor :meth:`flush` sees them missing.
+        """
+        producer, self._refused = self._producer, False
         if producer is not None:
             close_producer(self._kafka, producer, timeout)
         undelivered = []
@@ -313,12 +326,13 @@ class Sender:
                 self.sent += 1
             else:
                 undelivered.append(record)
-        self._inflight.clear()
         if retry:
             self.retries += len(undelivered)
             self._queue.extendleft(reversed(undelivered))
         else:
             self._dropped_late += len(undelivered)
+        self._inflight.clear()
+        self._producer = None
 
     def _abandon(self) -> None:
         """Thread exit: close the producer and count whatever is left as dropped."""

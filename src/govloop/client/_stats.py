@@ -24,11 +24,13 @@ class SdkStats:
     #: failed ``MAX_ATTEMPTS`` deliveries or a non-retriable one, or still
     #: undelivered when ``Govloop.close`` ran out of time.
     dropped: int
-    #: Failures met: deliveries the producer reported failed, and connection
-    #: attempts no broker answered (one per probe while the broker is down).
+    #: Failures met: deliveries the producer reported failed, sends it refused
+    #: for want of broker metadata, and connection attempts no broker answered
+    #: (one per probe while the broker is down).
     errors: int
-    #: Events put back in the buffer for another delivery: after a retriable
-    #: failure, or because an outage closed the producer before it delivered them.
+    #: Deliveries to be tried again: an event put back in the buffer after a
+    #: retriable failure or because an outage closed the producer before it
+    #: delivered the event, or a send the producer refused for want of metadata.
     retries: int
     #: Times the broker stopped answering (a failed first connection is one too).
     outages: int

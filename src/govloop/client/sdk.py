@@ -17,7 +17,8 @@ validated events are serialized in the caller's thread and put in a bounded
 in-memory buffer that a background thread delivers to Kafka, retrying while the
 broker is down and following a ``govloop up`` that restarted elsewhere.  When
 the buffer is full new events are dropped and counted.  :meth:`Govloop.flush`
-and :meth:`Govloop.close` wait at most their timeout, which is always finite.
+waits at most its timeout and :meth:`Govloop.close` at most 2 s more (while
+the sender finishes a call in progress); both timeouts are finite.
 
 Delivery failures are never lost silently: a retriable one (broker gone,
 timeout) puts the event back in the buffer, for up to :data:`MAX_ATTEMPTS`
@@ -256,7 +257,8 @@ class Govloop:
     def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
         """Deliver what can be delivered within ``timeout`` s, then stop; the rest is dropped.
 
-        Returns at once (after one connection attempt, and one look at where a
+        Takes at most ``timeout`` + 2 s (the sender may be inside a producer call);
+        returns at once (after one connection attempt, and one look at where a
         moved broker went) when no broker answers.  Events emitted after
         ``close`` are dropped and counted.
         """
