@@ -17,7 +17,7 @@ import pytest
 from pydantic import SecretStr
 
 from govloop.client import Govloop, SdkStats, pick_variant
-from govloop.client._broker import FOLLOW_AFTER
+from govloop.client._broker import FOLLOW_AFTER, Broker
 from govloop.client.sdk import EARLIEST_TS, FLUSH_TIMEOUT, MAX_FUTURE_SECONDS
 from govloop.config import Settings
 from govloop.errors import ConfigError, EventError
@@ -638,6 +638,17 @@ def test_a_configured_broker_address_is_kept_whatever_runtime_json_says(
     finally:
         stack.stop()
     assert gl.stats.dropped == 1
+
+
+@pytest.mark.parametrize(
+    ("found", "moved"),
+    [(None, False), ("", False), ("127.0.0.1:1", False), ("no-port", False), ("h:2", True)],
+)
+def test_the_broker_moves_only_to_a_new_well_formed_address(found: Any, moved: bool) -> None:
+    broker = Broker("127.0.0.1:1", locate=lambda: found)
+    assert broker.relocate() is moved
+    assert broker.address == (found if moved else "127.0.0.1:1")
+    assert not Broker("127.0.0.1:1").relocate()  # without locate it stays where it is
 
 
 # -- assignment -------------------------------------------------------------------------
