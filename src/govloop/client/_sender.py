@@ -16,8 +16,8 @@ Accounting (see :class:`govloop.client.SdkStats`):
   is put back at the front of the queue and retried, up to ``max_attempts``
   deliveries in all; each failure counts in ``errors``, each retry in
   ``retries``.  So does a record the producer would not take for want of
-  broker metadata (it stays first in line).  A record that fails ``max_attempts`` times, or with a
-  non-retriable error, counts in ``dropped``.
+  broker metadata (it stays first in line).  A record that fails
+  ``max_attempts`` times, or with a non-retriable error, counts in ``dropped``.
 * when the broker stops answering (an *outage*, counted in ``outages``), the
   producer is closed and the records it had not delivered go back to the queue
   (counted in ``retries``, no attempt used up); the thread returns to probing
@@ -54,7 +54,7 @@ _MIN_BACKOFF = 0.05
 _MAX_BACKOFF = 5.0
 _PUMP_BATCH = 2000
 _LOG_EVERY = 10.0
-_STALL = 3.0  # no ack for this long with work pending: check that the broker still answers
+_STALL = 3.0  # no ack for this long after a delivery tried: check that the broker answers
 
 
 class Sender:
