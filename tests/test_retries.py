@@ -23,7 +23,7 @@ def test_a_write_waits_out_a_lock_held_past_the_busy_timeout(tmp_path: Path) -> 
     engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 0.05})
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE t (n INTEGER)"))
-    holder = sqlite3.connect(path)
+    holder = sqlite3.connect(path, check_same_thread=False)
     holder.execute("BEGIN EXCLUSIVE")  # another process holding the file
     released = threading.Event()
 
