@@ -581,7 +581,24 @@ def test_metric_patterns_take_the_worst() -> None:
     floor = check(Rule(metric="*/acc", value=0.4), ev)
     assert (floor.outcome, floor.detail) == ("pass", "all 2 metrics matching '*/acc' pass")
     none = check(Rule(metric="c/*", value=0.4), ev)
-    assert (none.outcome, none.detail) == ("inconclusive", "no metric matches 'c/*'")
+    have = "the evidence has 3 metrics, e.g. 'a/acc', 'b/acc', 'b/f1'"
+    assert (none.outcome, none.detail) == ("inconclusive", f"no metric matches 'c/*'; {have}")
+
+
+def test_a_regression_pattern_that_matches_nothing_is_inconclusive() -> None:
+    """It used to raise AttributeError (a regression rule has no ``value``)."""
+    ev = Evidence(metrics={"gsm8k|0/em": mv(0.5, stderr=0.01)}, baseline={})
+    report = check(regression(metric="lighteval|*/*", margin=0.01), ev)
+    assert (report.outcome, report.op, report.threshold) == (
+        "inconclusive",
+        "no significant drop",
+        0.01,
+    )
+    assert report.detail == (
+        "no metric matches 'lighteval|*/*'; the evidence has 1 metrics, e.g. 'gsm8k|0/em'"
+    )
+    empty = check(regression(metric="x*"), Evidence())
+    assert empty.detail == "no metric matches 'x*'; the evidence has no metrics"
 
 
 def drift(**kw: object) -> DriftRule:
@@ -882,13 +899,13 @@ def test_predictions_jsonl() -> None:
         (b'{"results": {"t": 3}}', "r: results.t is not a mapping of metrics"),
         (
             b'{"prediction": 1}\n{oops\n',
-            "r:2: not valid JSON: Expecting property name enclosed in double quotes",
+            "r:2:2: not valid JSON: Expecting property name enclosed in double quotes",
         ),
         (
-            b'{"label": 1}\n',
-            "r:1: a prediction line is an object with 'prediction' (and 'label' to be scored)",
+            b'{"prediction": 1}\n{"label": 1}\n',
+            "r:2: a prediction line is an object with 'prediction' (and 'label' to be scored)",
         ),
-        (b"\n\n", "r: no predictions in the file"),
+        (b"\n\n", "r: the file is empty: no results and no predictions"),
         (b"\xff", "r: not UTF-8 text"),
     ],
 )
