@@ -84,6 +84,15 @@ def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.4g}"
 
 
+def _check_note(check: dict[str, Any]) -> str:
+    """One check of a pattern rule, briefly: its baseline and p-value when it was tested,
+    else why it could not be (escaped: the reason names metrics)."""
+    p = check.get("p_value")
+    if isinstance(p, float) and math.isfinite(p):
+        return f"baseline {_fmt(check.get('baseline'))}, p = {p:.2g}"
+    return escape(str(check.get("detail", "")))
+
+
 def _print_verdict(verdict: Verdict, source: str) -> None:
     """One table per policy; every string from a policy or a results file is escaped, so a
     name like ``[bold]x`` or ``mmlu[0]`` prints as written."""
@@ -106,14 +115,12 @@ def _print_verdict(verdict: Verdict, source: str) -> None:
             escape(r.detail) if "checks" not in r.evidence else "",
         )
         for c in r.evidence.get("checks", []):
-            p = c.get("p_value")
-            note = f"p = {p:.2g}" if isinstance(p, float) and math.isfinite(p) else ""
             table.add_row(
                 f"  {escape(c['metric'])}",
                 "",
                 _fmt(c.get("observed")),
                 f"[{_STYLE[c['outcome']]}]{c['outcome']}[/]",
-                (f"baseline {_fmt(c['baseline'])}, " if "baseline" in c else "") + note,
+                _check_note(c),
             )
     console.print(table)
 

@@ -97,7 +97,13 @@ def check_metric_rule(rule: Rule | RegressionRule, evidence: Evidence) -> RuleRe
         else f"all {len(reports)} metrics matching {rule.metric!r} pass"
     )
     checks = [
-        {"metric": r.metric, "outcome": r.outcome, "observed": r.observed, **r.evidence}
+        {
+            "metric": r.metric,
+            "outcome": r.outcome,
+            "observed": r.observed,
+            "detail": r.detail,
+            **r.evidence,
+        }
         for r in reports
     ]
     return worst.model_copy(
