@@ -602,3 +602,25 @@ def test_baseline_from_a_window_of_snapshots(session: Session) -> None:
     assert doc["model"] == model
     code, _, err = run("baseline", "set", name, "--window", "--model", unique("nobody"))
     assert code == 2 and "no stored tumbling metric snapshots" in err
+
+
+def test_the_table_says_why_a_check_was_not_tested_and_prints_names_as_written(
+    offline: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from govloop.cli.output import console
+
+    monkeypatch.setattr(console, "width", 240)  # no cell wraps, whatever the terminal
+    policy = tmp_path / "markup.yaml"
+    policy.write_text(
+        "name: '[bold]release'\nrules:\n  - {name: '[red]tasks', kind: regression, "
+        "metric: 'wikitext*/word_perplexity'}\n"
+    )
+    results = RESULTS / "lighteval-0.13.json"
+    code, out, _ = run(
+        "gate", "check", "--policy", policy, "--results", results, "--baseline-file", results
+    )
+    assert code == 2
+    flat = " ".join(out.split())
+    assert "[bold]release on lighteval-0.13.json: INCONCLUSIVE" in flat
+    assert "[red]tasks" in flat
+    assert "no standard errors or counts, significance cannot be tested" in flat
