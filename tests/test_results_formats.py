@@ -84,6 +84,24 @@ def test_lighteval_up_to_0_10_rows_are_suite_task_fewshot() -> None:
     assert m["lighteval|mmlu:college_physics|5/acc"].higher_is_better is True
 
 
+def test_the_leaderboard_era_layout_is_lighteval() -> None:
+    """The Open LLM Leaderboard's older files: ``config`` instead of ``config_general``."""
+    loaded = parse(
+        {
+            "config": {"model_name": "acme/old-lm", "model_sha": "abc"},
+            "results": {
+                "harness|arc:challenge|25": {"acc": 0.42, "acc_stderr": 0.0144},
+                "harness|hellaswag|10": {"acc": 0.51, "acc_stderr": 0.005},
+                "all": {"acc": 0.465, "acc_stderr": 0.0},
+            },
+            "versions": {"harness|arc:challenge|25": 0, "harness|hellaswag|10": 0},
+        }
+    )
+    assert (loaded.kind, loaded.model) == ("lighteval", "acme/old-lm")
+    assert loaded.evidence.metrics["harness|hellaswag|10/acc"].stderr == 0.005
+    assert loaded.evidence.metrics["all/acc"].stderr == pytest.approx(math.hypot(0.0144, 0.005) / 2)
+
+
 def test_lm_eval_0_3() -> None:
     loaded = parse(fixture("lm-eval-0.3.json"))
     m = loaded.evidence.metrics
