@@ -133,7 +133,9 @@ def check(
     results: Annotated[
         Path,
         typer.Option(
-            "--results", help="Lighteval results JSON, or JSONL of predictions with labels."
+            "--results",
+            help="Lighteval or lm-evaluation-harness (0.3, 0.4) results JSON, or JSONL of "
+            "predictions with labels.",
         ),
     ],
     baseline: Annotated[
