@@ -85,6 +85,7 @@ def settings(broker: EmbeddedBroker, redis_url: str, tmp_path: Path) -> Settings
         partitions=2,
         session_timeout_seconds=6.0,
         sliding_windows=1,  # tests that want sliding snapshots ask for them
+        max_future_seconds=0,  # test events carry fixed times in 2030
     )
     ensure_topics(s)
     return s

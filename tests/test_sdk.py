@@ -274,17 +274,22 @@ def test_the_future_limit_is_relative_to_the_clock_and_configurable(offline: Gov
         offline.emit_prediction(**GOOD_PREDICTION, ts=soon + 2 * margin)
     assert offline.stats.buffered == 2
 
-    strict = Govloop(Settings(kafka=dead_address()), max_future_seconds=0)
+    # the default is the worker's bound (GOVLOOP_MAX_FUTURE_SECONDS); 0 lifts it
+    strict = Govloop(Settings(kafka=dead_address(), max_future_seconds=1))
+    lifted = Govloop(Settings(kafka=dead_address()), max_future_seconds=0)
     try:
-        with pytest.raises(EventError, match="more than 0 s ahead"):
+        with pytest.raises(EventError, match="more than 1 s ahead"):
             strict.emit_feedback(request_id="r", positive=True, ts=utcnow() + margin)
         strict.emit_feedback(request_id="r", positive=True)  # now is not in the future
         assert strict.stats.buffered == 1
+        lifted.emit_feedback(request_id="r", positive=True, ts=utcnow() + 1000 * margin)
+        assert lifted.stats.buffered == 1
     finally:
         strict.close(timeout=0)
+        lifted.close(timeout=0)
 
 
-@pytest.mark.parametrize("seconds", [-1, float("nan"), None])
+@pytest.mark.parametrize("seconds", [-1, float("nan"), "5"])
 def test_max_future_seconds_must_be_finite_and_not_negative(seconds: Any) -> None:
     with pytest.raises(ValueError, match="max_future_seconds: expected"):
         Govloop(Settings(kafka=dead_address()), max_future_seconds=seconds)

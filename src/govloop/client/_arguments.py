@@ -33,9 +33,9 @@ def build(model: type[Event], fields: Mapping[str, Any]) -> Event:
         raise EventError(f"invalid {model.SCHEMA}: {describe_validation_error(exc)}") from exc
 
 
-def check_time(event: Event, max_future: timedelta) -> None:
+def check_time(event: Event, max_future: timedelta | None) -> None:
     """EventError unless ``event.ts`` is after 2000 and not more than ``max_future``
-    ahead of this machine's clock.
+    ahead of this machine's clock (None: no bound ahead).
 
     Such a time is a unit or clock mistake that the window it lands in cannot
     hold (year 9999 overflows at window close); refusing it here tells the
@@ -43,8 +43,7 @@ def check_time(event: Event, max_future: timedelta) -> None:
     """
     if event.ts < EARLIEST_TS:
         raise EventError(f"ts: {event.ts.isoformat()} is before {EARLIEST_TS.date()}")
-    ahead = event.ts - utcnow()
-    if ahead > max_future:
+    if max_future is not None and event.ts - utcnow() > max_future:
         raise EventError(
             f"ts: {event.ts.isoformat()} is more than {max_future.total_seconds():g} s "
             "ahead of this machine's clock"

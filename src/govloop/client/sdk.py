@@ -97,7 +97,7 @@ class Govloop:
         producer_options: Mapping[str, Any] | None = None,
         *,
         locate: Locate | None = None,
-        max_future_seconds: float = MAX_FUTURE_SECONDS,
+        max_future_seconds: float | None = None,
     ) -> None:
         """Start the background sender for ``settings.kafka``; returns at once.
 
@@ -106,13 +106,17 @@ class Govloop:
         is now; the sender asks it after repeated failed connection attempts
         and moves to the address it gives (:meth:`connect` passes one when the
         address came from a running ``govloop up``).  ``max_future_seconds``:
-        how far ahead of this machine's clock an event's ``ts`` may be.
+        how far ahead of this machine's clock an event's ``ts`` may be (unset:
+        ``settings.max_future_seconds``, the worker's bound; 0: no bound).
         """
         if settings.kafka is None:
             raise ConfigError(
                 "no Kafka to send to: set GOVLOOP_KAFKA=host:port or start one with `govloop up`"
             )
-        self._max_future = timedelta(seconds=seconds("max_future_seconds", max_future_seconds))
+        if max_future_seconds is None:
+            max_future_seconds = settings.max_future_seconds
+        future = seconds("max_future_seconds", max_future_seconds)
+        self._max_future = timedelta(seconds=future) if future else None
         self.settings = settings
         self._routes: dict[type[Event], tuple[str, Topic]] = {
             t.model: (settings.topic(t.name), t) for t in TOPICS.values()
@@ -131,7 +135,7 @@ class Govloop:
 
     @classmethod
     def connect(
-        cls, settings: Settings | None = None, *, max_future_seconds: float = MAX_FUTURE_SECONDS
+        cls, settings: Settings | None = None, *, max_future_seconds: float | None = None
     ) -> Govloop:
         """Settings from the environment (if not given), completed by a running ``govloop up``.
 
