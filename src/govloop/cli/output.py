@@ -70,8 +70,12 @@ def redacted_url(url: str) -> str:
     'postgresql://u:***@db/x?password=%2A%2A%2A&sslmode=require'
     """
     from sqlalchemy import make_url
+    from sqlalchemy.exc import ArgumentError
 
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return "(not a URL)"  # nothing of it is shown: it may be a secret pasted by mistake
     query = {k: ("***" if k.lower() in SECRET_PARAMS else v) for k, v in parsed.query.items()}
     safe = parsed.set(query=query).render_as_string(hide_password=True)
     # render_as_string keeps the query's order; re-encode it so '***' reads the same everywhere
@@ -87,6 +91,8 @@ def _engine(settings: Settings) -> Engine:
 
     try:
         return create_engine_for(settings)
+    except OSError as exc:  # a SQLite file whose directory cannot be made
+        fail(f"database {redacted_url(settings.database_url)}: {exc.strerror or exc}")
     except (NoSuchModuleError, ImportError) as exc:  # NoSuchModuleError is an ArgumentError
         scheme = settings.database_url.partition(":")[0]
         fail(f"GOVLOOP_DB_URL: no database driver for {scheme!r} ({_first_line(exc)})")

@@ -30,13 +30,14 @@ app = typer.Typer(help="Window state in Redis.", no_args_is_help=True)
 
 def _running_workers(settings: Settings) -> list[str]:
     """The worker group's members, or a one-line error when the broker cannot say."""
+    from aiokafka.errors import KafkaError as AioKafkaError
     from kafka.errors import KafkaError
 
     if settings.kafka is None:
         fail("no broker configured, so running workers cannot be ruled out: pass --force")
     try:
         return group_members(settings)
-    except (KafkaError, OSError, TimeoutError) as exc:
+    except (KafkaError, AioKafkaError, OSError, TimeoutError) as exc:
         fail(
             f"cannot tell whether workers are running (Kafka at {settings.kafka}: "
             f"{exc.__class__.__name__}): stop them and pass --force"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,6 +38,11 @@ def group_members(settings: Settings) -> list[str]:
     """
     from aiokafka.admin import AIOKafkaAdminClient
 
+    # aiokafka logs each failed connection as an ERROR; the caller reports the failure itself
+    quiet = logging.getLogger("aiokafka")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+
     async def describe() -> list[str]:
         admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka, request_timeout_ms=5000)
         await admin.start()
@@ -46,7 +52,10 @@ def group_members(settings: Settings) -> list[str]:
             await admin.close()
         return [m[0] for response in found for g in response.groups for m in g[5]]
 
-    return asyncio.run(describe())
+    try:
+        return asyncio.run(describe())
+    finally:
+        quiet.setLevel(level)
 
 
 def group_lag(settings: Settings) -> list[dict[str, Any]]:
@@ -89,6 +98,7 @@ def group_lag(settings: Settings) -> list[dict[str, Any]]:
 
 
 def _probe_kafka(settings: Settings) -> dict[str, Any]:
+    from aiokafka.errors import KafkaError as AioKafkaError
     from kafka.errors import KafkaError
 
     from govloop.runtime import answers
@@ -102,7 +112,7 @@ def _probe_kafka(settings: Settings) -> dict[str, Any]:
     try:
         members = group_members(settings)
         lag = group_lag(settings)
-    except (TimeoutError, KafkaError, OSError) as exc:
+    except (TimeoutError, KafkaError, AioKafkaError, OSError) as exc:
         return out | {"detail": f"{exc.__class__.__name__}: {exc}"}
     return out | {"up": True, "workers": members, "lag": lag}
 
@@ -133,7 +143,7 @@ def _probe_sql(settings: Settings) -> dict[str, Any]:
     where = redacted_url(settings.database_url)
     try:
         engine = create_engine_for(settings)
-    except (SQLAlchemyError, ImportError) as exc:
+    except (SQLAlchemyError, ImportError, OSError) as exc:
         return {"up": False, "where": None, "detail": f"GOVLOOP_DB_URL: {exc.__class__.__name__}"}
     try:
         with engine.connect() as conn:
@@ -215,8 +225,8 @@ def _open_windows(settings: Settings, client: Any) -> list[dict[str, Any]]:
 def gather_status(settings: Settings) -> dict[str, Any]:
     """Everything ``govloop status`` reports, as JSON-ready data."""
     kafka = _probe_kafka(settings)
-    redis_entry, client = _probe_redis(settings)
     sql = _probe_sql(settings)
+    redis_entry, client = _probe_redis(settings)
     try:
         return {
             "services": {
