@@ -397,10 +397,8 @@ def test_a_bad_file_is_one_line_naming_it(
     row = COMMANDS[name]
     files = good_files(tmp_path)
     kind = row.files[placeholder]
-    if kind == "outdir":
-        bad = BAD_OUTDIRS[case_id](tmp_path)
-    else:
-        bad = BAD_FILES[case_id](tmp_path, kind)
+    make = BAD_OUTDIRS[case_id] if kind == "outdir" else lambda d: BAD_FILES[case_id](d, kind)
+    bad = make(tmp_path)
     files[placeholder] = bad
     ran = run(argv(row, files), base_env)
     assert_one_error_line(ran, bad.name)

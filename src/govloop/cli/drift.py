@@ -118,7 +118,7 @@ def reference_set(
     except GovloopError as exc:
         fail(str(exc))
     except UnicodeDecodeError as exc:  # streams.reference reads the file as UTF-8 text
-        fail(f"{source}: not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.end]!r})")
+        fail(f"{source}: not UTF-8 text (byte {exc.start}: {exc.object[exc.start : exc.end]!r})")
     if profile.n == 0:
         fail(f"no predictions of {model} {version} in that range")
     with open_session(settings) as session:
