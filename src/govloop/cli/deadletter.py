@@ -14,6 +14,7 @@ import typer
 
 from govloop.cli.output import console, fail, shown
 from govloop.cli.settings import resolved_settings
+from govloop.cli.status import end_offsets
 
 if TYPE_CHECKING:
     from govloop.config import Settings
@@ -52,8 +53,7 @@ def _last(consumer: Any, topic: str, count: int) -> list[Any]:
     if partitions is None:
         fail(f"no topic {topic}: create it with `govloop topics create`")
     tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-    consumer.assign(tps)
-    ends = consumer.end_offsets(tps)
+    ends = end_offsets(consumer, tps)
     starts = consumer.beginning_offsets(tps)
     for tp in tps:
         consumer.seek(tp, max(starts[tp], ends[tp] - count))

@@ -53,7 +53,7 @@ def _query(
     if not include_offline:
         query = query.where(row.trigger_event_id.is_not(None))  # type: ignore[union-attr]
     if since is not None:
-        query = query.where(row.ts >= since.replace(tzinfo=None))
+        query = query.where(row.ts >= since)
     query = query.order_by(row.ts.desc(), row.event_id.desc())  # type: ignore[attr-defined]
     if limit is not None:
         query = query.limit(limit)

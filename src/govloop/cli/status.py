@@ -19,10 +19,12 @@ from govloop.cli.output import JsonOption, console, open_session, redacted_url, 
 from govloop.cli.settings import resolved_settings
 from govloop.config import Settings
 
-__all__ = ["group_lag", "group_members", "models", "status", "worker_group"]
+__all__ = ["end_offsets", "group_lag", "group_members", "models", "status", "worker_group"]
 
 #: The topics the worker group consumes (govloop.streams.app.InputConsumer).
 WORKER_INPUTS = ("predictions", "feedback", "metrics", "drift")
+#: Polls of a quarter second at most to learn each partition's high watermark.
+HIGHWATER_POLLS = 40
 
 
 def worker_group(settings: Settings) -> str:
@@ -58,6 +60,27 @@ def group_members(settings: Settings) -> list[str]:
         quiet.setLevel(level)
 
 
+def end_offsets(consumer: Any, partitions: list[Any]) -> dict[Any, int]:
+    """Each partition's end offset: its high watermark, as a fetch reports it.
+
+    Kafka clients ask ListOffsets, but the embedded broker (Tansu) answers it
+    with the number of record batches, not of records: a producer that
+    batches makes a partition look shorter than it is.  The high watermark
+    in a fetch response is right on every broker, so each partition is
+    fetched once from where ListOffsets points (never past the end).  The
+    consumer is left assigned to ``partitions``.
+    """
+    listed = consumer.end_offsets(partitions)
+    consumer.assign(partitions)
+    for tp in partitions:
+        consumer.seek(tp, listed[tp])
+    for _ in range(HIGHWATER_POLLS):
+        if all(consumer.highwater(tp) is not None for tp in partitions):
+            break
+        consumer.poll(timeout_ms=250, max_records=1)
+    return {tp: max(listed[tp], consumer.highwater(tp) or 0) for tp in partitions}
+
+
 def group_lag(settings: Settings) -> list[dict[str, Any]]:
     """Per input partition: the end offset, the worker group's committed offset and the lag.
 
@@ -76,7 +99,7 @@ def group_lag(settings: Settings) -> list[dict[str, Any]]:
             for name in WORKER_INPUTS
             for p in sorted(consumer.partitions_for_topic(settings.topic(name)) or ())
         ]
-        ends = consumer.end_offsets(parts) if parts else {}
+        ends = end_offsets(consumer, parts) if parts else {}
         starts = consumer.beginning_offsets(parts) if parts else {}
     finally:
         consumer.close()
