@@ -444,3 +444,40 @@ def test_version_is_the_installed_package_version() -> None:
     ran = run(["--version"], {})
     assert ran.code == 0
     assert ran.stdout.strip() == f"govloop {version('govloop')}"
+
+
+def test_the_safety_net_makes_a_govloop_error_one_line_and_leaves_a_bug_a_bug() -> None:
+    from govloop.cli import OneLineErrors
+    from govloop.errors import PolicyError
+
+    probe = typer.Typer(cls=OneLineErrors)
+
+    @probe.command("mapped")
+    def mapped() -> None:
+        raise PolicyError("policy p: rule r has no metric\nsecond line")
+
+    @probe.command("bug")
+    def bug() -> None:
+        raise KeyError("a bug")
+
+    result = CliRunner().invoke(probe, ["mapped"])
+    assert result.exit_code == 2
+    assert result.stderr == "error: policy p: rule r has no metric\\nsecond line\n"
+    crashed = CliRunner().invoke(probe, ["bug"])
+    assert isinstance(crashed.exception, KeyError)  # not hidden: a traceback to fix
+
+
+def test_a_read_only_session_refuses_a_missing_sqlite_file(tmp_path: Path) -> None:
+    import typer as typer_module
+
+    from govloop.cli.output import open_session
+    from govloop.config import Settings
+
+    settings = Settings(home=tmp_path, db_url=f"sqlite:///{tmp_path / 'typo.db'}")  # type: ignore[arg-type]
+    with pytest.raises(typer_module.Exit) as exited, open_session(settings, must_exist=True):
+        pass
+    assert exited.value.exit_code == 2
+    assert not (tmp_path / "typo.db").exists()
+    with open_session(settings):  # a command that writes creates it, as before
+        pass
+    assert (tmp_path / "typo.db").exists()

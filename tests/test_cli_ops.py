@@ -443,3 +443,17 @@ def test_state_reset_clears_one_model_only(settings: Settings, env: dict[str, st
     assert "no window state of churn" in again.stdout
     evil = run("state", "reset", "--model", EVIL, "--yes")
     assert EVIL_SHOWN in evil.stdout and "\x1b[31m" not in evil.stdout
+
+
+def test_status_does_not_create_a_missing_sqlite_database(
+    settings: Settings, env: dict[str, str], tmp_path: Path, monkeypatch: Any
+) -> None:
+    typo = tmp_path / "elsewhere" / "typo.db"
+    monkeypatch.setenv("GOVLOOP_DB_URL", f"sqlite:///{typo}")
+    report = json.loads(run("status", "--json").stdout)
+    assert report["services"]["sql"] == {
+        "up": False,
+        "where": f"sqlite:///{typo}",
+        "detail": "no database file yet",
+    }
+    assert not typo.exists()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 from urllib.parse import parse_qsl, urlencode
 
@@ -25,6 +26,7 @@ __all__ = [
     "as_utc",
     "console",
     "fail",
+    "missing_sqlite_file",
     "open_session",
     "redacted_url",
     "shown",
@@ -120,13 +122,32 @@ def _unsecret(exc: BaseException, settings: Settings) -> str:
     return line.replace(str(password), "***") if password else line
 
 
+def missing_sqlite_file(settings: Settings) -> Path | None:
+    """The SQLite file of ``settings`` when it does not exist (connecting would create it)."""
+    from sqlalchemy import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    url = settings.database_url
+    if not url.startswith("sqlite"):
+        return None
+    try:
+        path = make_url(url).database
+    except ArgumentError:
+        return None
+    if not path or path == ":memory:" or Path(path).exists():
+        return None
+    return Path(path)
+
+
 @contextmanager
-def open_session(settings: Settings) -> Iterator[Session]:
+def open_session(settings: Settings, must_exist: bool = False) -> Iterator[Session]:
     """A session on the database of ``settings``, its tables created; the engine disposed after.
 
     A database that cannot be reached or used (a bad URL, no server, a locked
     or unreadable file) ends the command with one line naming it, its
-    password left out.
+    password left out.  With ``must_exist``, so does a SQLite file that is
+    not there: a command that only reads (``audit verify``) on a mistyped
+    path must not report on a database it has just created empty.
     """
     # here, not at the top: `govloop --help` loads no SQL library (tests/test_cli.py)
     from sqlalchemy.exc import SQLAlchemyError
@@ -134,6 +155,9 @@ def open_session(settings: Settings) -> Iterator[Session]:
 
     from govloop.stores.sql import init_db
 
+    missing = missing_sqlite_file(settings) if must_exist else None
+    if missing is not None:
+        fail(f"no database at {missing} (GOVLOOP_DB_URL, or GOVLOOP_HOME for the default)")
     engine = _engine(settings)
     try:
         init_db(engine)

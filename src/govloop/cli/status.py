@@ -15,7 +15,15 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from govloop.cli.output import JsonOption, console, open_session, redacted_url, shown, stderr
+from govloop.cli.output import (
+    JsonOption,
+    console,
+    missing_sqlite_file,
+    open_session,
+    redacted_url,
+    shown,
+    stderr,
+)
 from govloop.cli.settings import resolved_settings
 from govloop.config import Settings
 
@@ -164,6 +172,8 @@ def _probe_sql(settings: Settings) -> dict[str, Any]:
     from govloop.stores.sql import create_engine_for
 
     where = redacted_url(settings.database_url)
+    if missing_sqlite_file(settings) is not None:  # connecting would create it: say so instead
+        return {"up": False, "where": where, "detail": "no database file yet"}
     try:
         engine = create_engine_for(settings)
     except (SQLAlchemyError, ImportError, OSError) as exc:
