@@ -390,6 +390,9 @@ def test_status_reports_services_workers_lag_policies_references_and_windows(
     client.set(keys.autoref(settings.redis_prefix, "churn\x1f2"), json.dumps({"n": 40}))
     client.close()
     open_window(settings, "churn", "2", 3)
+    client = redis.Redis.from_url(settings.redis_url.get_secret_value())
+    client.hset(keys.late(settings.redis_prefix), "churn\x1f1", 6)  # as apply.lua counts them
+    client.close()
 
     report = json.loads(run("status", "--json").stdout)
 
@@ -409,8 +412,10 @@ def test_status_reports_services_workers_lag_policies_references_and_windows(
     assert refs[("churn", "2")]["reference"] is None and refs[("churn", "2")]["collected"] == 40
     [window] = report["open_windows"]
     assert (window["model"], window["model_version"], window["predictions"]) == ("churn", "2", 3)
+    assert report["late"] == [{"model": "churn", "model_version": "1", "late": 6}]
     text = run("status").stdout
     assert "quality" in text and "40 of 1000" in text
+    assert "late: 6 events of churn 1" in text and report["workers"][0] in text
 
 
 def test_state_reset_refuses_while_a_worker_consumes(

@@ -236,11 +236,10 @@ def _references(settings: Settings, sql_up: bool, client: Any) -> list[dict[str,
 
 
 def _open_windows(settings: Settings, client: Any) -> list[dict[str, Any]]:
-    from govloop.stores.redis.reset import late_counts, open_windows
+    from govloop.stores.redis.reset import open_windows
 
     if client is None:
         return []
-    late = late_counts(client, settings.redis_prefix)
     return [
         {
             "model": w.model,
@@ -248,10 +247,21 @@ def _open_windows(settings: Settings, client: Any) -> list[dict[str, Any]]:
             "start": datetime.fromtimestamp(w.start, UTC).isoformat(),
             "end": datetime.fromtimestamp(w.end, UTC).isoformat(),
             "predictions": w.count,
-            "late": late.get((w.model, w.model_version), 0),
         }
         for w in open_windows(client, settings.redis_prefix)
         if not w.slice
+    ]
+
+
+def _late(settings: Settings, client: Any) -> list[dict[str, Any]]:
+    """Per model version, the events that came after their window had closed (not counted)."""
+    from govloop.stores.redis.reset import late_counts
+
+    if client is None:
+        return []
+    return [
+        {"model": m, "model_version": v, "late": n}
+        for (m, v), n in sorted(late_counts(client, settings.redis_prefix).items())
     ]
 
 
@@ -273,6 +283,7 @@ def gather_status(settings: Settings) -> dict[str, Any]:
             "policies": _policies(settings),
             "references": _references(settings, sql["up"], client),
             "open_windows": _open_windows(settings, client),
+            "late": _late(settings, client),
         }
     finally:
         if client is not None:
@@ -299,7 +310,8 @@ def _print_status(report: dict[str, Any]) -> None:
     workers = report["workers"]
     console.print(
         f"workers in group {shown(report['worker_group'])}: "
-        + ("unknown (broker down)" if workers is None else str(len(workers))),
+        + ("unknown (broker down)" if workers is None else str(len(workers)))
+        + "".join(f"\n  {shown(member)}" for member in workers or []),
         soft_wrap=True,
     )
     if report["lag"]:
@@ -327,16 +339,21 @@ def _print_status(report: dict[str, Any]) -> None:
                 collecting,
             )
         console.print(refs)
-    windows = Table("model", "version", "window (UTC)", "predictions", "late", title="open windows")
+    windows = Table("model", "version", "window (UTC)", "predictions", title="open windows")
     for w in report["open_windows"]:
         windows.add_row(
             shown(w["model"]),
             shown(w["model_version"]),
             f"{w['start'][:19]} - {w['end'][11:19]}",
             str(w["predictions"]),
-            str(w["late"]),
         )
     console.print(windows if report["open_windows"] else "open windows: none")
+    for item in report["late"]:
+        console.print(
+            f"[yellow]late:[/] {item['late']} events of {shown(item['model'])} "
+            f"{shown(item['model_version'])} came after their window had closed",
+            soft_wrap=True,
+        )
 
 
 def gather_models(settings: Settings) -> tuple[list[dict[str, Any]], str | None]:
