@@ -481,3 +481,36 @@ def test_a_read_only_session_refuses_a_missing_sqlite_file(tmp_path: Path) -> No
     with open_session(settings):  # a command that writes creates it, as before
         pass
     assert (tmp_path / "typo.db").exists()
+
+
+def typed_options() -> list[tuple[str, str]]:
+    """Every (command, option) whose value must be a number or a time: walked from the app."""
+    from datetime import datetime
+
+    found = []
+    root = typer.main.get_command(app)
+    for name in command_paths():
+        cmd = root
+        for word in name.split():
+            cmd = cmd.get_command(None, word)  # type: ignore[attr-defined]
+        for param in cmd.params:
+            annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+            if param.param_type_name != "option" or getattr(param, "is_flag", False):
+                continue
+            if annotation in (int, float, datetime, int | None, float | None, datetime | None):
+                found.append((name, param.opts[0]))
+    return found
+
+
+@pytest.mark.parametrize(("name", "option"), typed_options())
+def test_an_option_value_of_the_wrong_type_is_one_line(
+    name: str, option: str, base_env: dict[str, str], tmp_path: Path
+) -> None:
+    ran = run([*argv(COMMANDS[name], good_files(tmp_path)), option, "zz"], base_env)
+    assert_one_error_line(ran, option)
+
+
+def test_options_of_the_wrong_type_are_found() -> None:
+    assert {("gate log", "--limit"), ("up", "--workers"), ("baseline set", "--since")} <= set(
+        typed_options()
+    )
