@@ -25,6 +25,8 @@ FIXTURES = Path(__file__).parent / "fixtures" / "lighteval"
 V10 = FIXTURES / "results_small-lm-1.0.json"
 V11 = FIXTURES / "results_small-lm-1.1.json"
 RELEASE = ROOT / "examples" / "policies" / "lighteval-release.yaml"
+RESULTS = Path(__file__).parent / "fixtures" / "results"
+EXIT = {"pass": 0, "warn": 0, "fail": 1, "inconclusive": 2}
 SAFETY = ROOT / "examples" / "policies" / "llm-safety.yaml"
 
 
@@ -174,9 +176,129 @@ def test_predictions_with_the_safety_policy(offline: None, tmp_path: Path) -> No
         "toxicity": "pass",
         "no-secrets": "fail",
         "shouting": "pass",
-        "demographic-parity": "inconclusive",
     }
     assert (code, doc["results"]["kind"]) == (1, "predictions")
+
+
+def _safety_rows(leak: bool) -> list[dict[str, object]]:
+    return [
+        {
+            "id": i,
+            "prediction": "yes",
+            "label": "yes",
+            "output": "password: hunter2" if leak and i == 0 else "Fine.",
+            "flags": {"refusal": i == 1, "toxicity": 0.01},
+        }
+        for i in range(60)
+    ]
+
+
+def test_the_safety_example_can_pass_and_can_fail(offline: None, tmp_path: Path) -> None:
+    """It could never pass while it held a fairness rule no evaluator judges."""
+    codes = {}
+    for leak in (False, True):
+        path = tmp_path / f"preds-{leak}.jsonl"
+        path.write_text("\n".join(json.dumps(r) for r in _safety_rows(leak)) + "\n")
+        code, out, err = run("gate", "check", "--policy", SAFETY, "--results", path, "--json")
+        codes[leak] = (code, json.loads(out)["outcome"])
+        assert err == ""
+    assert codes == {False: (0, "pass"), True: (1, "fail")}
+
+
+@pytest.mark.parametrize(
+    ("name", "untestable"),
+    [
+        # Lighteval writes no standard error for a perplexity: those checks cannot be tested
+        ("lighteval-0.13.json", {"bits_per_byte", "byte_perplexity", "word_perplexity"}),
+        ("lighteval-0.8.json", set()),
+    ],
+)
+def test_the_lighteval_example_on_each_lighteval_layout(
+    offline: None, name: str, untestable: set[str]
+) -> None:
+    """On a Lighteval 0.11+ file its old pattern "lighteval|*/*" crashed with AttributeError."""
+    path = RESULTS / name
+    code, out, err = run(
+        "gate", "check", "--policy", RELEASE, "--results", path, "--baseline-file", path, "--json"
+    )
+    assert "Traceback" not in err
+    doc = json.loads(out)
+    rules = {r["rule"]: r for r in doc["policies"][0]["rules"]}
+    checks = rules["no-task-regression"]["evidence"]["checks"]
+    assert len(checks) >= 4 and all("|" in c["metric"] for c in checks)
+    not_passed = {
+        c["metric"].rsplit("/", 1)[1]: c["outcome"] for c in checks if c["outcome"] != "pass"
+    }
+    assert not_passed == dict.fromkeys(untestable, "inconclusive")
+    assert code == EXIT[doc["outcome"]]
+
+
+def test_a_pattern_matching_no_metric_is_inconclusive_not_a_crash(
+    offline: None, tmp_path: Path
+) -> None:
+    policy = tmp_path / "old.yaml"
+    policy.write_text(
+        "name: old\nrules:\n  - {kind: regression, metric: 'lighteval|*/*', margin: 0.01}\n"
+    )
+    results = RESULTS / "lighteval-0.13.json"
+    code, out, err = run(
+        "gate",
+        "check",
+        "--policy",
+        policy,
+        "--results",
+        results,
+        "--baseline-file",
+        results,
+        "--json",
+    )
+    assert (code, err) == (2, "")
+    rule = json.loads(out)["policies"][0]["rules"][0]
+    assert rule["outcome"] == "inconclusive"
+    assert rule["detail"].startswith("no metric matches 'lighteval|*/*'; the evidence has ")
+    code, out, err = run("gate", "check", "--policy", policy, "--results", results)
+    assert code == 2 and "Traceback" not in err and "gate: inconclusive (exit 2)" in out
+
+
+def test_lm_eval_files_are_named_by_their_kind(offline: None) -> None:
+    policy = ROOT / "examples" / "policies" / "lighteval-release.yaml"
+    for name, kind in (("lm-eval-0.4.json", "lm-eval-0.4"), ("lm-eval-0.3.json", "lm-eval-0.3")):
+        _, out, err = run(
+            "gate", "check", "--policy", policy, "--results", RESULTS / name, "--json"
+        )
+        doc = json.loads(out)
+        assert (doc["results"]["kind"], doc["results"]["model"]) == (kind, "EleutherAI/pythia-160m")
+        assert err == ""
+
+
+def test_a_rising_perplexity_fails_in_ci(offline: None, tmp_path: Path) -> None:
+    """``higher_is_better: false`` in an lm-evaluation-harness 0.4 file was ignored."""
+    policy = tmp_path / "ppl.yaml"
+    policy.write_text("name: ppl\nrules:\n  - {kind: regression, metric: 'wikitext/*'}\n")
+    doc = json.loads((RESULTS / "lm-eval-0.4.json").read_text())
+    row = doc["results"]["wikitext"]
+    row["word_perplexity_stderr,none"] = row["byte_perplexity_stderr,none"] = 0.01
+    row["bits_per_byte_stderr,none"] = 0.001
+    before = tmp_path / "before.json"
+    before.write_text(json.dumps(doc))
+    row["word_perplexity,none"] += 1.0
+    after = tmp_path / "after.json"
+    after.write_text(json.dumps(doc))
+    code, out, _ = run(
+        "gate", "check", "--policy", policy, "--results", after, "--baseline-file", before, "--json"
+    )
+    checks = json.loads(out)["policies"][0]["rules"][0]["evidence"]["checks"]
+    outcomes = {c["metric"]: (c["outcome"], c["higher_is_better"]) for c in checks}
+    assert outcomes == {
+        "wikitext/bits_per_byte,none": ("pass", False),
+        "wikitext/byte_perplexity,none": ("pass", False),
+        "wikitext/word_perplexity,none": ("fail", False),
+    }
+    assert code == 1
+    code, _, _ = run(
+        "gate", "check", "--policy", policy, "--results", before, "--baseline-file", after
+    )
+    assert code == 0  # the perplexity fell: better
 
 
 @pytest.mark.parametrize(
@@ -213,6 +335,60 @@ def test_bad_policy_is_one_clear_line(
         assert out == ""
         assert "Traceback" not in err
         assert " ".join(err.split()) == "error: " + expected.format(p=path)
+
+
+def _one_error_line(code: int, out: str, err: str) -> str:
+    assert (code, out) == (2, ""), err
+    assert "Traceback" not in err and err.endswith("\n") and err.count("\n") == 1, err
+    return err.strip()
+
+
+def test_bad_files_are_one_line_with_exit_2(offline: None, tmp_path: Path) -> None:
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("name: qualit\xe9\nrules:\n  - {metric: a, value: 1}\n".encode("latin-1"))
+    nan = tmp_path / "nan.yaml"
+    nan.write_text("name: q\nrules:\n  - metric: acc\n    value: .nan\n")
+    inf = tmp_path / "inf.yaml"
+    inf.write_text("name: q\nrules:\n  - {kind: regression, metric: acc, margin: .inf}\n")
+    negative = tmp_path / "negative.json"
+    negative.write_text(
+        json.dumps({"config_general": {}, "results": {"arc|25": {"acc": 0.5, "acc_stderr": -1}}})
+    )
+    broken = tmp_path / "broken.json"
+    broken.write_text('{\n  "results": {\n    "arc|25": {"acc": 0.5,}\n  }\n}\n')
+    unknown = tmp_path / "unknown.json"
+    unknown.write_text('{"results": {"arc": {"acc": 0.5}}}')
+    cases = [
+        (latin1, V11, f"error: {latin1}:1: not UTF-8 text (byte 0xe9 at column 13)"),
+        (nan, V11, f"error: {nan}:4: rules.0.value: Input should be a finite number"),
+        (inf, V11, f"error: {inf}:3: rules.0.margin: Input should be a finite number"),
+        (
+            RELEASE,
+            negative,
+            f"error: {negative}: results.arc|25.acc_stderr is -1: a standard "
+            "error cannot be negative",
+        ),
+        (
+            RELEASE,
+            broken,
+            f"error: {broken}:3:27: not valid JSON: Expecting property name "
+            "enclosed in double quotes",
+        ),
+        (
+            RELEASE,
+            unknown,
+            f"error: {unknown}: a 'results' mapping of an unknown layout; "
+            "govloop reads Lighteval JSON",
+        ),
+    ]
+    for policy, results, expected in cases:
+        for extra in ([], ["--json"]):
+            line = _one_error_line(
+                *run("gate", "check", "--policy", policy, "--results", results, *extra)
+            )
+            assert " ".join(line.split()).startswith(expected), line
+    line = _one_error_line(*run("gate", "validate", latin1))
+    assert line == f"error: {latin1}:1: not UTF-8 text (byte 0xe9 at column 13)"
 
 
 def test_bad_inputs_exit_2_with_a_clear_error(offline: None, tmp_path: Path) -> None:
@@ -426,3 +602,25 @@ def test_baseline_from_a_window_of_snapshots(session: Session) -> None:
     assert doc["model"] == model
     code, _, err = run("baseline", "set", name, "--window", "--model", unique("nobody"))
     assert code == 2 and "no stored tumbling metric snapshots" in err
+
+
+def test_the_table_says_why_a_check_was_not_tested_and_prints_names_as_written(
+    offline: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from govloop.cli.output import console
+
+    monkeypatch.setattr(console, "width", 240)  # no cell wraps, whatever the terminal
+    policy = tmp_path / "markup.yaml"
+    policy.write_text(
+        "name: '[bold]release'\nrules:\n  - {name: '[red]tasks', kind: regression, "
+        "metric: 'wikitext*/word_perplexity'}\n"
+    )
+    results = RESULTS / "lighteval-0.13.json"
+    code, out, _ = run(
+        "gate", "check", "--policy", policy, "--results", results, "--baseline-file", results
+    )
+    assert code == 2
+    flat = " ".join(out.split())
+    assert "[bold]release on lighteval-0.13.json: INCONCLUSIVE" in flat
+    assert "[red]tasks" in flat
+    assert "no standard errors or counts, significance cannot be tested" in flat

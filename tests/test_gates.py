@@ -581,7 +581,24 @@ def test_metric_patterns_take_the_worst() -> None:
     floor = check(Rule(metric="*/acc", value=0.4), ev)
     assert (floor.outcome, floor.detail) == ("pass", "all 2 metrics matching '*/acc' pass")
     none = check(Rule(metric="c/*", value=0.4), ev)
-    assert (none.outcome, none.detail) == ("inconclusive", "no metric matches 'c/*'")
+    have = "the evidence has 3 metrics, e.g. 'a/acc', 'b/acc', 'b/f1'"
+    assert (none.outcome, none.detail) == ("inconclusive", f"no metric matches 'c/*'; {have}")
+
+
+def test_a_regression_pattern_that_matches_nothing_is_inconclusive() -> None:
+    """It used to raise AttributeError (a regression rule has no ``value``)."""
+    ev = Evidence(metrics={"gsm8k|0/em": mv(0.5, stderr=0.01)}, baseline={})
+    report = check(regression(metric="lighteval|*/*", margin=0.01), ev)
+    assert (report.outcome, report.op, report.threshold) == (
+        "inconclusive",
+        "no significant drop",
+        0.01,
+    )
+    assert report.detail == (
+        "no metric matches 'lighteval|*/*'; the evidence has 1 metrics, e.g. 'gsm8k|0/em'"
+    )
+    empty = check(regression(metric="x*"), Evidence())
+    assert empty.detail == "no metric matches 'x*'; the evidence has no metrics"
 
 
 def drift(**kw: object) -> DriftRule:
@@ -882,13 +899,13 @@ def test_predictions_jsonl() -> None:
         (b'{"results": {"t": 3}}', "r: results.t is not a mapping of metrics"),
         (
             b'{"prediction": 1}\n{oops\n',
-            "r:2: not valid JSON: Expecting property name enclosed in double quotes",
+            "r:2:2: not valid JSON: Expecting property name enclosed in double quotes",
         ),
         (
-            b'{"label": 1}\n',
-            "r:1: a prediction line is an object with 'prediction' (and 'label' to be scored)",
+            b'{"prediction": 1}\n{"label": 1}\n',
+            "r:2: a prediction line is an object with 'prediction' (and 'label' to be scored)",
         ),
-        (b"\n\n", "r: no predictions in the file"),
+        (b"\n\n", "r: the file is empty: no results and no predictions"),
         (b"\xff", "r: not UTF-8 text"),
     ],
 )
@@ -898,3 +915,119 @@ def test_bad_results_files(data: bytes, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_results(data, "r")
     assert str(info.value) == message
+
+
+# --- policies: numbers and encodings --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        (
+            "  - {metric: acc, value: .nan}\n",
+            "p.yaml:3: rules.0.value: Input should be a finite number",
+        ),
+        (
+            "  - {metric: acc, value: -.inf}\n",
+            "p.yaml:3: rules.0.value: Input should be a finite number",
+        ),
+        (
+            "  - {kind: regression, metric: acc, margin: .nan}\n",
+            "p.yaml:3: rules.0.margin: Input should be a finite number",
+        ),
+        (
+            "  - {kind: safety, flag: tox, score_above: .nan, max_rate: 0}\n",
+            "p.yaml:3: rules.0.score_above: Input should be a finite number",
+        ),
+    ],
+)
+def test_nan_and_infinite_numbers_are_refused(rule: str, message: str) -> None:
+    """A NaN threshold compares false with everything: ``value: .nan`` used to validate."""
+    assert policy_error("name: q\nrules:\n" + rule) == message
+
+
+def test_a_policy_file_that_is_not_utf8_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_bytes(b"name: q\nrules:\n  - {metric: acc\xff, value: 1}\n")
+    with pytest.raises(PolicyError) as info:
+        load_policy(path)
+    assert str(info.value) == f"{path}:3: not UTF-8 text (byte 0xff at column 17)"
+
+
+def test_a_stated_direction_is_part_of_the_hash() -> None:
+    """Left out, the direction comes from the results file; stated, the policy's wins."""
+    texts = [
+        "name: q\nrules:\n  - {kind: regression, metric: acc}\n",
+        "name: q\nrules:\n  - {kind: regression, metric: acc, higher_is_better: true}\n",
+        "name: q\nrules:\n  - {kind: regression, metric: acc, higher_is_better: false}\n",
+    ]
+    policies = [parse_policy(t) for t in texts]
+    assert "higher_is_better" not in policies[0].canonical()["rules"][0]
+    assert len({p.content_hash for p in policies}) == 3
+
+
+# --- every shipped example can pass and can fail -------------------------------------------
+
+
+def _snapshot_evidence(**changes: float) -> Evidence:
+    values = {
+        "count": 1000,
+        "labelled_count": 400,
+        "correct_count": 360,
+        "accuracy": 0.9,
+        "judged_count": 200,
+        "positive_count": 150,
+        "positive_rate": 0.75,
+        "latency_p95_ms": 120.0,
+    } | changes
+    return Evidence.from_metrics(values)
+
+
+def test_the_quality_example_can_pass_and_can_fail() -> None:
+    policy = load_policy(EXAMPLES / "quality.yaml")
+    assert judge(policy, _snapshot_evidence()).outcome == "pass"
+    assert judge(policy, _snapshot_evidence(accuracy=0.8)).outcome == "fail"
+    assert judge(policy, _snapshot_evidence(latency_p95_ms=400.0)).outcome == "warn"
+    assert judge(policy, _snapshot_evidence(labelled_count=50)).outcome == "inconclusive"
+
+
+def test_the_lighteval_example_can_pass_and_can_fail() -> None:
+    policy = load_policy(EXAMPLES / "lighteval-release.yaml")
+    before = parse_results((FIXTURES / "results_small-lm-1.0.json").read_bytes()).evidence
+    after = parse_results((FIXTURES / "results_small-lm-1.1.json").read_bytes()).evidence
+    assert judge(policy, before.with_baseline(before.metrics, "1.0")).outcome == "pass"
+    assert judge(policy, after.with_baseline(before.metrics, "1.0")).outcome == "fail"
+
+
+def _predictions(leaks: int, refusals: int, n: int = 100) -> bytes:
+    rows = [
+        {
+            "id": i,
+            "prediction": "yes",
+            "label": "yes",
+            "output": "password: hunter2" if i < leaks else "Fine.",
+            "flags": {"refusal": i < refusals, "toxicity": 0.01},
+        }
+        for i in range(n)
+    ]
+    return "\n".join(json.dumps(r) for r in rows).encode()
+
+
+def test_the_safety_example_can_pass_and_can_fail() -> None:
+    """It used to hold a fairness rule no evaluator judges: it could never pass."""
+    policy = load_policy(EXAMPLES / "llm-safety.yaml")
+    outcome = {
+        key: judge(policy, parse_results(_predictions(*args)).evidence).outcome
+        for key, args in {
+            "clean": (0, 1),
+            "leak": (1, 1),
+            "refusals": (0, 10),
+            "too few": (0, 0, 20),
+        }.items()
+    }
+    assert outcome == {
+        "clean": "pass",
+        "leak": "fail",
+        "refusals": "warn",
+        "too few": "inconclusive",
+    }

@@ -7,6 +7,7 @@ Each test has its own key prefix.  They drive :class:`WindowStore` directly
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,8 +19,8 @@ import redis.asyncio as aioredis
 
 from govloop.schemas import Feedback, Prediction
 from govloop.stores.redis import keys
-from govloop.stores.redis.records import record_of
-from govloop.stores.redis.windows import Claimed, Outcome, WindowStore, clear_state
+from govloop.stores.redis.records import record_of, skip_record
+from govloop.stores.redis.windows import UNKNOWN, Claimed, Outcome, WindowStore, clear_state
 
 pytestmark = pytest.mark.integration
 
@@ -65,10 +66,8 @@ class Store:
                     client,
                     prefix=self.prefix,
                     window_seconds=SIZE,
-                    grace_seconds=0.0,
-                    idle_close_seconds=3600.0,
+                    **({"grace_seconds": 0.0, "idle_close_seconds": 3600.0} | self.kw),
                     horizon_seconds=3600.0,
-                    **self.kw,
                 )
                 return await fn(store)
             finally:
@@ -178,7 +177,8 @@ def test_an_event_for_a_closed_window_is_counted_late_not_in_the_window(
     store.apply([(prediction("end2", 10), 3)])
     assert 0 not in store.windows()
     late = redis.Redis.from_url(redis_url).hgetall(keys.late(prefix))
-    assert {k.decode(): int(v) for k, v in late.items()} == {"m\x1f1": 1}
+    # counted per window (lateness 0: no amendment)
+    assert {k.decode(): int(v) for k, v in late.items()} == {f"m\x1f1\x1f{T0.timestamp():.3f}": 1}
 
 
 def test_a_claim_not_acknowledged_is_claimed_again(redis_url: str, prefix: str) -> None:
@@ -219,3 +219,84 @@ def test_every_key_belongs_to_a_family_of_keys_py(redis_url: str, prefix: str) -
     assert {"offsets", "ptime", "seen:", "join:", "win:", "open", "closed:", "late"} <= set(
         families.values()
     )
+
+
+def quiet_store(redis_url: str, prefix: str) -> Store:
+    """Window 0 has events on partitions 0 and 1; partition 0 has moved on to minute 5; then
+    both are quiet for longer than the idle close (1 s of wall time)."""
+    store = Store(redis_url, prefix, idle_close_seconds=1.0)
+    store.apply([(prediction(f"a{i}", 0.1 * i), i) for i in range(3)], partition=0)
+    store.apply([(prediction(f"b{i}", 0.1 * i), i) for i in range(3)], partition=1)
+    store.apply([(prediction("later", 5), 3)], partition=0)
+    time.sleep(2.2)  # Redis TIME has whole seconds
+    return store
+
+
+def claim_with(store: Store, progress: Any) -> list[float]:
+    claimed: Claimed = store.run(lambda s: s.claim_closed(progress))
+    store.acknowledge(claimed)
+    return sorted((w.start - T0.timestamp()) / 60 for w in claimed.windows if not w.slice)
+
+
+def test_a_partition_with_unread_records_holds_its_windows_however_long_it_was_quiet(
+    redis_url: str, prefix: str
+) -> None:
+    store = quiet_store(redis_url, prefix)
+    # partition 1 has records 3..9 in Kafka that no worker applied yet (a stalled worker)
+    assert claim_with(store, {"in:0": 4, "in:1": 10}) == []
+    assert claim_with(store, UNKNOWN) == []  # the broker does not answer: event time only
+    # once they are applied (here: a batch of dead letters) the input is idle: all close
+    store.run(lambda s: s.apply([skip_record("in:1", o) for o in range(3, 10)]))
+    assert claim_with(store, {"in:0": 4, "in:1": 10}) == []  # it just delivered
+    time.sleep(2.2)
+    assert claim_with(store, {"in:0": 4, "in:1": 10}) == [0.0, 5.0]
+
+
+def test_without_progress_quiet_partitions_count_as_idle(redis_url: str, prefix: str) -> None:
+    # what an in-process caller with no Kafka gets: wall-clock idle closes everything
+    assert claim_with(quiet_store(redis_url, prefix), None) == [0.0, 5.0]
+
+
+def test_a_partition_with_records_but_no_event_time_yet_holds_every_window(
+    redis_url: str, prefix: str
+) -> None:
+    store = quiet_store(redis_url, prefix)
+    # partition 2 has records in Kafka but has delivered none: nothing may close
+    assert claim_with(store, {"in:0": 4, "in:1": 3, "in:2": 1}) == []
+    assert claim_with(store, {"in:0": 4, "in:1": 3, "in:2": 0}) == [0.0, 5.0]
+
+
+def test_a_late_event_amends_its_window_within_the_lateness_and_is_counted_late_after(
+    redis_url: str, prefix: str
+) -> None:
+    store = Store(redis_url, prefix, lateness_seconds=300.0)
+    store.apply([(prediction(f"r{i}", 0.1 * i), i) for i in range(5)])
+    store.apply([(prediction("later", 5), 5)])  # event time at minute 5: window 0 is due
+    assert store.windows() == {0.0: {"count": 5}}
+
+    def close_revised(s: WindowStore) -> Any:
+        async def run() -> list[Any]:
+            revised = await s.revise((await s.claim_closed()).windows)
+            await s.acknowledge(revised)
+            return [w for w in revised if not w.slice]
+
+        return run()
+
+    # 4 minutes past window 0's end: within the lateness, the window opens again
+    assert store.apply([(prediction("late1", 0.5), 6), (prediction("late2", 0.7), 7)]) == 2
+    [amended] = store.run(close_revised)
+    assert (amended.start - T0.timestamp(), amended.revision) == (0.0, 1)
+    assert amended.counters == {"count": 7, "late": 2}
+    # and again: revisions add up
+    store.apply([(prediction("late3", 0.9), 8)])
+    [again] = store.run(close_revised)
+    assert (again.revision, again.counters) == (2, {"count": 8, "late": 3})
+
+    # once event time is 9 minutes past the window's end, a late event only counts as late
+    store.apply([(prediction("much-later", 10), 9)])
+    records = [record_of(prediction("too-late", 0.2), "in", 0, 10)]
+    applied = store.run(lambda s: s.apply(records))
+    assert (applied.events, applied.late) == (1, 1)
+    late = redis.Redis.from_url(redis_url).hgetall(keys.late(prefix))
+    assert late == {f"m\x1f1\x1f{T0.timestamp():.3f}".encode(): b"1"}
+    assert 0.0 not in store.windows()

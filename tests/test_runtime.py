@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
+import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,7 +20,18 @@ from sqlmodel import Session, func, select
 from govloop.audit.records import save_gate_result, save_policy
 from govloop.cli.services import prepare_stores
 from govloop.config import Settings
-from govloop.runtime import EmbeddedBroker, LocalStack, answers, discover, ensure_topics, free_port
+from govloop.errors import RuntimeUnavailable
+from govloop.runtime import (
+    AlreadyRunning,
+    EmbeddedBroker,
+    LocalRedis,
+    LocalStack,
+    answers,
+    discover,
+    ensure_topics,
+    free_port,
+)
+from govloop.runtime.stack import write_private_json
 from govloop.schemas import TOPICS, GateResult, MetricSnapshot, RuleResult
 from govloop.stores.sql import (
     GatePolicyRow,
@@ -139,8 +153,15 @@ def test_local_stack(tmp_path: Path) -> None:
         assert info["kafka"] == settings.kafka
         assert info["kafka_source"] == "embedded Tansu"
         assert info["redis_url"] == settings.redis_url.get_secret_value()
-        assert info["db_url"] == "(configured)"  # a configured URL may hold a password
+        assert info["redis_discoverable"] is True
+        assert info["db_url"] == f"sqlite:///{tmp_path / 'db.sqlite'}"
         assert info["pid"] == os.getpid()
+        assert info["workers"] == []
+        assert runtime_file.stat().st_mode & 0o777 == 0o600
+        stack.write_runtime(worker_pids=[11, 12])
+        assert json.loads(runtime_file.read_text())["workers"] == [11, 12]
+        assert runtime_file.stat().st_mode & 0o777 == 0o600
+        assert [p.name for p in home.iterdir() if p.name.startswith(".runtime")] == []
         assert (tmp_path / "db.sqlite").exists()
 
         found = discover(Settings(home=home))
@@ -187,6 +208,127 @@ def test_local_stack_reuses_configured_services(
         assert not (tmp_path / "h" / "runtime.json").exists()
     assert answers(broker.host, broker.port)  # not ours to stop
     assert topic_partitions(broker.bootstrap, [s.topic("gates")]) == {s.topic("gates"): 1}
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_runtime_file_holds_no_secret(broker: EmbeddedBroker, tmp_path: Path) -> None:
+    """A configured Redis URL with a password is written redacted and never discovered."""
+    home = tmp_path / "h"
+    s = Settings(
+        home=home,
+        kafka=broker.bootstrap,
+        redis_url=SecretStr("redis://gov:hunter2@127.0.0.1:6379/0"),
+        db_url=SecretStr(f"sqlite:///{tmp_path / 'db.sqlite'}?password=hunter3"),
+        topic_prefix=f"t{uuid.uuid4().hex[:12]}.",
+        partitions=1,
+    )
+    with LocalStack(s):
+        text = (home / "runtime.json").read_text()
+        assert "hunter" not in text
+        info = json.loads(text)
+        assert info["redis_url"] == "redis://gov:***@127.0.0.1:6379/0"
+        assert info["redis_discoverable"] is False
+        assert info["db_url"].endswith("db.sqlite?password=***")
+        found = discover(Settings(home=home))
+        assert found.kafka == broker.bootstrap
+        assert found.redis_url is None  # the client must be given the secret itself
+
+
+def test_write_private_json_replaces_atomically(tmp_path: Path) -> None:
+    path = tmp_path / "runtime.json"
+    path.write_text("old")
+    path.chmod(0o644)
+    write_private_json(path, {"a": 1})
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert path.stat().st_mode & 0o777 == 0o600
+    with pytest.raises(TypeError):
+        write_private_json(path, {"a": object()})  # not JSON: the old file stays whole
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runtime.json"]
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_a_second_stack_in_the_same_home_refuses(broker: EmbeddedBroker, tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    s = Settings(
+        home=home,
+        kafka=broker.bootstrap,
+        redis_url=SecretStr("redis://127.0.0.1:6379/0"),
+        db_url=SecretStr(f"sqlite:///{tmp_path / 'db.sqlite'}"),
+        topic_prefix=f"t{uuid.uuid4().hex[:12]}.",
+        partitions=1,
+    )
+    with LocalStack(s):
+        before = (home / "runtime.json").read_text()
+        second = LocalStack(s)
+        holder = re.escape(f"already running in {home} (pid {os.getpid()})")
+        with pytest.raises(AlreadyRunning, match=holder):
+            second.start()
+        second.stop()  # what `up` does on its way out: must not touch the first's file
+        assert (home / "runtime.json").read_text() == before
+    assert not (home / "runtime.json").exists()
+    with LocalStack(s):  # the lock went with the first stack
+        assert (home / "runtime.json").exists()
+
+
+# --- the embedded Redis ------------------------------------------------------------------------
+
+
+def test_embedded_redis_keeps_its_state_across_restarts(tmp_path: Path) -> None:
+    """An append-only file under the data dir: a new server, or a SIGKILLed one, keeps the keys."""
+    import signal
+
+    import redis
+
+    data = tmp_path / "redis"
+    first = LocalRedis(port=free_port(), data_dir=data).start()  # nothing there: embedded
+    try:
+        assert first.embedded and first.running()
+        client = redis.Redis.from_url(first.url)
+        assert client.config_get("appendonly") == {"appendonly": "yes"}
+        assert client.config_get("appendfsync") == {"appendfsync": "everysec"}
+        assert Path(client.config_get("dir")["dir"]) == data.resolve()
+        client.set("k", "v1")
+        client.close()
+    finally:
+        first.stop()
+    assert not first.running()
+
+    second = LocalRedis(port=free_port(), data_dir=data).start()
+    try:
+        client = redis.Redis.from_url(second.url)
+        assert client.get("k") == b"v1"
+        client.set("k", "v2")
+        pid, port = second.pid, second.port
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        assert wait_for(lambda: not second.running())
+        second.restart()
+        assert second.port == port and second.pid != pid  # same URL for its clients
+        assert client.get("k") == b"v2"
+        client.close()
+    finally:
+        second.stop()
+
+
+def test_a_redis_that_answers_is_reused_not_restarted(redis_url: str) -> None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(redis_url)
+    assert parts.hostname is not None and parts.port is not None
+    reused = LocalRedis(host=parts.hostname, port=parts.port).start()
+    assert not reused.embedded and reused.url == redis_url
+    with pytest.raises(RuntimeUnavailable, match="only an embedded Redis"):
+        reused.restart()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
 
 
 # --- SQL ---------------------------------------------------------------------------------------

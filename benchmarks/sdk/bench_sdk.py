@@ -8,7 +8,8 @@ a. bare kafka-python: ``producer.send(topic, key=..., value=...)`` of
 b. the SDK: ``emit_prediction(**fields)`` of the same predictions (validation
    and serialization included), then ``flush()``;
 c. the SDK with the broker down (caller time only; buffer large enough to hold all);
-d. the caller-side pieces alone, without threads: pydantic validation and JSON dump;
+d. the caller-side pieces alone, without threads: pydantic validation, JSON dump
+   and the SDK's timestamp plausibility check;
 e. for reference, no SDK: bare ``send`` with the same validation and JSON dump done
    inline in the caller (what a service validating its own events would pay).
 
@@ -31,9 +32,11 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from govloop.client import PRODUCER_DEFAULTS, Govloop
+from govloop.client._arguments import MAX_FUTURE_SECONDS, check_time
 from govloop.config import Settings
 from govloop.runtime import EmbeddedBroker, ensure_topics, free_port, wait_for_broker
 from govloop.schemas import Prediction
@@ -158,8 +161,13 @@ def main() -> None:
         for e in events:
             e.to_json()
 
+    def time_check_loop(limit: timedelta = timedelta(seconds=MAX_FUTURE_SECONDS)) -> None:
+        for e in events:
+            check_time(e, limit)
+
     validate = statistics.median(timed(validate_loop, lambda: None)[0] for _ in range(reps))
     dump = statistics.median(timed(dump_loop, lambda: None)[0] for _ in range(reps))
+    time_check = statistics.median(timed(time_check_loop, lambda: None)[0] for _ in range(reps))
 
     def us(seconds: float) -> float:
         return seconds / n * 1e6
@@ -196,6 +204,7 @@ def main() -> None:
         )
     print(f"| d1. pydantic validation alone | {us(validate):.1f} | - | - | - | - |")
     print(f"| d2. JSON dump alone | {us(dump):.1f} | - | - | - | - |")
+    print(f"| d3. timestamp check alone | {us(time_check):.1f} | - | - | - | - |")
     print()
     for i, what in enumerate(("caller", "end-to-end")):
         print(

@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     window_grace_seconds: float = Field(
         default=5.0, ge=0, description="Event-time lateness a window waits for before closing."
     )
+    allowed_lateness_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="An event whose window has closed amends it (a new snapshot revision) "
+        "while its partition's event time is at most this far past the window's end; "
+        "later ones are counted late per window and in no snapshot.",
+    )
     idle_close_seconds: float = Field(
         default=30.0, gt=0, description="Close open windows after this long with no input."
     )

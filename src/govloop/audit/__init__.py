@@ -3,7 +3,10 @@
 Gate results and policy changes (later experiments, baselines and dataset
 versions) are appended in the same transaction as the row they record;
 :func:`verify` walks the chain and names the first entry that was altered,
-removed, reordered, replaced or inserted.  ``docs/audit.md`` explains what the
+removed, reordered, replaced or inserted; :func:`crosscheck` holds the
+recorded tables (gate results, policies, manifests, baselines, and the
+snapshots and drift alerts manifests read) to it and names every row altered,
+removed or added outside it.  ``docs/audit.md`` explains what the
 chain proves and how to anchor its head outside the database.
 
 Every gate decision also references a :class:`Manifest` (policy hash, exact
@@ -39,21 +42,35 @@ from govloop.audit.records import (
     save_manifest,
     save_policy,
 )
-from govloop.audit.verify import Anchor, Problem, Reason, Verification, verify
+from govloop.audit.verify import (
+    Anchor,
+    CrossCheck,
+    Problem,
+    Reason,
+    RowProblem,
+    TableSummary,
+    Verification,
+    crosscheck,
+    verify,
+)
 
 __all__ = [
     "GENESIS_HASH",
     "KINDS",
     "Anchor",
+    "CrossCheck",
     "LedgerEntry",
     "LedgerHead",
     "Manifest",
     "Problem",
     "Reason",
+    "RowProblem",
+    "TableSummary",
     "Verification",
     "append",
     "build_manifest",
     "canonical_json",
+    "crosscheck",
     "entries",
     "entry_hash",
     "event_digest",

@@ -4,9 +4,10 @@ A manifest names the policy (its content hash), the inputs (a Kafka record by
 topic, partition and offset, or a file, each with a SHA-256), the evidence
 recorded inline (drift alerts, a baseline's metrics), and the environment:
 govloop's version and git commit, Python and package versions, seeds and the
-effective settings with secrets redacted.  Its ``id`` is the SHA-256 of the
-canonical JSON of all of that except ``created_at``, so equal inputs in an
-equal environment give an equal id and saving again is a no-op.
+effective settings with secrets redacted (:mod:`govloop.redact`).  Its ``id``
+is the SHA-256 of the canonical JSON of all of that except ``created_at``, so
+equal inputs in an equal environment give an equal id and saving again is a
+no-op.
 
 The builders are pure apart from reading the environment once per process
 (:func:`environment`); :func:`load_manifest` takes the caller's ``Session``
@@ -26,7 +27,6 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from sqlmodel import Session
@@ -34,6 +34,7 @@ from sqlmodel import Session
 from govloop import __version__
 from govloop.audit.ledger import canonical_json
 from govloop.config import Settings
+from govloop.redact import redact_url
 from govloop.stores.sql.tables import ManifestRow
 
 __all__ = [
@@ -47,7 +48,6 @@ __all__ = [
     "load_manifest",
     "manifest_id",
     "package_versions",
-    "redact_url",
     "stored_input",
 ]
 
@@ -104,27 +104,13 @@ def file_input(path: str | Path, sha256: str) -> dict[str, Any]:
     return {"kind": "file", "path": str(path), "sha256": sha256}
 
 
-def redact_url(url: str) -> str:
-    """A URL with its password replaced by ``***`` (anything else unchanged).
-
-    >>> redact_url("postgresql://gov:s3cret@db:5432/govloop")
-    'postgresql://gov:***@db:5432/govloop'
-    >>> redact_url("redis://:pw@127.0.0.1:6379/0"), redact_url("sqlite:///x.db")
-    ('redis://:***@127.0.0.1:6379/0', 'sqlite:///x.db')
-    """
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-    except ValueError:
-        return "***"
-    userinfo = f"{parts.username or ''}:***"
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}"))
-
-
 def _config(settings: Settings | None) -> dict[str, Any]:
-    """The effective settings as JSON, URLs with their passwords redacted."""
+    """The effective settings as JSON, every string through :func:`~govloop.redact.redact_url`.
+
+    Not only the secret fields: a Kafka bootstrap list may carry SASL settings,
+    and whatever is in here is hashed into the manifest's id and the ledger's
+    chain, from which nothing can be removed later.
+    """
     if settings is None:
         return {}
     out: dict[str, Any] = {}
@@ -133,10 +119,10 @@ def _config(settings: Settings | None) -> dict[str, Any]:
             continue  # a manifest field of its own
         value = getattr(settings, name)
         if isinstance(value, SecretStr):
-            value = redact_url(value.get_secret_value())
+            value = value.get_secret_value()
         elif isinstance(value, Path):
             value = str(value)
-        out[name] = value
+        out[name] = redact_url(value) if isinstance(value, str) else value
     out["database_url"] = redact_url(settings.database_url)
     return out
 

@@ -9,18 +9,21 @@ from __future__ import annotations
 import json
 import math
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from govloop.cli.output import console, fail
 from govloop.cli.settings import resolved_settings
 
 if TYPE_CHECKING:
     from govloop.config import Settings
-    from govloop.gates import Policy, Verdict
+    from govloop.gates import Policy, ResultsFile, Verdict
     from govloop.judging.gates import Baseline, Decision
+    from govloop.schemas import Outcome
 
 app = typer.Typer(
     help="Quality gates: check results files against policies (for CI).", no_args_is_help=True
@@ -81,12 +84,23 @@ def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.4g}"
 
 
+def _check_note(check: dict[str, Any]) -> str:
+    """One check of a pattern rule, briefly: its baseline and p-value when it was tested,
+    else why it could not be (escaped: the reason names metrics)."""
+    p = check.get("p_value")
+    if isinstance(p, float) and math.isfinite(p):
+        return f"baseline {_fmt(check.get('baseline'))}, p = {p:.2g}"
+    return escape(str(check.get("detail", "")))
+
+
 def _print_verdict(verdict: Verdict, source: str) -> None:
+    """One table per policy; every string from a policy or a results file is escaped, so a
+    name like ``[bold]x`` or ``mmlu[0]`` prints as written."""
     from rich.table import Table
 
-    style = _STYLE[verdict.outcome]
+    style, outcome = _STYLE[verdict.outcome], verdict.outcome.upper()
     table = Table(
-        title=f"{verdict.policy} on {source}: [{style}]{verdict.outcome.upper()}[/] "
+        title=f"{escape(verdict.policy)} on {escape(source)}: [{style}]{outcome}[/] "
         f"(policy {verdict.policy_hash[:12]})",
         title_justify="left",
     )
@@ -94,21 +108,19 @@ def _print_verdict(verdict: Verdict, source: str) -> None:
         table.add_column(col, justify="right" if col == "observed" else "left", overflow="fold")
     for r in verdict.rules:
         table.add_row(
-            r.rule,
+            escape(r.rule),
             r.kind,
             _fmt(r.observed),
             f"[{_STYLE[r.outcome]}]{r.outcome}[/]",
-            r.detail if "checks" not in r.evidence else "",
+            escape(r.detail) if "checks" not in r.evidence else "",
         )
         for c in r.evidence.get("checks", []):
-            p = c.get("p_value")
-            note = f"p = {p:.2g}" if isinstance(p, float) and math.isfinite(p) else ""
             table.add_row(
-                f"  {c['metric']}",
+                f"  {escape(c['metric'])}",
                 "",
                 _fmt(c.get("observed")),
                 f"[{_STYLE[c['outcome']]}]{c['outcome']}[/]",
-                (f"baseline {_fmt(c['baseline'])}, " if "baseline" in c else "") + note,
+                _check_note(c),
             )
     console.print(table)
 
@@ -121,7 +133,9 @@ def check(
     results: Annotated[
         Path,
         typer.Option(
-            "--results", help="Lighteval results JSON, or JSONL of predictions with labels."
+            "--results",
+            help="Lighteval or lm-evaluation-harness (0.3, 0.4) results JSON, or JSONL of "
+            "predictions with labels.",
         ),
     ],
     baseline: Annotated[
@@ -153,17 +167,59 @@ def check(
     ] = False,
 ) -> None:
     """Judge a results file: exit 0 pass (or warn), 1 fail, 2 inconclusive or error."""
-    settings = resolved_settings()
-    from govloop.audit.manifest import file_input
-    from govloop.errors import GovloopError
-    from govloop.gates import load_policies, load_results
-    from govloop.gates.outcomes import worst
-    from govloop.judging.gates import Baseline, decide
-
     if baseline is not None and baseline_file is not None:
         fail("give --baseline or --baseline-file, not both")
     if last is not None and baseline is None:
         fail("--last goes with --baseline NAME")
+    checked = _judge(resolved_settings(), policy, results, baseline, last, baseline_file, record)
+    if junit is not None:
+        try:
+            junit.write_bytes(junit_xml([d.verdict for d in checked.decisions], str(results)))
+        except OSError as exc:
+            fail(f"{junit}: cannot write JUnit XML: {exc.strerror}")
+    if as_json:
+        print(json.dumps(_finite(_json_report(checked, results, record)), indent=2))
+    else:
+        _print_report(checked, results, record)
+    raise typer.Exit(EXIT_CODES[checked.outcome])
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What ``gate check`` decided: the results file judged, the baseline, a decision per
+    policy."""
+
+    loaded: ResultsFile
+    base: Baseline | None
+    decisions: list[Decision]
+
+    @property
+    def outcome(self) -> Outcome:
+        from govloop.gates.outcomes import worst
+
+        return worst(d.verdict.outcome for d in self.decisions)
+
+    @property
+    def baseline_info(self) -> dict[str, Any] | None:
+        return None if self.base is None or self.base.ref is None else dict(self.base.ref)
+
+
+def _judge(
+    settings: Settings,
+    policy: str,
+    results: Path,
+    baseline: str | None,
+    last: int | None,
+    baseline_file: Path | None,
+    record: bool,
+) -> Checked:
+    """Load the policies, the results file and the baseline, decide, and record when asked;
+    any govloop error becomes one line on stderr and exit 2."""
+    from govloop.audit.manifest import file_input
+    from govloop.errors import GovloopError
+    from govloop.gates import load_policies, load_results
+    from govloop.judging.gates import Baseline, decide
+
     base: Baseline | None = None
     try:
         policies = load_policies(policy)
@@ -188,47 +244,43 @@ def check(
     except GovloopError as exc:
         first, *more = str(exc).splitlines()
         fail(first + (f" (and {len(more)} more: govloop gate validate)" if more else ""))
-    verdicts = [d.verdict for d in decisions]
-    base_info = None if base is None or base.ref is None else dict(base.ref)
-    outcome = worst(v.outcome for v in verdicts)
-    code = EXIT_CODES[outcome]
-    if junit is not None:
-        try:
-            junit.write_bytes(junit_xml(verdicts, str(results)))
-        except OSError as exc:
-            fail(f"{junit}: cannot write JUnit XML: {exc.strerror}")
-    if as_json:
-        out = {
-            "outcome": outcome,
-            "exit_code": code,
-            "results": {
-                "file": str(results),
-                "sha256": loaded.sha256,
-                "kind": loaded.kind,
-                "model": loaded.model,
-            },
-            "baseline": base_info,
-            "recorded": record,
-            "policies": [
-                v.model_dump(mode="json")
-                | {"gate_result_id": r.event_id, "manifest": m.model_dump(mode="json")}
-                for v, r, m in decisions
-            ],
-        }
-        print(json.dumps(_finite(out), indent=2))
-    else:
-        for v in verdicts:
-            _print_verdict(v, results.name)
-        if base_info is not None:
-            console.print(f"baseline: {base_info['ref']}")
-        for _, r, _ in decisions:
-            console.print(
-                f"{'recorded' if record else 'gate result'} {r.event_id} "
-                f"({r.policy}, manifest {r.manifest_id})",
-                soft_wrap=True,
-            )
-        console.print(f"gate: [{_STYLE[outcome]}]{outcome}[/] (exit {code})")
-    raise typer.Exit(code)
+    return Checked(loaded, base, decisions)
+
+
+def _json_report(checked: Checked, results: Path, record: bool) -> dict[str, Any]:
+    loaded = checked.loaded
+    return {
+        "outcome": checked.outcome,
+        "exit_code": EXIT_CODES[checked.outcome],
+        "results": {
+            "file": str(results),
+            "sha256": loaded.sha256,
+            "kind": loaded.kind,
+            "model": loaded.model,
+        },
+        "baseline": checked.baseline_info,
+        "recorded": record,
+        "policies": [
+            v.model_dump(mode="json")
+            | {"gate_result_id": r.event_id, "manifest": m.model_dump(mode="json")}
+            for v, r, m in checked.decisions
+        ],
+    }
+
+
+def _print_report(checked: Checked, results: Path, record: bool) -> None:
+    for d in checked.decisions:
+        _print_verdict(d.verdict, results.name)
+    if checked.baseline_info is not None:
+        console.print(f"baseline: {escape(str(checked.baseline_info['ref']))}")
+    for _, r, _ in checked.decisions:
+        console.print(
+            f"{'recorded' if record else 'gate result'} {r.event_id} "
+            f"({escape(r.policy)}, manifest {r.manifest_id})",
+            soft_wrap=True,
+        )
+    outcome = checked.outcome
+    console.print(f"gate: [{_STYLE[outcome]}]{outcome}[/] (exit {EXIT_CODES[outcome]})")
 
 
 def _stored_baseline(settings: Settings, ref: str, last: int | None) -> Baseline:

@@ -9,6 +9,8 @@ Usage::
         variant = gl.assign("new-ranker", "user-42", ["control", "treatment"])
 """
 
-from govloop.client.sdk import MAX_ATTEMPTS, PRODUCER_DEFAULTS, Govloop, SdkStats, pick_variant
+from govloop.client._stats import SdkStats
+from govloop.client._variants import pick_variant
+from govloop.client.sdk import MAX_ATTEMPTS, PRODUCER_DEFAULTS, Govloop
 
 __all__ = ["MAX_ATTEMPTS", "PRODUCER_DEFAULTS", "Govloop", "SdkStats", "pick_variant"]

@@ -4,20 +4,26 @@ Callers only :meth:`Sender.offer` already-serialized records: a length check
 and a ``deque.append``, no lock, no I/O.  The thread creates the kafka-python
 ``KafkaProducer`` lazily (after a plain TCP probe, so a broker that is down
 costs neither threads nor sockets), retries with exponential backoff while the
-broker is unreachable, and does all accounting itself.
+broker is unreachable, follows it when it moves (see :mod:`._broker`) and does
+all accounting itself.
 
-Accounting (see :class:`~govloop.client.sdk.SdkStats`):
+Accounting (see :class:`govloop.client.SdkStats`):
 
 * ``buffered``: records queued here or handed to the producer and not yet
   acknowledged.  Their sum is bounded by ``capacity``: an offer beyond it is
   refused and counted in ``dropped``.
 * a record whose delivery fails with a *retriable* error (broker down, timeout)
   is put back at the front of the queue and retried, up to ``max_attempts``
-  deliveries in all; each failure counts in ``errors``.  A record that fails
+  deliveries in all; each failure counts in ``errors``, each retry in
+  ``retries``.  So does a record the producer would not take for want of
+  broker metadata (it stays first in line).  A record that fails
   ``max_attempts`` times, or with a non-retriable error, counts in ``dropped``.
-* when the broker stops answering, the producer is closed and the records it
-  had not delivered go back to the queue (no attempt used up); the thread
-  returns to probing with backoff.
+* when the broker stops answering (an *outage*, counted in ``outages``), the
+  producer is closed and the records it had not delivered go back to the queue
+  (counted in ``retries``, no attempt used up); the thread returns to probing
+  with backoff, each failed probe counting in ``errors``.  After
+  ``FOLLOW_AFTER`` failed probes in a row it asks where the broker is now.
+  A producer created again after an outage counts in ``reconnects``.
 * at :meth:`Sender.close` what could not be delivered within the timeout
   counts in ``dropped``.  Nothing leaves the books silently.
 """
@@ -34,7 +40,8 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from govloop.runtime.ports import answers
+from govloop.client._broker import Broker
+from govloop.client._producer import close_producer, open_producer
 
 __all__ = ["Record", "Sender"]
 
@@ -47,35 +54,30 @@ _MIN_BACKOFF = 0.05
 _MAX_BACKOFF = 5.0
 _PUMP_BATCH = 2000
 _LOG_EVERY = 10.0
-_STALL = 3.0  # no ack for this long with work pending: check that the broker still answers
-
-
-def _servers(bootstrap: str) -> list[tuple[str, int]]:
-    """``"h1:9092,[::1]:9093"`` -> ``[("h1", 9092), ("::1", 9093)]``."""
-    pairs = [part.strip().rpartition(":") for part in bootstrap.split(",")]
-    return [(host.strip("[]") or "localhost", int(port)) for host, _, port in pairs]
+_STALL = 3.0  # no ack for this long after a delivery tried: check that the broker answers
 
 
 class Sender:
     """A bounded buffer of records and the daemon thread that delivers them."""
 
     def __init__(
-        self, bootstrap: str, capacity: int, options: Mapping[str, Any], max_attempts: int
+        self, broker: Broker, capacity: int, options: Mapping[str, Any], max_attempts: int
     ) -> None:
         """``options``: ``KafkaProducer`` keyword arguments; starts the thread at once."""
         import kafka  # imported here, in the caller's thread, so import problems surface early
 
         self._kafka = kafka
-        self._bootstrap = bootstrap
-        self._addresses = _servers(bootstrap)
+        self.broker = broker
         self._capacity = capacity
         self._options = dict(options)
         self._max_attempts = max_attempts
         self._queue: deque[Record] = deque()
         self._inflight: deque[tuple[Any, Record]] = deque()
         self._producer: Any = None
+        # counters, written by the sender thread only (see the module docstring)
         self.sent = 0
         self.errors = 0
+        self.retries = 0
         self._dropped_late = 0  # written by the sender thread only
         self._dropped_full = 0  # written by callers, under _drop_lock
         self._drop_lock = threading.Lock()
@@ -85,6 +87,7 @@ class Sender:
         self._closing = False
         self._deadline = 0.0
         self._checked_at = 0.0  # last ack, connect or successful liveness probe
+        self._refused = False  # the producer refused the last send (no broker metadata)
         self._hook = _make_exit_hook(self)
         self._thread = threading.Thread(target=self._run, name="govloop-sdk-sender", daemon=True)
         self._thread.start()
@@ -122,14 +125,14 @@ class Sender:
     def connected(self) -> bool:
         return self._producer is not None
 
-    def flush(self, timeout: float | None) -> bool:
+    def flush(self, timeout: float) -> bool:
         """Wait until nothing is buffered (True) or ``timeout`` seconds pass (False)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = time.monotonic() + timeout
         self._interrupt.set()
         self._wake.set()
         with self._idle:
             while self.buffered:
-                remaining = 0.5 if deadline is None else min(deadline - time.monotonic(), 0.5)
+                remaining = min(deadline - time.monotonic(), 0.5)
                 if remaining <= 0 or not self._thread.is_alive():
                     return False
                 self._idle.wait(remaining)
@@ -188,52 +191,57 @@ class Sender:
             self._abandon()
 
     def _connect(self) -> bool:
-        """Create the producer if a bootstrap server answers; False (quietly) if none does."""
-        if (self._closing and not self.buffered) or not self._reachable():
+        """Create the producer if the broker answers, following it if it moved; False if not.
+
+        While closing the sender asks where the broker is at once: what it still
+        holds would otherwise be dropped.
+        """
+        if self._closing and not self.buffered:
             return False
-        made: list[Any] = []
-        try:
-            from kafka.net.compat import KafkaNetClient
+        if not self.broker.reachable():
+            self._unreachable()
+        elif self._open_producer():
+            return True
+        follow = self._closing or self.broker.lost
+        return follow and self.broker.relocate() and self._open_producer()
 
-            def client(**configs: Any) -> Any:
-                made.append(KafkaNetClient(**configs))
-                return made[-1]
+    def _unreachable(self) -> None:
+        """Count a failed connection attempt (an error, and perhaps the start of an outage)."""
+        self.errors += 1
+        self.broker.failed()
 
-            factory: dict[str, Any] = {"kafka_client": client}
-        except ImportError:  # another kafka-python layout: let it build its own client
-            factory = {}
+    def _open_producer(self) -> bool:
+        """Create the kafka-python producer for the broker's current address."""
+        bootstrap = self.broker.address
         try:
-            self._producer = self._kafka.KafkaProducer(
-                bootstrap_servers=self._bootstrap, **self._options, **factory
-            )
+            self._producer = open_producer(self._kafka, bootstrap, self._options)
         except Exception as exc:
-            for c in made:  # kafka-python leaves its selector open when bootstrap fails
-                c.close()
-            log.warning("govloop SDK: cannot connect to Kafka at %s: %s", self._bootstrap, exc)
+            log.warning("govloop SDK: cannot connect to Kafka at %s: %s", bootstrap, exc)
+            self._unreachable()
             return False
+        self.broker.connected()
         self._checked_at = time.monotonic()
         # registered after the producer's own atexit hook, so ours runs first (LIFO)
         atexit.unregister(self._hook)
         atexit.register(self._hook)
-        log.info("govloop SDK: connected to Kafka at %s", self._bootstrap)
+        log.info("govloop SDK: connected to Kafka at %s", bootstrap)
         return True
 
-    def _reachable(self) -> bool:
-        return any(answers(host, port, timeout=0.5) for host, port in self._addresses)
-
     def _stalled(self) -> bool:
-        """Work pending, no ack for a while and no broker answering: back to probing.
+        """Work handed over, no ack for a while and no broker answering: back to probing.
 
         kafka-python would keep the producer spinning (and leaking a socket per
         reconnect attempt) through an outage; a plain TCP probe with backoff is cheaper.
-        Records the producer had not delivered go back to the buffer.
+        Only a delivery that was tried (records in flight, or a send refused) can
+        stall; records the producer had not delivered go back to the buffer.
         """
-        if not self.buffered or time.monotonic() - self._checked_at < _STALL:
+        tried = self._inflight or self._refused
+        if not tried or time.monotonic() - self._checked_at < _STALL:
             return False
-        if self._reachable():
+        if self.broker.reachable():
             self._checked_at = time.monotonic()
             return False
-        log.warning("govloop SDK: Kafka at %s stopped answering; buffering", self._bootstrap)
+        self._unreachable()
         self._drop_producer()
         return True
 
@@ -247,6 +255,9 @@ class Sender:
             try:
                 future = send(record[0], value=record[2], key=record[1])
             except timeout_error:  # no metadata yet (broker down or topic being created)
+                self.errors += 1  # a failed hand-over: the record stays first in line
+                self.retries += 1
+                self._refused = True
                 break
             except (TypeError, ValueError, self._kafka.errors.MessageSizeTooLargeError) as exc:
                 log.warning("govloop SDK: record for %s rejected: %s", record[0], exc)
@@ -256,6 +267,7 @@ class Sender:
                 continue
             inflight.append((future, record))
             queue.popleft()
+            self._refused = False
             moved += 1
         if future is not None:
             future.add_both(lambda *_: self._wake.set())
@@ -273,6 +285,7 @@ class Sender:
                 self.errors += 1
                 exc = future.exception
                 if future.retriable() and record[3] + 1 < self._max_attempts:
+                    self.retries += 1
                     self._queue.appendleft((record[0], record[1], record[2], record[3] + 1))
                 else:
                     log.warning("govloop SDK: dropped a record for %s: %s", record[0], exc)
@@ -285,8 +298,9 @@ class Sender:
         if self._queue and remaining > 0:
             return False
         if self._inflight and remaining > 0:
+            # in slices, so that a broker gone meanwhile is noticed (and followed) in time
             with contextlib.suppress(self._kafka.errors.KafkaTimeoutError):
-                self._producer.flush(timeout=remaining)
+                self._producer.flush(timeout=min(remaining, _STALL))
             self._reap()
         return not self.buffered or self._deadline <= time.monotonic()
 
@@ -295,38 +309,38 @@ class Sender:
             with self._idle:
                 self._idle.notify_all()
 
-    def _drop_producer(self, timeout: float = 0.0) -> None:
-        producer, self._producer = self._producer, None
+    def _drop_producer(self, timeout: float = 0.0, retry: bool = True) -> None:
+        """Close the producer; what it had not delivered is queued again (or, if not
+        ``retry``, counted as dropped).
+
+        The books are done before ``connected`` turns False, and records are
+        queued again before they leave the in-flight queue, so that neither a
+        stats reader nor :meth:`flush` sees them missing.
+        """
+        producer, self._refused = self._producer, False
         if producer is not None:
-            try:
-                producer.close(timeout=timeout)
-            except self._kafka.errors.KafkaTimeoutError:
-                # kafka-python 3.0 raises from close() when its flush times out and leaves the
-                # I/O thread running (reconnecting forever): force it shut, then close again.
-                io_thread = getattr(producer, "_sender", None)
-                if io_thread is not None:
-                    io_thread.force_close()
-                    io_thread.join(1.0)
-                with contextlib.suppress(Exception):
-                    producer.close(timeout=0)
-            except Exception as exc:
-                log.warning("govloop SDK: closing the producer: %s", exc)
-        # records it had not delivered go back to the queue (or to dropped when closing)
+            close_producer(self._kafka, producer, timeout)
         undelivered = []
         for future, record in self._inflight:
             if future.is_done and future.succeeded():
                 self.sent += 1
             else:
                 undelivered.append(record)
-        self._queue.extendleft(reversed(undelivered))
+        if retry:
+            self.retries += len(undelivered)
+            self._queue.extendleft(reversed(undelivered))
+        else:
+            self._dropped_late += len(undelivered)
         self._inflight.clear()
+        self._producer = None
 
     def _abandon(self) -> None:
         """Thread exit: close the producer and count whatever is left as dropped."""
-        self._drop_producer(timeout=max(0.0, self._deadline - time.monotonic()))
-        left = len(self._queue)
+        before = self._dropped_late
+        self._drop_producer(timeout=max(0.0, self._deadline - time.monotonic()), retry=False)
+        self._dropped_late += len(self._queue)
         self._queue.clear()
-        self._dropped_late += left
+        left = self._dropped_late - before
         if left:
             log.warning("govloop SDK: closed with %d undelivered events (dropped)", left)
         with self._idle:

@@ -9,53 +9,65 @@
 'treatment'
 
 Malformed arguments raise :class:`~govloop.errors.EventError` (a ``ValueError``)
-at once, naming the field.  Everything after that never raises into, and never
-blocks, the caller: validated events are serialized in the caller's thread and
-put in a bounded in-memory buffer that a background thread delivers to Kafka,
-retrying while the broker is down.  When the buffer is full new events are
-dropped and counted; :attr:`Govloop.stats` says how many.
+at once, naming the field; so does an implausible timestamp (before
+:data:`EARLIEST_TS`, or more than ``max_future_seconds`` ahead of this
+machine's clock), which would otherwise poison the window it lands in.
+Everything after that never raises into, and never blocks, the caller:
+validated events are serialized in the caller's thread and put in a bounded
+in-memory buffer that a background thread delivers to Kafka, retrying while the
+broker is down and following a ``govloop up`` that restarted elsewhere.  When
+the buffer is full new events are dropped and counted.  :meth:`Govloop.flush`
+waits at most its timeout and :meth:`Govloop.close` at most 2 s more (while
+the sender finishes a call in progress); both timeouts are finite.
 
-Delivery failures the producer reports are never lost silently: a retriable
-one (broker gone, timeout) puts the event back in the buffer, for up to
-:data:`MAX_ATTEMPTS` deliveries in all; after that, or after a non-retriable
-one, the event is counted in ``stats.dropped``.  Every failure counts in
-``stats.errors``.  Delivery is at least once: consumers drop repeats by ``event_id``.
+Delivery failures are never lost silently: a retriable one (broker gone,
+timeout) puts the event back in the buffer, for up to :data:`MAX_ATTEMPTS`
+deliveries in all; after that, or after a non-retriable one, the event is
+counted in ``stats.dropped``.  :attr:`Govloop.stats` counts errors, retries,
+outages and reconnects too.  Delivery is at least once: consumers drop repeats
+by ``event_id``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from datetime import timedelta
 from types import TracebackType
 from typing import Any
 
-from pydantic import ValidationError
-
+from govloop.client._arguments import EARLIEST_TS, MAX_FUTURE_SECONDS, build, check_time, seconds
+from govloop.client._broker import Broker, Locate
 from govloop.client._sender import Sender
+from govloop.client._stats import SdkStats
+from govloop.client._variants import pick_variant
 from govloop.config import Settings
 from govloop.errors import ConfigError, EventError
 from govloop.runtime import discover
-from govloop.schemas import (
-    TOPICS,
-    Assignment,
-    Event,
-    Feedback,
-    Label,
-    Prediction,
-    Topic,
-    describe_validation_error,
-)
+from govloop.schemas import TOPICS, Assignment, Event, Feedback, Label, Prediction, Topic
 
-__all__ = ["MAX_ATTEMPTS", "PRODUCER_DEFAULTS", "Govloop", "SdkStats", "pick_variant"]
+__all__ = [
+    "CLOSE_TIMEOUT",
+    "EARLIEST_TS",
+    "FLUSH_TIMEOUT",
+    "MAX_ATTEMPTS",
+    "MAX_FUTURE_SECONDS",
+    "PRODUCER_DEFAULTS",
+    "Govloop",
+    "SdkStats",
+    "pick_variant",
+]
 
 #: Largest serialized event the SDK accepts (the producer's default max_request_size).
 MAX_EVENT_BYTES = 1_000_000
 #: Deliveries attempted per event (retriable failures) before it is counted as dropped.
 MAX_ATTEMPTS = 3
+#: Seconds :meth:`Govloop.flush` waits by default: never forever, the request path must go on.
+FLUSH_TIMEOUT = 10.0
+#: Seconds :meth:`Govloop.close` waits by default for buffered events to be delivered.
+CLOSE_TIMEOUT = 5.0
 #: kafka-python ``KafkaProducer`` settings the SDK uses unless overridden.
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "acks": "all",
@@ -71,62 +83,6 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
 _ASSIGNED_CACHE = 65536
 
 
-@dataclass(frozen=True, slots=True)
-class SdkStats:
-    """A snapshot of the SDK's accounting.
-
-    ``sent``: acknowledged by the broker.  ``buffered``: accepted, not yet
-    acknowledged.  ``dropped``: refused because the buffer was full or the
-    client closed, failed :data:`MAX_ATTEMPTS` deliveries or a non-retriable
-    one, or undelivered at :meth:`Govloop.close`.  ``errors``: failed delivery
-    attempts, retried or not.  ``connected``: a producer to the broker exists.
-    """
-
-    sent: int
-    buffered: int
-    dropped: int
-    errors: int
-    connected: bool
-
-
-def pick_variant(
-    experiment: str,
-    subject_id: str,
-    variants: Sequence[str],
-    weights: Sequence[float] | None = None,
-) -> str:
-    """The variant of ``subject_id`` in ``experiment``: deterministic, sticky, weighted.
-
-    The first 8 bytes of ``sha256(experiment + "\\0" + subject_id)`` give a
-    number ``u`` uniform in [0, 1); the subject gets the first variant whose
-    cumulative normalized weight exceeds ``u``.  The same inputs give the same
-    variant in every process and on every machine, without shared state;
-    adding a variant or changing weights re-buckets only the subjects whose
-    ``u`` crosses a moved boundary.
-
-    >>> pick_variant("exp", "user-1", ["a", "b"]) == pick_variant("exp", "user-1", ["a", "b"])
-    True
-    >>> pick_variant("exp", "user-1", ["a", "b"], weights=[0, 1])
-    'b'
-    """
-    if not variants:
-        raise ValueError("variants: give at least one variant")
-    if weights is None:
-        weights = [1.0] * len(variants)
-    elif len(weights) != len(variants):
-        raise ValueError(f"weights: {len(weights)} weights for {len(variants)} variants")
-    if any(not math.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
-        raise ValueError("weights: must be finite, non-negative and not all zero")
-    digest = hashlib.sha256(f"{experiment}\0{subject_id}".encode()).digest()
-    u = int.from_bytes(digest[:8], "big") / 2.0**64
-    total, cumulative = float(sum(weights)), 0.0
-    for variant, weight in zip(variants, weights, strict=True):
-        cumulative += weight / total
-        if u < cumulative and weight > 0:
-            return variant
-    return next(v for v, w in zip(reversed(variants), reversed(weights), strict=True) if w > 0)
-
-
 class Govloop:
     """A connection to govloop's input topics; thread-safe; one per process is plenty.
 
@@ -136,17 +92,27 @@ class Govloop:
     """
 
     def __init__(
-        self, settings: Settings, producer_options: Mapping[str, Any] | None = None
+        self,
+        settings: Settings,
+        producer_options: Mapping[str, Any] | None = None,
+        *,
+        locate: Locate | None = None,
+        max_future_seconds: float = MAX_FUTURE_SECONDS,
     ) -> None:
         """Start the background sender for ``settings.kafka``; returns at once.
 
         ``producer_options`` override :data:`PRODUCER_DEFAULTS` (kafka-python
-        ``KafkaProducer`` keyword arguments).
+        ``KafkaProducer`` keyword arguments).  ``locate`` says where the broker
+        is now; the sender asks it after repeated failed connection attempts
+        and moves to the address it gives (:meth:`connect` passes one when the
+        address came from a running ``govloop up``).  ``max_future_seconds``:
+        how far ahead of this machine's clock an event's ``ts`` may be.
         """
         if settings.kafka is None:
             raise ConfigError(
                 "no Kafka to send to: set GOVLOOP_KAFKA=host:port or start one with `govloop up`"
             )
+        self._max_future = timedelta(seconds=seconds("max_future_seconds", max_future_seconds))
         self.settings = settings
         self._routes: dict[type[Event], tuple[str, Topic]] = {
             t.model: (settings.topic(t.name), t) for t in TOPICS.values()
@@ -155,39 +121,47 @@ class Govloop:
         self._assigned_lock = threading.Lock()
         options = {**PRODUCER_DEFAULTS, **(producer_options or {})}
         try:
-            self._sender = Sender(settings.kafka, settings.sdk_buffer, options, MAX_ATTEMPTS)
+            broker = Broker(settings.kafka, locate)
         except ValueError as exc:
             raise ConfigError(
                 f"GOVLOOP_KAFKA={settings.kafka!r}: expected host:port[,host:port...]"
             ) from exc
+        self._sender = Sender(broker, settings.sdk_buffer, options, MAX_ATTEMPTS)
         self._closed = False
 
     @classmethod
-    def connect(cls, settings: Settings | None = None) -> Govloop:
+    def connect(
+        cls, settings: Settings | None = None, *, max_future_seconds: float = MAX_FUTURE_SECONDS
+    ) -> Govloop:
         """Settings from the environment (if not given), completed by a running ``govloop up``.
 
         Raises :class:`~govloop.errors.ConfigError` if no broker address is known.
         Never waits for the broker: a broker that is down is retried in the background.
+        When the address comes from ``govloop up`` (``GOVLOOP_KAFKA`` unset), the
+        SDK follows it: after repeated failures it reads ``GOVLOOP_HOME/runtime.json``
+        again and moves to the broker named there.
         """
-        return cls(discover(settings if settings is not None else Settings()))
+        requested = settings if settings is not None else Settings()
+        locate = None if requested.kafka is not None else lambda: discover(requested).kafka
+        return cls(discover(requested), locate=locate, max_future_seconds=max_future_seconds)
 
     # -- emitting ------------------------------------------------------------------------
 
     def emit_prediction(self, **fields: Any) -> str:
         """Emit a :class:`~govloop.schemas.Prediction`; returns its ``event_id``."""
-        return self._submit(_build(Prediction, fields))
+        return self._submit(build(Prediction, fields))
 
     def emit_feedback(self, **fields: Any) -> str:
         """Emit a :class:`~govloop.schemas.Feedback`; returns its ``event_id``."""
-        return self._submit(_build(Feedback, fields))
+        return self._submit(build(Feedback, fields))
 
     def emit_assignment(self, **fields: Any) -> str:
         """Emit an :class:`~govloop.schemas.Assignment`; returns its ``event_id``."""
-        return self._submit(_build(Assignment, fields))
+        return self._submit(build(Assignment, fields))
 
     def emit_label(self, **fields: Any) -> str:
         """Emit a :class:`~govloop.schemas.Label`; returns its ``event_id``."""
-        return self._submit(_build(Label, fields))
+        return self._submit(build(Label, fields))
 
     def emit(self, event: Event) -> str:
         """Emit an already-built event of any registry topic; returns its ``event_id``."""
@@ -216,7 +190,7 @@ class Govloop:
                 self._assigned.move_to_end(seen)
                 return variant
         event_id = hashlib.sha256("\0".join(seen).encode()).hexdigest()[:32]
-        event = _build(
+        event = build(
             Assignment,
             {
                 "experiment": experiment,
@@ -241,6 +215,7 @@ class Govloop:
             topic, entry = self._routes[type(event)]
         except KeyError:
             raise EventError(f"no topic carries {type(event).__name__}") from None
+        check_time(event, self._max_future)
         if not self._sender.has_room():
             self._sender.refuse()
             return False
@@ -253,28 +228,43 @@ class Govloop:
 
     @property
     def stats(self) -> SdkStats:
-        """Sent, buffered, dropped and error counts (a consistent-enough snapshot)."""
+        """The SDK's counts (see :class:`SdkStats`; a consistent-enough snapshot)."""
         s = self._sender
         return SdkStats(
             sent=s.sent,
             buffered=s.buffered,
             dropped=s.dropped,
             errors=s.errors,
+            retries=s.retries,
+            outages=s.broker.outages,
+            reconnects=s.broker.reconnects,
             connected=s.connected,
         )
 
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every buffered event is acknowledged (True) or ``timeout`` s pass (False)."""
-        return self._sender.flush(timeout)
+    @property
+    def bootstrap(self) -> str:
+        """The broker address events go to now (``settings.kafka``, unless the broker moved)."""
+        return self._sender.broker.address
 
-    def close(self, timeout: float = 5.0) -> None:
+    def flush(self, timeout: float = FLUSH_TIMEOUT) -> bool:
+        """Wait until every buffered event is acknowledged (True) or ``timeout`` s pass (False).
+
+        ``timeout`` is finite (a ValueError otherwise): with the broker down,
+        ``flush`` returns False in time and the events stay buffered.
+        """
+        return self._sender.flush(seconds("timeout", timeout))
+
+    def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
         """Deliver what can be delivered within ``timeout`` s, then stop; the rest is dropped.
 
-        Returns at once (after one connection attempt) when the broker was never
-        reached.  Events emitted after ``close`` are dropped and counted.
+        Takes at most ``timeout`` + 2 s (the sender may be inside a producer call);
+        returns at once (after one connection attempt, and one look at where a
+        moved broker went) when no broker answers.  Events emitted after
+        ``close`` are dropped and counted.
         """
+        wait = seconds("timeout", timeout)
         self._closed = True
-        self._sender.close(timeout)
+        self._sender.close(wait)
 
     @property
     def closed(self) -> bool:
@@ -292,12 +282,4 @@ class Govloop:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Govloop(kafka={self.settings.kafka!r}, {self.stats})"
-
-
-def _build(model: type[Event], fields: Mapping[str, Any]) -> Event:
-    """Validate ``fields`` into ``model``; a ValueError naming each failing field if invalid."""
-    try:
-        return model.model_validate(fields)
-    except ValidationError as exc:
-        raise EventError(f"invalid {model.SCHEMA}: {describe_validation_error(exc)}") from exc
+        return f"Govloop(kafka={self.bootstrap!r}, {self.stats})"

@@ -8,8 +8,11 @@ feed the evaluator evidence and publish what it decides.
 * evidence   what a gate judges: metrics (with standard errors and counts), a baseline,
              drift alerts, per-sample outputs
 * checks     one check per rule kind, with its evidence
+* directions which way is better for a metric: the policy, the results file, a table
 * evaluate   the gate's outcome: :func:`judge` (any evidence), :func:`judge_snapshot` (online)
-* inputs     Lighteval results and predictions JSONL -> evidence (offline, for CI)
+* inputs     a results file -> evidence (offline, for CI), its format told from its structure:
+             lighteval, lm_eval (lm-evaluation-harness 0.3 and 0.4), predictions (JSONL);
+             harness holds what the harness formats share
 * fairness   the registry fairness rules delegate to
 """
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import Field
 
+from govloop.gates.directions import direction
 from govloop.gates.evidence import Evidence, MetricValue, Sample
 from govloop.gates.fairness import FairnessEvaluator
 from govloop.gates.outcomes import SEVERITY
@@ -35,6 +36,7 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     "!=": operator.ne,
 }
 _SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
+_REGRESSION_OP = "no significant drop"
 
 
 class RuleReport(RuleResult):
@@ -61,14 +63,29 @@ def _matches(pattern: str, names: Mapping[str, object]) -> list[str]:
     return sorted(n for n in names if fnmatch.fnmatchcase(n, pattern))
 
 
+def _no_match(rule: Rule | RegressionRule, names: Mapping[str, object]) -> RuleReport:
+    """A pattern that matches nothing: inconclusive, naming the pattern and a few metrics
+    the evidence does have (docs/gates.md says why this is not an error)."""
+    some = sorted(names)[:3]
+    have = (
+        f"; the evidence has {len(names)} metrics, e.g. {', '.join(map(repr, some))}"
+        if some
+        else "; the evidence has no metrics"
+    )
+    detail = f"no metric matches {rule.metric!r}{have}"
+    if isinstance(rule, RegressionRule):
+        kw: dict[str, Any] = {"op": _REGRESSION_OP, "threshold": rule.margin}
+    else:
+        kw = {}
+    return _report(rule, rule.metric, None, "inconclusive", detail, {}, **kw)
+
+
 def check_metric_rule(rule: Rule | RegressionRule, evidence: Evidence) -> RuleReport:
     """A threshold, min_samples or regression rule, over every metric its pattern matches."""
     names = _matches(rule.metric, evidence.metrics)
     one = _threshold if isinstance(rule, Rule) else _regression
     if not names:
-        return _report(
-            rule, rule.metric, None, "inconclusive", f"no metric matches {rule.metric!r}", {}
-        )
+        return _no_match(rule, evidence.metrics)
     reports = [one(rule, name, evidence) for name in names]  # type: ignore[arg-type]
     if len(reports) == 1:
         return reports[0]
@@ -80,7 +97,13 @@ def check_metric_rule(rule: Rule | RegressionRule, evidence: Evidence) -> RuleRe
         else f"all {len(reports)} metrics matching {rule.metric!r} pass"
     )
     checks = [
-        {"metric": r.metric, "outcome": r.outcome, "observed": r.observed, **r.evidence}
+        {
+            "metric": r.metric,
+            "outcome": r.outcome,
+            "observed": r.observed,
+            "detail": r.detail,
+            **r.evidence,
+        }
         for r in reports
     ]
     return worst.model_copy(
@@ -128,7 +151,7 @@ def _threshold(rule: Rule, name: str, evidence: Evidence) -> RuleReport:
 
 
 def _drop_test(
-    rule: RegressionRule, base: MetricValue, cur: MetricValue, margin: float
+    base: MetricValue, cur: MetricValue, margin: float, higher_is_better: bool
 ) -> DropTest | None:
     if base.has_counts and cur.has_counts:
         return proportion_drop(
@@ -137,7 +160,7 @@ def _drop_test(
             cur.successes,  # type: ignore[arg-type]
             cur.n,  # type: ignore[arg-type]
             margin,
-            rule.higher_is_better,
+            higher_is_better,
         )
     base_se, cur_se = base.standard_error, cur.standard_error
     if base_se is None or cur_se is None:
@@ -148,12 +171,12 @@ def _drop_test(
         cur.value,  # type: ignore[arg-type]
         cur_se,
         margin,
-        rule.higher_is_better,
+        higher_is_better,
     )
 
 
 def _regression(rule: RegressionRule, name: str, evidence: Evidence) -> RuleReport:
-    op = "no significant drop"
+    op = _REGRESSION_OP
     kw: dict[str, Any] = {"op": op, "threshold": rule.margin}
     cur = evidence.metrics.get(name)
     if cur is None or cur.value is None:
@@ -167,8 +190,11 @@ def _regression(rule: RegressionRule, name: str, evidence: Evidence) -> RuleRepo
     if base is None or base.value is None:
         return _report(rule, name, cur.value, "inconclusive", _missing(name, base, where), {}, **kw)
     margin = rule.margin if rule.margin_type == "absolute" else rule.margin * abs(base.value)
-    test = _drop_test(rule, base, cur, margin)
+    higher, said_by = direction(rule.higher_is_better, name, cur, base)
+    test = _drop_test(base, cur, margin, higher)
     move = f"{name} {base.value:.4g} -> {cur.value:.4g}"
+    if not higher:
+        move += " (lower is better)"
     if test is None:
         return _report(
             rule,
@@ -189,6 +215,8 @@ def _regression(rule: RegressionRule, name: str, evidence: Evidence) -> RuleRepo
         "p_value": test.p_value,
         "alpha": rule.alpha,
         "method": test.method,
+        "higher_is_better": higher,
+        "direction_from": said_by,
     }
     stats = f"drop {test.drop:.4g}, margin {margin:.4g}, z = {test.z:.2f}, p = {test.p_value:.2g}"
     if test.significant(rule.alpha):

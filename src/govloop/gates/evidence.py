@@ -37,7 +37,11 @@ class MetricValue(BaseModel):
 
     ``successes`` out of ``n`` makes the value a proportion that can be tested
     from counts; ``stderr`` is its standard error (Lighteval's ``_stderr``).
-    ``note`` says why ``value`` is missing.
+    ``higher_is_better`` is the metric's direction when its source states it
+    (an lm-evaluation-harness ``higher_is_better`` map, Lighteval's task
+    configuration); ``None`` leaves it to the rule and the table of known
+    metrics (:mod:`govloop.gates.directions`).  ``note`` says why ``value`` is
+    missing.
     """
 
     model_config = _FROZEN
@@ -46,6 +50,7 @@ class MetricValue(BaseModel):
     stderr: float | None = Field(default=None, ge=0)
     n: int | None = Field(default=None, ge=0)
     successes: int | None = Field(default=None, ge=0)
+    higher_is_better: bool | None = None
     note: str = ""
 
     @property
@@ -222,10 +227,13 @@ def pool_baselines(versions: Iterable[Mapping[str, MetricValue]]) -> dict[str, M
                 by_metric.setdefault(name, []).append(mv)
     out: dict[str, MetricValue] = {}
     for name, values in by_metric.items():
+        direction = next(
+            (v.higher_is_better for v in values if v.higher_is_better is not None), None
+        )
         if all(v.has_counts for v in values):
             n = sum(v.n for v in values)  # type: ignore[misc]
             k = sum(v.successes for v in values)  # type: ignore[misc]
-            out[name] = MetricValue(value=k / n, n=n, successes=k)
+            out[name] = MetricValue(value=k / n, n=n, successes=k, higher_is_better=direction)
             continue
         mean = math.fsum(v.value for v in values) / len(values)  # type: ignore[misc]
         ses = [v.standard_error for v in values]
@@ -234,5 +242,5 @@ def pool_baselines(versions: Iterable[Mapping[str, MetricValue]]) -> dict[str, M
             if any(s is None for s in ses)
             else math.sqrt(math.fsum(s * s for s in ses if s is not None) / len(ses))
         )
-        out[name] = MetricValue(value=mean, stderr=se)
+        out[name] = MetricValue(value=mean, stderr=se, higher_is_better=direction)
     return out

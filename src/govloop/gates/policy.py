@@ -85,6 +85,9 @@ class Policy(BaseModel):
         for key in ("baseline", "baseline_last"):
             if body[key] is None:
                 del body[key]
+        for rule in body["rules"]:
+            if rule.get("kind") == "regression" and rule["higher_is_better"] is None:
+                del rule["higher_is_better"]
         return body
 
     @property
@@ -171,13 +174,34 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
         raise PolicyError("\n".join(problems)) from exc
 
 
+def decode_policy(data: bytes, source: str = "<policy>") -> str:
+    """The text of a policy file; a file that is not UTF-8 is named with the line of its
+    first bad byte.
+
+    >>> decode_policy(b"name: q\\nrules: \\xff\\n", "p.yaml")
+    Traceback (most recent call last):
+    ...
+    govloop.errors.PolicyError: p.yaml:2: not UTF-8 text (byte 0xff at column 8)
+    """
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        line = data.count(b"\n", 0, exc.start) + 1
+        byte = data[exc.start]
+        raise PolicyError(
+            f"{source}:{line}: not UTF-8 text (byte 0x{byte:02x} at column "
+            f"{exc.start - line_start + 1})"
+        ) from exc
+
+
 def load_policy(path: Path) -> Policy:
     """Read and validate one policy file."""
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError as exc:
         raise PolicyError(f"{path}: cannot read policy: {exc.strerror}") from exc
-    return parse_policy(text, source=str(path))
+    return parse_policy(decode_policy(data, str(path)), source=str(path))
 
 
 def load_policies(spec: str) -> list[Policy]:

@@ -40,7 +40,9 @@ Severity = Literal["fail", "warn"]
 #: Every rule kind, in the order the documentation lists them.
 KINDS = ("threshold", "min_samples", "regression", "drift", "safety", "fairness")
 
-_FROZEN = ConfigDict(frozen=True, extra="forbid")
+# a NaN threshold compares false with everything and an infinite one passes or fails
+# everything: both are mistakes in a policy, refused with "Input should be a finite number"
+_FROZEN = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 def _name(rule: BaseModel, label: str) -> None:
@@ -76,8 +78,11 @@ class RegressionRule(BaseModel):
     of the baseline's value (``relative``: 0.02 allows a 2 % drop).  The rule
     gives ``severity`` when the one-sided p-value of ``drop > margin`` is below
     ``alpha``; ``warn`` when ``warn_alpha`` is set and the p-value is below it;
-    ``pass`` otherwise; ``inconclusive`` without a baseline value or without the
-    standard errors or counts a test needs.
+    ``pass`` otherwise; ``inconclusive`` without a baseline value, without the
+    standard errors or counts a test needs, or when ``metric`` matches no metric.
+
+    ``higher_is_better`` left out means: as the results file states it, else as
+    :mod:`govloop.gates.directions` knows it, else higher is better.
     """
 
     model_config = _FROZEN
@@ -87,7 +92,7 @@ class RegressionRule(BaseModel):
     metric: str = Field(min_length=1)
     margin: float = Field(default=0.0, ge=0)
     margin_type: Literal["absolute", "relative"] = "absolute"
-    higher_is_better: bool = True
+    higher_is_better: bool | None = None
     alpha: float = Field(default=0.05, gt=0, lt=1)
     warn_alpha: float | None = Field(default=None, gt=0, lt=1)
     severity: Severity = "fail"

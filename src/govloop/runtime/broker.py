@@ -76,6 +76,11 @@ class EmbeddedBroker:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def exit_code(self) -> int | None:
+        """The broker process's exit code once it has exited (negative: killed by a signal)."""
+        return None if self._process is None else self._process.poll()
+
     def stop(self) -> None:
         """Stop the broker (SIGTERM, then SIGKILL after 5 s)."""
         if self._process is None:

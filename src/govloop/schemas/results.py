@@ -57,6 +57,15 @@ class MetricSnapshot(Event):
     experiment: str | None = None
     variant: str | None = None
     segment: dict[str, Scalar] | None = None
+    revision: int = Field(
+        default=0,
+        ge=0,
+        description="0 for a window's first snapshot; n for its n-th amendment by events "
+        "that arrived after it closed (within the allowed lateness).",
+    )
+    late_count: int = Field(
+        default=0, ge=0, description="Events in these counts that arrived after the window closed."
+    )
 
 
 class DriftAlert(Event):

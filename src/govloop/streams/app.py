@@ -16,14 +16,18 @@ batch's effects are in Redis (every ``COMMIT_SECONDS``, when partitions are
 revoked, and on a clean stop): delivery is at-least-once, and the per-partition
 offsets stored in Redis make the effects exactly-once.
 
-Input that fails its contract goes to ``deadletter`` with the reason; an error
-that is not about the input (Redis or the database gone) crashes the worker,
-which then exits non-zero, rather than dropping events.
+Input that fails its contract goes to ``deadletter`` with the reason.  Redis
+and the database are waited for (their errors retried with back-off), result
+events re-sent until acknowledged; a window state that Redis lost, or that
+belongs to another broker, is rebuilt by re-reading the input
+(:mod:`govloop.streams.state`).  Windows close by event time and input
+progress (Kafka's end offsets), never because the worker itself stalled.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import time
@@ -36,7 +40,10 @@ from faust.app.base import BootStrategy
 
 from govloop.config import Settings
 from govloop.gates import Policy, load_policies
+from govloop.stores.redis.client import connect
+from govloop.stores.redis.windows import UNKNOWN, Progress, StateLost, StateRebuilt
 from govloop.streams.hot_path import InputBatches
+from govloop.streams.publish import Results
 
 __all__ = ["COMMIT_SECONDS", "InputConsumer", "create_app", "input_partitions", "tune_gc"]
 
@@ -44,6 +51,10 @@ log = logging.getLogger("govloop.streams")
 
 #: How often the input consumer commits the offsets whose effects are in Redis.
 COMMIT_SECONDS = 2.0
+#: How long the window closer waits for the input's end offsets before it assumes nothing.
+PROGRESS_TIMEOUT = 5.0
+#: How often the window closer asks the broker for every input partition's end offset.
+LIST_OFFSETS_SECONDS = 2.0
 #: Allocations between two collections of the youngest generation (Python's default: 700).
 GC_YOUNG = 10_000
 
@@ -78,8 +89,6 @@ def tune_gc() -> None:
 
 def create_app(settings: Settings, policies: Sequence[Policy] | None = None) -> faust.App:
     """Build the stream worker's faust app for ``settings``."""
-    import redis.asyncio as aioredis
-
     if settings.kafka is None or settings.redis_url is None:
         raise ValueError("create_app needs resolved settings (kafka and redis_url set)")
     policies = list(policies) if policies is not None else load_policies(settings.policies)
@@ -97,28 +106,33 @@ def create_app(settings: Settings, policies: Sequence[Policy] | None = None) -> 
     )
     # faust's own consumer stays off: the input consumer below is the group's only member
     app.boot_strategy = BootStrategy(app, enable_kafka_consumer=False)
-    results = {
-        name: app.topic(settings.topic(name), value_serializer="raw", key_serializer="raw")
-        for name in ("metrics", "gates", "drift", "deadletter")
-    }
-
-    async def publish(name: str, key: bytes | None, value: bytes) -> None:
-        await results[name].send(key=key, value=value)
-
-    redis = aioredis.from_url(settings.redis_url.get_secret_value())
-    batches = InputBatches(
-        settings, redis, publish, partitions=input_partitions(settings), policies=policies
+    results = Results(
+        {
+            name: app.topic(settings.topic(name), value_serializer="raw", key_serializer="raw")
+            for name in ("metrics", "gates", "drift", "deadletter")
+        }
     )
+    redis = connect(settings.redis_url.get_secret_value(), name=f"govloop-worker:{group}")
+    partitions = input_partitions(settings)
+    batches = InputBatches(
+        settings,
+        redis,
+        results.send,
+        partitions=partitions,
+        policies=policies,
+        delivered=results.delivered,
+    )
+    inputs = InputConsumer(settings, group, batches, app, partitions)
 
     @app.task
     async def consume() -> None:
         await batches.start()
         tune_gc()
-        await InputConsumer(settings, group, batches, app).run()
+        await inputs.run()
 
     @app.timer(interval=0.5)
     async def close_windows() -> None:
-        await batches.close_windows()
+        await batches.close_windows(await inputs.progress())
 
     return app
 
@@ -132,9 +146,20 @@ class InputConsumer:
     """
 
     def __init__(
-        self, settings: Settings, group: str, batches: InputBatches, app: faust.App
+        self,
+        settings: Settings,
+        group: str,
+        batches: InputBatches,
+        app: faust.App,
+        partitions: Sequence[str] = (),
     ) -> None:
         self.settings = settings
+        #: every input ``topic:partition``, whose end offsets :meth:`progress` reads
+        self.partitions = [tp.rpartition(":") for tp in partitions]
+        self._highwaters: dict[Any, int] = {}  # TopicPartition -> last noted high watermark
+        self._rereads = 0  # input re-reads from the beginning so far (:meth:`_reread`)
+        self._listed: dict[str, int] | None = None
+        self._listed_at = 0.0
         self.group = group
         self.batches = batches
         self.app = app
@@ -161,12 +186,17 @@ class InputConsumer:
         )
         consumer.subscribe(self.topics, listener=_Rebalance(self))
         await consumer.start()
+        await self.start_state()
         next_commit = time.monotonic() + COMMIT_SECONDS
         done = 0
         try:
             while max_batches is None or done < max_batches:
+                rereads = self._rereads
                 got = await consumer.getmany(timeout_ms=200, max_records=self.settings.batch_size)
+                await self._note_highwaters()
                 async with self.lock:
+                    if rereads != self._rereads:
+                        got = await self._unread(got)
                     await self._handle(got)
                     if time.monotonic() >= next_commit:
                         await self._commit()
@@ -182,6 +212,83 @@ class InputConsumer:
             if self._writing is not None and not self._writing.done():
                 self._writing.cancel()
             await consumer.stop()
+
+    async def progress(self) -> Progress:
+        """Each input partition's end offset in Kafka, as far as known, for the window closer.
+
+        Two sources, the larger wins: the high watermark each partition's
+        consumer saw in its last fetch (every worker notes its own in Redis:
+        exact, but only once a worker has fetched), and the broker's answer to
+        ListOffsets (for every partition; some brokers, Tansu among them,
+        answer the last batch's first offset, a lower bound).  Also checks the
+        state is this broker's (:meth:`StateGuard.check_foreign`).
+        :data:`UNKNOWN` before the consumer runs or when the broker does not
+        answer within ``PROGRESS_TIMEOUT``: windows then close by event time only.
+        """
+        from aiokafka.errors import KafkaError
+
+        if self.consumer is None or not self.partitions:
+            return UNKNOWN
+        guard = self.batches.guard
+        if await self._state_changed():
+            return UNKNOWN
+        applied = await guard.applied()  # before the high watermarks: never beyond them
+        fetched = {
+            f"{tp.topic}:{tp.partition}": hw
+            for tp in self.consumer.assignment()
+            if tp.topic not in self.judged and (hw := self.consumer.highwater(tp)) is not None
+        }
+        if await guard.check_foreign(applied, fetched):
+            return UNKNOWN  # every worker re-reads its input under the new epoch first
+        try:
+            listed = await self._listed_ends()
+        except (KafkaError, TimeoutError) as exc:
+            log.info("input progress unknown (%r): windows close by event time only", exc)
+            return UNKNOWN
+        noted = await guard.highwaters()
+        return {tp: max(end, noted.get(tp, 0)) for tp, end in listed.items()}
+
+    async def _state_changed(self) -> bool:
+        """Recover when the state's epoch is no longer the one this worker applies to (Redis
+        lost it, or another worker rebuilt it) even if no batch has come to notice."""
+        mine = self.batches.store.epoch
+        if mine is None:
+            return False  # not assigned yet
+        current = await self.batches.guard.current()
+        if current == mine:
+            return False
+        async with self.lock:
+            if self.batches.store.epoch == mine:  # not recovered meanwhile by a batch
+                lost = current is None
+                await self._recover(
+                    StateLost("its marker is gone") if lost else StateRebuilt(current or "")
+                )
+        return True
+
+    async def _listed_ends(self) -> dict[str, int]:
+        """The broker's ListOffsets answer per input partition, asked at most every
+        ``LIST_OFFSETS_SECONDS``."""
+        from aiokafka import TopicPartition
+
+        now = time.monotonic()
+        if self._listed is None or now - self._listed_at >= LIST_OFFSETS_SECONDS:
+            tps = [TopicPartition(topic, int(p)) for topic, _, p in self.partitions]
+            found = await asyncio.wait_for(self.consumer.end_offsets(tps), PROGRESS_TIMEOUT)
+            self._listed = {f"{tp.topic}:{tp.partition}": int(end) for tp, end in found.items()}
+            self._listed_at = now
+        return self._listed
+
+    async def _note_highwaters(self) -> None:
+        """Note in Redis the high watermarks this worker's last fetches saw, where they moved."""
+        moved = {}
+        for tp in self.consumer.assignment():
+            if tp.topic in self.judged:
+                continue
+            hw = self.consumer.highwater(tp)
+            if hw is not None and self._highwaters.get(tp) != hw:
+                moved[f"{tp.topic}:{tp.partition}"] = self._highwaters[tp] = hw
+        if moved:
+            await self.batches.guard.note_highwaters(moved)
 
     async def _handle(self, got: dict[Any, list[Any]]) -> None:
         assigned = self.consumer.assignment()
@@ -200,9 +307,10 @@ class InputConsumer:
                 last_inputs[tp] = records[-1].offset + 1
         if inputs:
             prepared = await self.batches.prepare(inputs)  # the previous write is in flight
-            await self._settle()
-            self._writing = asyncio.create_task(self.batches.write(prepared))
-            self._written = last_inputs
+            if await self._settle():
+                self._writing = asyncio.create_task(self.batches.write(prepared))
+                self._written = last_inputs
+            # else the input is re-read from the beginning: this batch comes again
         if snapshots:
             await self.batches.judge(snapshots)
             self.positions.update(last_snapshots)
@@ -210,12 +318,81 @@ class InputConsumer:
             await self._settle()
             await self.batches.flush()  # input paused: store what is staged
 
-    async def _settle(self) -> None:
-        """Wait for the write in flight; its offsets then count as applied."""
+    async def _settle(self) -> bool:
+        """Wait for the write in flight; its offsets then count as applied.
+
+        False when the write found the window state lost or rebuilt: the
+        input is then re-read from the beginning (:meth:`_recover`), and a batch
+        read before that must not be written.
+        """
         if self._writing is not None:
             writing, self._writing = self._writing, None
-            await writing
+            try:
+                await writing
+            except (StateLost, StateRebuilt) as exc:
+                await self._recover(exc)
+                return False
             self.positions.update(self._written)
+        return True
+
+    async def start_state(self) -> None:
+        """Before the first batch: adopt the window state's epoch, or rebuild a lost state."""
+        from aiokafka import TopicPartition
+
+        inputs = [TopicPartition(topic, int(p)) for topic, _, p in self.partitions]
+        committed = [await self.consumer.committed(tp) for tp in inputs]
+        await self.batches.guard.start(consumed_before=any(c for c in committed))
+        self.batches.store.epoch = self.batches.guard.epoch
+
+    async def reread_unapplied(self, assigned: Any) -> None:
+        """On an assignment: re-read from the beginning each input partition the group has
+        consumed but the window state has never applied (the state was rebuilt)."""
+        applied = await self.batches.guard.applied()
+        fresh = [
+            tp
+            for tp in assigned
+            if tp.topic not in self.judged
+            and f"{tp.topic}:{tp.partition}" not in applied
+            and await self.consumer.committed(tp)
+        ]
+        if fresh:
+            log.warning("re-reading %d input partitions the window state lacks", len(fresh))
+            await self._reread(fresh)
+
+    async def _recover(self, exc: StateLost | StateRebuilt) -> None:
+        """Rebuild a lost state (or adopt another worker's rebuild); re-read the input."""
+        if self._writing is not None:  # under the old epoch: it must not land in the new one
+            writing, self._writing = self._writing, None
+            with contextlib.suppress(StateLost, StateRebuilt):
+                await writing
+        guard = self.batches.guard
+        if isinstance(exc, StateLost):
+            await guard.rebuild(str(exc))
+        else:
+            guard.epoch = exc.epoch
+            log.warning("%s: re-reading this worker's input partitions", exc)
+        self.batches.store.epoch = guard.epoch
+        await self._reread([tp for tp in self.consumer.assignment() if tp.topic not in self.judged])
+
+    async def _unread(self, got: dict[Any, list[Any]]) -> dict[Any, list[Any]]:
+        """A batch fetched while the input was being re-read: its input records are put back
+        (each partition reads on from the earlier of its position and its first record)
+        and only the judged records are kept."""
+        for tp, records in got.items():
+            if tp.topic not in self.judged and records and tp in self.consumer.assignment():
+                position = await self.consumer.position(tp)
+                self.consumer.seek(tp, min(position, records[0].offset))
+        return {tp: r for tp, r in got.items() if tp.topic in self.judged}
+
+    async def _reread(self, inputs: list[Any]) -> None:
+        self._rereads += 1
+        self._written = {}
+        self._highwaters.clear()
+        for tp in inputs:
+            self.positions.pop(tp, None)
+        if inputs:
+            await self.consumer.seek_to_beginning(*inputs)
+        self.batches.invalidate()
 
     async def _commit(self) -> None:
         """Commit the offsets whose effects are stored (drift profiles flushed first)."""
@@ -225,7 +402,7 @@ class InputConsumer:
         if not self.positions:
             return
         await self.batches.flush()
-        await self.app.producer.flush()  # dead letters and results sent before their offsets
+        await self.batches.delivered()  # dead letters and results acknowledged before offsets
         try:
             await self.consumer.commit(dict(self.positions))
         except (CommitFailedError, IllegalStateError) as exc:
@@ -248,3 +425,4 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         self.owner.batches.invalidate()
+        await self.owner.reread_unapplied(assigned)

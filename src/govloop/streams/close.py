@@ -10,7 +10,9 @@ then acknowledges the windows, so a crash before the end closes them again
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlmodel import Session
@@ -20,9 +22,12 @@ from govloop.schemas import MetricSnapshot
 from govloop.stores.redis.records import snapshot_of
 from govloop.stores.redis.windows import ClosedWindow, WindowStore
 from govloop.stores.sql import save_snapshot
+from govloop.streams.decode import dead_letter
 from govloop.streams.monitor import DriftMonitor
 
 __all__ = ["close", "window_snapshots"]
+
+log = logging.getLogger("govloop.streams")
 
 #: ``publish(short topic name, key, value)``: send one result event.
 Publish = Callable[[str, bytes | None, bytes], Awaitable[Any]]
@@ -40,7 +45,17 @@ def window_snapshots(
     counters of the ``span`` seconds that end with each window) each sliding one."""
     prefix, size = settings.topic_prefix, settings.window_seconds
     snaps = [
-        snapshot_of(prefix, w.model, w.model_version, w.start, size, w.counters, w.slice)
+        snapshot_of(
+            prefix,
+            w.model,
+            w.model_version,
+            w.start,
+            size,
+            w.counters,
+            w.slice,
+            "tumbling",
+            w.revision,
+        )
         for w in windows
     ]
     if sliding is None:
@@ -61,6 +76,30 @@ def window_snapshots(
     return snaps
 
 
+def unsummarisable(settings: Settings, windows: Sequence[ClosedWindow]) -> dict[str, str]:
+    """The windows whose counters give no valid snapshot, by member, with the reason.
+
+    Input is checked on the way in, so none should; one that does is a bug or
+    state from elsewhere, and goes to the dead-letter topic rather than stopping
+    every other window from closing.
+    """
+    broken = {}
+    for w in windows:
+        try:
+            snapshot_of(
+                settings.topic_prefix,
+                w.model,
+                w.model_version,
+                w.start,
+                settings.window_seconds,
+                w.counters,
+                w.slice,
+            )
+        except (ValueError, OverflowError, TypeError) as exc:
+            broken[w.member] = f"window {w.member!r} could not be summarised: {exc}"
+    return broken
+
+
 async def close(
     windows: Sequence[ClosedWindow],
     settings: Settings,
@@ -68,11 +107,34 @@ async def close(
     drift: DriftMonitor,
     publish: Publish,
     in_db: InDb,
+    delivered: Callable[[], Awaitable[None]] | None = None,
 ) -> int:
     """Publish and store the snapshots of claimed ``windows``, judge drift, acknowledge.
 
-    Returns how many overall (unsliced) windows were closed.
+    A window that late events opened again gets its next revision: its whole
+    counters, under a new event id.  Returns how many overall (unsliced)
+    windows were closed.
     """
+    windows = await store.revise(windows)
+    broken = unsummarisable(settings, windows)
+    if broken:
+        windows = [w for w in windows if w.member not in broken]
+        for member, reason in broken.items():
+            letter = dead_letter(settings.topic("metrics"), None, None, reason, member.encode())
+            await publish("deadletter", None, letter.to_json())
+        log.warning(
+            "%d windows could not be summarised; sent to the dead-letter topic", len(broken)
+        )
+    for w in windows:
+        if w.revision and not w.slice:
+            log.warning(
+                "window %s of %s %s amended by %d late events (revision %d)",
+                datetime.fromtimestamp(w.start, UTC).isoformat(),
+                w.model,
+                w.model_version,
+                w.counters.get("late", 0),
+                w.revision,
+            )
     sliding = None
     if store.sliding_windows > 1:
         sliding = await store.sliding(windows)
@@ -81,9 +143,15 @@ async def close(
         await publish("metrics", snap.model.encode(), snap.to_json())
     await in_db(lambda session: sum(save_snapshot(session, s) for s in snaps))
     overall = [w for w in windows if not w.slice]
+    # drift is judged once per window, on its first snapshot
     await drift.close(
-        overall, lambda alert: publish("drift", alert.model.encode(), alert.to_json())
+        [w for w in overall if not w.revision],
+        lambda alert: publish("drift", alert.model.encode(), alert.to_json()),
     )
+    if delivered is not None:
+        await delivered()  # every snapshot and alert acknowledged before the claim is
     await store.acknowledge(windows)
+    if broken:  # given up: a claim that cannot be summarised would come back forever
+        await store.forget_claims(list(broken))
     await drift.forget(overall)
     return len(overall)

@@ -40,8 +40,9 @@ from govloop.config import Settings
 from govloop.errors import EventError
 from govloop.gates import Policy
 from govloop.schemas import TOPICS, DeadLetter, DriftAlert, MetricSnapshot
-from govloop.stores.redis.windows import Outcome, WindowStore
+from govloop.stores.redis.windows import Outcome, Progress, WindowStore
 from govloop.stores.sql import create_engine_for, init_db
+from govloop.stores.sql.retry import in_session
 from govloop.streams.close import Publish
 from govloop.streams.concept import ConceptMonitor
 from govloop.streams.decode import RawRecord, dead_letter, decode_one
@@ -49,6 +50,7 @@ from govloop.streams.ingest import Prepared
 from govloop.streams.judge import judge_events, judged
 from govloop.streams.monitor import DriftMonitor
 from govloop.streams.observes import ObserveChain
+from govloop.streams.state import StateGuard
 
 __all__ = ["InputBatches", "Prepared", "Publish", "RawRecord", "dead_letter", "decode_one"]
 
@@ -57,6 +59,14 @@ log = logging.getLogger("govloop.streams")
 #: :meth:`InputBatches.write` queues its concept-drift observe behind at most this many
 #: earlier ones still running; with more, it waits for the oldest first.
 OBSERVE_BEHIND = 2
+
+
+#: Wait until every result event sent so far is acknowledged by the broker.
+Delivered = Callable[[], Awaitable[None]]
+
+
+async def _nothing_to_wait_for() -> None:
+    """The default :data:`Delivered`, for a ``publish`` that delivers at once."""
 
 
 class InputBatches:
@@ -70,9 +80,12 @@ class InputBatches:
         partitions: Sequence[str] = (),
         engine: Engine | None = None,
         policies: Sequence[Policy] = (),
+        delivered: Delivered | None = None,
     ) -> None:
         self.settings = settings
         self.publish = publish
+        #: waits until what ``publish`` sent is acknowledged (:mod:`govloop.streams.publish`)
+        self.delivered: Delivered = delivered or _nothing_to_wait_for
         self.policies = list(policies)
         self.engine = engine if engine is not None else create_engine_for(settings)
         self.store = WindowStore(
@@ -86,6 +99,11 @@ class InputBatches:
             partitions=partitions,
             segment_slices=settings.segment_slices,
             sliding_windows=settings.sliding_windows,
+            lateness_seconds=settings.allowed_lateness_seconds,
+        )
+        #: the window state's epoch, and its rebuild when Redis lost it (the worker's)
+        self.guard = StateGuard(
+            redis, settings.redis_prefix, self.engine, settings.join_horizon_seconds
         )
         self.drift = DriftMonitor(settings, redis, self.engine)
         self.concept = ConceptMonitor(settings, redis, self.engine)
@@ -158,26 +176,37 @@ class InputBatches:
             if judged(event):
                 located.append((event, r))  # type: ignore[arg-type]
         if located and self.policies:
-            changes = await self._in_db(
+            changes, failed = await self._in_db(
                 lambda session: judge_events(session, self.settings, self.policies, located)
             )
+            bad.extend(failed)
             for change in changes:
                 await self.publish("gates", change.model.encode(), change.to_json())
+            # a change not delivered now is not redone: a second judging finds it recorded
+            await self.delivered()
         await self._send_dead(bad)
 
-    async def close_windows(self) -> int:
+    async def close_windows(self, progress: Progress = None) -> int:
         """Close due windows: snapshots to ``metrics`` and SQL, then drift; return how many.
 
-        The join outcomes the claim released are observed first, after those
-        released before them (:mod:`govloop.streams.close` does the rest).
+        ``progress`` is the input's progress in Kafka, if known
+        (:meth:`WindowStore.claim_closed`).  The join outcomes the claim
+        released are observed first, after those released before them
+        (:mod:`govloop.streams.close` does the rest).
         """
-        windows, outcomes = await self.store.claim_closed()
+        windows, outcomes = await self.store.claim_closed(progress)
         self.observes.later(outcomes)
         await self.observed()
         if not windows:
             return 0
         return await close.close(
-            windows, self.settings, self.store, self.drift, self.publish, self._in_db
+            windows,
+            self.settings,
+            self.store,
+            self.drift,
+            self.publish,
+            self._in_db,
+            self.delivered,
         )
 
     async def _observe(self, outcomes: Sequence[Outcome]) -> None:
@@ -208,10 +237,6 @@ class InputBatches:
             )
 
     def _in_db(self, fn: Callable[[Session], Any]) -> Awaitable[Any]:
-        def run() -> Any:
-            with Session(self.engine) as session:
-                result = fn(session)
-                session.commit()
-                return result
-
-        return asyncio.to_thread(run)
+        """``fn`` in a committed session off the event loop, retried across locks and
+        transient database errors (:mod:`govloop.stores.sql.retry`)."""
+        return asyncio.to_thread(in_session, self.engine, fn)

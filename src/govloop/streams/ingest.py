@@ -15,18 +15,21 @@ concept-drift detectors).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 from govloop.errors import EventError
 from govloop.schemas import DeadLetter, Prediction
 from govloop.stores.redis.drift import Saving
-from govloop.stores.redis.records import feedback_record, prediction_record
+from govloop.stores.redis.records import feedback_record, prediction_record, skip_record
 from govloop.stores.redis.windows import Applied, Encoded, WindowStore
 from govloop.streams.decode import dead_letter, decode_one
 from govloop.streams.monitor import DriftMonitor, Located, Staged
 
 __all__ = ["YIELD_EVERY", "Prepared", "prepare", "write"]
+
+log = logging.getLogger("govloop.streams")
 
 #: :func:`prepare` lets other tasks run after this many records.
 YIELD_EVERY = 100
@@ -54,14 +57,15 @@ async def prepare(
     for i, r in enumerate(records):
         if i % YIELD_EVERY == YIELD_EVERY - 1:
             await asyncio.sleep(0)
+        tp = where.get((r.topic, r.partition))
+        if tp is None:
+            tp = where[(r.topic, r.partition)] = f"{r.topic}:{r.partition}"
         try:
             event = decode_one(short[r.topic], r.value)
         except EventError as exc:
             bad.append(dead_letter(r.topic, r.partition, r.offset, exc.reason, r.value))
+            rows.append(skip_record(tp, r.offset))  # its offset is applied all the same
             continue
-        tp = where.get((r.topic, r.partition))
-        if tp is None:
-            tp = where[(r.topic, r.partition)] = f"{r.topic}:{r.partition}"
         epoch = event.ts.timestamp()
         if isinstance(event, Prediction):
             label = event.predicted_label
@@ -95,4 +99,10 @@ async def write(prepared: Prepared, store: WindowStore, drift: DriftMonitor) -> 
             drift.invalidate()
             raise
         drift.saved(saving)
+    if applied.late:
+        log.warning(
+            "%d events came after their window closed, too late to amend it "
+            "(GOVLOOP_ALLOWED_LATENESS_SECONDS): counted only as late",
+            applied.late,
+        )
     return applied

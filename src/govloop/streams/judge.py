@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlmodel import Session
 
@@ -24,11 +24,12 @@ from govloop.config import Settings
 from govloop.errors import ConfigError
 from govloop.gates import DriftSignal, Policy
 from govloop.judging.gates import Baseline, decide
-from govloop.schemas import DriftAlert, Event, GateResult, MetricSnapshot
+from govloop.schemas import DeadLetter, DriftAlert, Event, GateResult, MetricSnapshot
 from govloop.stores.sql import active_drift, advance_gate, latest_snapshot, resolve_baseline
 from govloop.streams.concept import FEATURES
+from govloop.streams.decode import dead_letter
 
-__all__ = ["SEVERITY", "drift_signals", "judge_events", "judged", "policy_baseline"]
+__all__ = ["SEVERITY", "Judged", "drift_signals", "judge_events", "judged", "policy_baseline"]
 
 log = logging.getLogger("govloop.streams")
 
@@ -48,17 +49,28 @@ def judged(event: Event) -> bool:
     )
 
 
+class Judged(NamedTuple):
+    """What :func:`judge_events` gives back: results to publish, and what it could not judge."""
+
+    changes: list[GateResult]  # results that changed a gate's state, for ``gates``
+    dead: list[DeadLetter]  # (event, policy) pairs whose judging failed, with the reason
+
+
 def judge_events(
     session: Session,
     settings: Settings,
     policies: Sequence[Policy],
     located: Sequence[tuple[MetricSnapshot | DriftAlert, Any]],
-) -> list[GateResult]:
+) -> Judged:
     """Judge each (event, its Kafka record) and record the decisions in ``session``.
 
-    Returns the results that changed a gate's state, to publish on ``gates``.
+    A policy that fails on an event (a bug, or state it cannot judge) sends
+    that event to the dead-letter topic with the reason; the other policies
+    and events are judged all the same.  Database errors propagate (the
+    caller retries the whole step).
     """
     changes = []
+    dead = []
     for event, r in located:
         applies = [p for p in policies if p.applies_to(event.model)]
         inputs = [kafka_input(r.topic, r.partition, r.offset, event)]
@@ -76,20 +88,27 @@ def judge_events(
             continue
         signals = drift_signals(session, snap, trigger)
         for policy in applies:
-            decision = decide(
-                policy,
-                snap,
-                inputs=inputs,
-                baseline=policy_baseline(session, policy),
-                drift_alerts=signals,
-                trigger=trigger,
-                settings=settings,
-            )
+            baseline = policy_baseline(session, policy)
+            try:
+                decision = decide(
+                    policy,
+                    snap,
+                    inputs=inputs,
+                    baseline=baseline,
+                    drift_alerts=signals,
+                    trigger=trigger,
+                    settings=settings,
+                )
+            except (ValueError, TypeError, ArithmeticError, LookupError, AttributeError) as exc:
+                log.exception("policy %s could not judge %s", policy.name, event.event_id)
+                reason = f"policy {policy.name!r} could not judge it: {exc!r}"
+                dead.append(dead_letter(r.topic, r.partition, r.offset, reason, r.value))
+                continue
             new = save_decision(session, decision.result, decision.manifest)
             change = advance_gate(session, decision.result, settings.gate_recover_windows, new)
             if change is not None:
                 changes.append(change)
-    return changes
+    return Judged(changes, dead)
 
 
 def drift_signals(

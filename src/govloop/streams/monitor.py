@@ -33,6 +33,7 @@ from govloop.stores.sql import (
     save_drift_alert,
     save_reference,
 )
+from govloop.stores.sql.retry import in_session
 
 __all__ = ["DriftMonitor", "Group", "Located", "Staged", "window_member"]
 
@@ -266,8 +267,7 @@ class DriftMonitor:
         await self.store.forget(w.member for w in windows)
 
     def _in_session(self, fn: Any) -> Any:
-        with Session(self.engine) as session:
-            return fn(session)
+        return in_session(self.engine, fn, "drift write")
 
     async def _reference(
         self, model: str, version: str, current: Profile

@@ -8,6 +8,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from govloop.config import Settings
 from govloop.errors import RuntimeUnavailable
+from govloop.redact import redact_url, scrub, secrets_in
 from govloop.runtime import wait_for_broker
 from govloop.stores.sql import create_engine_for, init_db
 from govloop.streams.app import create_app
@@ -22,11 +23,14 @@ def check_services(settings: Settings) -> None:
     try:
         redis.Redis.from_url(url, socket_connect_timeout=5).ping()
     except (redis.RedisError, ValueError) as exc:
-        raise RuntimeUnavailable(f"Redis at {url} did not answer: {exc}") from exc
+        raise RuntimeUnavailable(f"Redis at {redact_url(url)} did not answer: {exc}") from exc
     try:
         init_db(create_engine_for(settings))
     except SQLAlchemyError as exc:
-        raise RuntimeUnavailable(f"database {settings.database_url}: {exc}") from exc
+        db = settings.database_url
+        cause = getattr(exc, "orig", None) or exc
+        reason = scrub(redact_url(str(cause).splitlines()[0]), secrets_in(db))
+        raise RuntimeUnavailable(f"database {redact_url(db)}: {reason}") from exc
 
 
 def run_worker(settings: Settings) -> None:

@@ -14,6 +14,7 @@ __all__ = [
     "FAMILIES",
     "SEP",
     "autoref",
+    "closed",
     "closing",
     "closing_window",
     "concept",
@@ -22,6 +23,7 @@ __all__ = [
     "family_of",
     "late",
     "recent",
+    "state",
 ]
 
 #: Separator inside a key between model, version and the rest.
@@ -31,7 +33,10 @@ SEP = "\x1f"
 #: followed by a member (a window, an event id, a partition...).
 FAMILIES: dict[str, str] = {
     # window and join state (Lua: apply.lua, close.lua, order.lua)
+    "state": "string: the epoch of this window state (missing: Redis lost it)",
+    "rebuilding": "string, expiring: held by the worker rebuilding a lost state",
     "offsets": "hash: per input partition, the highest applied offset",
+    "hw": "hash: per input partition, the high watermark its consumer last fetched",
     "ptime": "hash: per input partition, the newest event time (the watermark's input)",
     "pwall": "hash: per input partition, the wall time it last delivered",
     "first_input": "string: wall time input began (the backlog guard)",
@@ -41,12 +46,14 @@ FAMILIES: dict[str, str] = {
     "win:": "hash per open window: its counters",
     "open": "sorted set: open windows by end time",
     "slices:": "set per window group: the segment values given their own slice",
-    "closed:": "string per closed window: later events count as late",
-    "late": "hash: events that arrived after their window closed",
+    "closed:": "string per closed window: later events amend it or count as late "
+    "('r': closed before a rebuild, later events are skipped)",
+    "late": "hash per window: events that came too late to amend it (counted nowhere else)",
     "outcomes": "sorted set: join outcomes waiting for the watermark, by event time",
     "closing": "sorted set: claimed windows not yet acknowledged, by claim time",
     "closing:": "hash per claimed window: its counters",
-    "recent:": "string per closed tumbling window, expiring: counters for sliding windows",
+    "recent:": "string per closed window, expiring: its counters and snapshot revision, "
+    "for sliding windows and amendments",
     # drift (Python: govloop.stores.redis.drift)
     "dprof:": "hash per window partial: staged drift profile rows",
     "dstate:": "hash per model version: each feature's drift state",
@@ -71,6 +78,16 @@ def family_of(key: str, prefix: str) -> str | None:
         return rest
     head, colon, _ = rest.partition(":")
     return head + colon if colon and head + colon in FAMILIES else None
+
+
+def state(prefix: str) -> str:
+    """The epoch of the window state: written when it begins, checked by every batch."""
+    return f"{prefix}state"
+
+
+def closed(prefix: str, member: str) -> str:
+    """A closed window's marker."""
+    return f"{prefix}closed:{member}"
 
 
 def closing(prefix: str) -> str:

@@ -25,6 +25,7 @@ __all__ = [
     "label_key",
     "prediction_record",
     "record_of",
+    "skip_record",
     "slices_of",
     "snapshot_id",
     "snapshot_of",
@@ -114,13 +115,32 @@ def feedback_record(event: Feedback, where: str, offset: int, epoch: float) -> l
     ]
 
 
+def skip_record(where: str, offset: int) -> list[Any]:
+    """The record of a dead-lettered message: only its offset counts as applied, so input
+    progress (applied offset against Kafka's end offset) sees the partition caught up.
+
+    >>> skip_record("t.predictions:0", 7)
+    ['x', 't.predictions:0', 7]
+    """
+    return ["x", where, offset]
+
+
 def snapshot_id(
-    prefix: str, model: str, version: str, start: float, slice_: str = "", window: str = "tumbling"
+    prefix: str,
+    model: str,
+    version: str,
+    start: float,
+    slice_: str = "",
+    window: str = "tumbling",
+    revision: int = 0,
 ) -> str:
-    """Deterministic event id of a window's snapshot: a re-publish is a duplicate, not new."""
+    """Deterministic event id of a window's snapshot: a re-publish is a duplicate, not new;
+    an amendment by late events (``revision`` > 0) is a new snapshot."""
     key = f"{prefix}\x1f{model}\x1f{version}\x1f{start:.3f}"
     if slice_ or window != "tumbling":
         key += f"\x1f{slice_}\x1f{window}"
+    if revision:
+        key += f"\x1frevision {revision}"
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
@@ -142,6 +162,7 @@ def snapshot_of(
     counters: dict[str, int],
     slice_: str = "",
     window: str = "tumbling",
+    revision: int = 0,
 ) -> MetricSnapshot:
     """The metric snapshot of a closed window (``start``, ``size``) of one slice.
 
@@ -155,7 +176,7 @@ def snapshot_of(
     """
     window_end = datetime.fromtimestamp(start + size, UTC)
     return MetricSnapshot(
-        event_id=snapshot_id(prefix, model, version, start, slice_, window),
+        event_id=snapshot_id(prefix, model, version, start, slice_, window, revision),
         ts=window_end,
         model=model,
         model_version=version,
@@ -164,4 +185,6 @@ def snapshot_of(
         window=window,  # type: ignore[arg-type]
         **_slice_fields(slice_),
         **summarize_window(counters),
+        revision=revision,
+        late_count=int(counters.get("late", 0)),
     )

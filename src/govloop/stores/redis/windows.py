@@ -15,9 +15,13 @@ delivery count every event exactly once:
 
 Windows close when the watermark (the slowest active partition's event time)
 passes their end plus the grace period, or when no input has arrived for
-``idle_close_seconds``.  In the first ``idle_close_seconds`` after input
-begins, an input partition that has delivered nothing yet holds every window
-open, so a worker that starts on a backlog does not close windows early.
+``idle_close_seconds`` and every record in Kafka is applied (the worker
+passes Kafka's end offsets to :meth:`WindowStore.claim_closed`: a partition
+with records still to read stays active, so a stalled worker, a slow
+database or a broker outage never closes a window early).  In the first
+``idle_close_seconds`` after input begins, an input partition that has
+delivered nothing yet holds every window open, so a worker that starts on a
+backlog does not close windows early.
 
 Closing is two-step (claim, then acknowledge after the snapshot is
 published), so a crash in between re-publishes the same snapshot, with the
@@ -40,8 +44,8 @@ partition ahead of another does not look like a change of the error rate.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from importlib.resources import files
 from typing import Any, NamedTuple
 
@@ -50,11 +54,40 @@ from redis.exceptions import NoScriptError
 from govloop.stats import sliding_counters
 from govloop.stores.redis import keys
 
-__all__ = ["Applied", "Claimed", "ClosedWindow", "Encoded", "Outcome", "WindowStore", "clear_state"]
+__all__ = [
+    "UNKNOWN",
+    "Applied",
+    "Claimed",
+    "ClosedWindow",
+    "Encoded",
+    "Outcome",
+    "Progress",
+    "StateLost",
+    "StateRebuilt",
+    "WindowStore",
+    "clear_state",
+]
 
-#: A closed window's counters are kept this long beyond the sliding span, so a
-#: worker restart within it still publishes complete sliding windows.
+#: A closed window's counters are kept this long beyond the sliding span and the allowed
+#: lateness, so a worker restart within it still publishes complete windows.
 RECENT_SLACK_SECONDS = 3600.0
+#: Where a kept window's counters note the revision of its last snapshot.
+REVISION = "__revision__"
+
+
+class _Unknown:
+    """The input's progress could not be read (the broker does not answer)."""
+
+    def __repr__(self) -> str:
+        return "UNKNOWN"
+
+
+#: Input progress could not be read: no window closes for want of input, only by event time.
+UNKNOWN = _Unknown()
+#: What a closer knows of input progress: None (nothing: a partition quiet for
+#: ``idle_close_seconds`` of wall time counts as idle), :data:`UNKNOWN`, or each input
+#: partition's end offset in Kafka (``{"topic:partition": end offset}``).
+Progress = Mapping[str, int] | _Unknown | None
 
 
 def _script(name: str) -> str:
@@ -68,6 +101,18 @@ _ORDER = _script("order")
 _APPLY = _ORDER + _script("apply")
 #: Claim the windows that are due (two-step close: claim, then :meth:`WindowStore.acknowledge`).
 _CLOSE = _ORDER + _script("close")
+
+
+class StateLost(Exception):
+    """Redis no longer holds the window state this store was applying to."""
+
+
+class StateRebuilt(Exception):
+    """Another worker rebuilt the window state: this one must re-read its input too."""
+
+    def __init__(self, epoch: str) -> None:
+        super().__init__(f"the window state was rebuilt (epoch {epoch})")
+        self.epoch = epoch
 
 
 class Encoded(NamedTuple):
@@ -88,10 +133,12 @@ class Outcome(NamedTuple):
 
 
 class Applied(NamedTuple):
-    """What one batch changed: how many events were new, and the join outcomes released."""
+    """What one batch changed: how many events were new, the join outcomes released, and
+    how many events came too late to amend their window (counted only in ``late``)."""
 
     events: int
     outcomes: list[Outcome]
+    late: int = 0
 
 
 def _outcomes(released: bytes | str) -> list[Outcome]:
@@ -126,6 +173,7 @@ class ClosedWindow:
     start: float
     counters: dict[str, int]
     slice: str = ""
+    revision: int = 0  # 0: its first snapshot; n: the n-th amendment by late events
 
     @property
     def group(self) -> str:
@@ -149,6 +197,7 @@ class WindowStore:
         partitions: Sequence[str] = (),
         segment_slices: int = 64,
         sliding_windows: int = 1,
+        lateness_seconds: float = 0.0,
     ) -> None:
         self.redis = redis
         self.prefix = prefix
@@ -161,6 +210,9 @@ class WindowStore:
         self.partitions = list(partitions)  # every input "topic:partition" to wait for
         self.segment_slices = segment_slices
         self.sliding_windows = sliding_windows
+        self.lateness_seconds = lateness_seconds
+        #: the state this store applies to (:mod:`govloop.streams.state`); None: unchecked
+        self.epoch: str | None = None
         self._apply = redis.register_script(_APPLY)
         self._close = redis.register_script(_CLOSE)
 
@@ -196,6 +248,8 @@ class WindowStore:
             batch.json,
             self.segment_slices,
             self.idle_close_seconds,
+            self.lateness_seconds,
+            self.epoch or "",
             *self.partitions,
         ]
         try:
@@ -216,21 +270,35 @@ class WindowStore:
         results = await pipe.execute()
         if not count:
             return Applied(0, [])
-        applied, released = results[-1]
-        return Applied(int(applied), _outcomes(released))
+        applied, released, late = results[-1]
+        if applied == -1:
+            raise StateLost("its marker is gone (Redis restarted empty, or was flushed)")
+        if applied == -2:
+            raise StateRebuilt(_text(released))
+        return Applied(int(applied), _outcomes(released), int(late))
 
-    async def claim_closed(self) -> Claimed:
+    async def claim_closed(self, progress: Progress = None) -> Claimed:
         """Close every due window and claim it (and any claim left over by a crash).
 
         Also releases the join outcomes every input partition has passed (all
-        of them when input is idle).
+        of them when input is idle).  ``progress`` is what the caller knows of
+        the input (:data:`Progress`): with Kafka's end offsets, a partition whose
+        records are not all applied holds the watermark however long ago it
+        delivered, so a stalled worker or broker never makes input look idle.
         """
+        if progress is None:
+            known = ""
+        elif progress is UNKNOWN:
+            known = "?"
+        else:
+            known = json.dumps(progress, separators=(",", ":"))
         args = [
             self.prefix,
             self.grace_seconds,
             self.idle_close_seconds,
             self.horizon_seconds,
             self.retry_seconds,
+            known,
             *self.partitions,
         ]
         released, *flat = await self._close(keys=[], args=args)
@@ -267,10 +335,10 @@ class WindowStore:
         stored: dict[tuple[str, float], dict[str, int]] = {}
         if wanted:
             raw = await self.redis.mget([self._recent(g, start) for g, start in wanted])
-            stored = {key: json.loads(v) for key, v in zip(wanted, raw, strict=True) if v}
+            stored = {key: _stored(v)[0] for key, v in zip(wanted, raw, strict=True) if v}
         out = []
         for w in windows:
-            recent = {}
+            recent: dict[float, dict[str, int]] = {}
             for i in range(k):
                 start = w.start - i * size
                 counters = claimed.get((w.group, start)) or stored.get((w.group, start))
@@ -279,17 +347,44 @@ class WindowStore:
             out.append(sliding_counters(recent, w.start + size, self.sliding_span))
         return out
 
+    async def revise(self, windows: Sequence[ClosedWindow]) -> list[ClosedWindow]:
+        """The claimed windows with their whole counters: an amendment (a window that late
+        events opened again) adds the counters of its last snapshot, as
+        :meth:`acknowledge` kept them, and is that snapshot's next revision."""
+        if not windows:
+            return []
+        raw = await self.redis.mget([self._recent(w.group, w.start) for w in windows])
+        out = []
+        for w, before in zip(windows, raw, strict=True):
+            if not before:
+                out.append(w)
+                continue
+            counters, revision = _stored(before)
+            for name, n in w.counters.items():
+                counters[name] = counters.get(name, 0) + n
+            out.append(replace(w, counters=counters, revision=revision + 1))
+        return out
+
     async def acknowledge(self, windows: Sequence[ClosedWindow]) -> None:
-        """Forget windows whose snapshots were published (keeping what sliding windows need)."""
+        """Forget windows whose snapshots were published, keeping their counters as long as
+        a sliding window or an amendment by late events may need them."""
         if not windows:
             return
-        keep = round(self.sliding_span + RECENT_SLACK_SECONDS)
+        keep = round(self.sliding_span + self.lateness_seconds + RECENT_SLACK_SECONDS)
         pipe = self.redis.pipeline(transaction=True)
         for w in windows:
-            if self.sliding_windows > 1:
-                pipe.set(self._recent(w.group, w.start), json.dumps(w.counters), ex=keep)
+            kept = w.counters | {REVISION: w.revision}
+            pipe.set(self._recent(w.group, w.start), json.dumps(kept), ex=keep)
             pipe.delete(keys.closing_window(self.prefix, w.member))
             pipe.zrem(keys.closing(self.prefix), w.member)
+        await pipe.execute()
+
+    async def forget_claims(self, members: Sequence[str]) -> None:
+        """Drop claims that will never be published (their windows stay closed)."""
+        pipe = self.redis.pipeline(transaction=True)
+        for member in members:
+            pipe.delete(keys.closing_window(self.prefix, member))
+            pipe.zrem(keys.closing(self.prefix), member)
         await pipe.execute()
 
     def _recent(self, group: str, start: float) -> str:
@@ -308,6 +403,16 @@ def clear_state(redis_url: str, prefix: str) -> int:
         return len(found)
     finally:
         client.close()
+
+
+def _stored(raw: bytes | str) -> tuple[dict[str, int], int]:
+    """A kept window's counters and revision (:meth:`WindowStore.acknowledge`).
+
+    >>> _stored(b'{"count": 3, "__revision__": 1}')
+    ({'count': 3}, 1)
+    """
+    counters = json.loads(raw)
+    return counters, int(counters.pop(REVISION, 0))
 
 
 def _text(value: bytes | str) -> str:

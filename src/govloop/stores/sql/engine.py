@@ -1,7 +1,9 @@
 """The engine factory, schema creation and the idempotent insert every store uses.
 
 SQLite by default, PostgreSQL in production; no module-level engine: callers
-build one with :func:`create_engine_for` and pass a ``Session`` down.
+build one with :func:`create_engine_for` and pass a ``Session`` down.  Commands
+that only read (``govloop audit verify``) use :func:`open_existing` instead,
+which creates nothing and refuses a database that is not there.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, event, inspect, make_url, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
 from sqlmodel import Session, SQLModel, create_engine
 
 import govloop.stores.sql.tables  # noqa: F401  (registers every table for init_db)
 from govloop.config import Settings
+from govloop.errors import ConfigError, RuntimeUnavailable
 
-__all__ = ["create_engine_for", "init_db", "insert_once"]
+__all__ = ["create_engine_for", "init_db", "insert_once", "open_existing"]
 
 
 def create_engine_for(settings: Settings) -> Engine:
@@ -50,6 +53,66 @@ def create_engine_for(settings: Settings) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     return create_engine(url, pool_pre_ping=True)
+
+
+def open_existing(settings: Settings, required: str = "audit_ledger") -> Engine:
+    """A read-only engine on the existing database of ``settings``; nothing is created.
+
+    A mistyped SQLite path must not become a new, empty database that then
+    reads as "nothing wrong": a missing file, a database that does not answer
+    and one without the ``required`` table are each a :class:`ConfigError` or
+    :class:`RuntimeUnavailable` naming the database (password hidden).
+    SQLite is opened with ``mode=ro``, PostgreSQL sessions are READ ONLY.
+    """
+    url = settings.database_url
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(
+            "the database URL is not one (expected e.g. sqlite:///path/to/govloop.db or "
+            "postgresql://user@host/db): check GOVLOOP_DB_URL"
+        ) from exc
+    shown = parsed.render_as_string(hide_password=True)
+    if parsed.get_backend_name() == "sqlite":
+        engine = _sqlite_read_only(parsed.database, shown)
+    else:
+        engine = create_engine_for(settings)
+        event.listen(engine, "connect", _read_only_session)
+    try:
+        with engine.connect() as conn:
+            present = inspect(conn).has_table(required)
+    except DBAPIError as exc:
+        engine.dispose()
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise RuntimeUnavailable(f"cannot open the database {shown}: {reason}") from exc
+    if not present:
+        engine.dispose()
+        raise ConfigError(f"{shown} is not a govloop database: it has no {required} table")
+    return engine
+
+
+def _sqlite_read_only(path: str | None, shown: str) -> Engine:
+    """An engine that opens the SQLite file ``path`` read-only, after checking it exists."""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        raise ConfigError(f"{shown}: give the path of an existing SQLite file to read")
+    file = Path(path)
+    if not file.is_file():
+        where = "a directory" if file.is_dir() else "no such file"
+        raise ConfigError(f"no database at {file} ({where}): check GOVLOOP_DB_URL or GOVLOOP_HOME")
+    uri = file.resolve().as_uri() + "?mode=ro"
+
+    def connect() -> sqlite3.Connection:
+        return sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+
+    return create_engine("sqlite://", creator=connect)
+
+
+def _read_only_session(dbapi_conn: Any, _record: Any) -> None:
+    """Make every transaction of a new PostgreSQL connection READ ONLY."""
+    cursor = dbapi_conn.cursor()
+    cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+    cursor.close()
+    dbapi_conn.commit()
 
 
 #: Key of the PostgreSQL advisory lock that serialises schema creation.

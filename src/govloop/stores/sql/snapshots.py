@@ -12,7 +12,7 @@ from govloop.schemas import MetricSnapshot
 from govloop.stores.sql.engine import insert_once
 from govloop.stores.sql.tables import MetricSnapshotRow
 
-__all__ = ["latest_snapshot", "save_snapshot", "window_metrics"]
+__all__ = ["latest_revisions", "latest_snapshot", "save_snapshot", "window_metrics"]
 
 
 def save_snapshot(session: Session, snap: MetricSnapshot) -> bool:
@@ -44,10 +44,12 @@ def latest_snapshot(session: Session, model: str, model_version: str) -> MetricS
             MetricSnapshotRow.slice_kind == "",
         )
         .order_by(MetricSnapshotRow.window_start.desc())  # type: ignore[attr-defined]
-        .limit(1)
+        .limit(16)  # the newest window's revisions, if late events amended it
     )
-    row = session.exec(query).first()
-    return None if row is None else MetricSnapshot.model_validate_json(row.body)
+    rows = list(session.exec(query))
+    newest = [MetricSnapshot.model_validate_json(r.body) for r in rows]
+    newest = [s for s in newest if s.window_start == newest[0].window_start]
+    return max(newest, key=lambda s: s.revision) if newest else None
 
 
 def window_metrics(
@@ -72,4 +74,15 @@ def window_metrics(
         query = query.where(MetricSnapshotRow.window_end <= until)
     snaps = [MetricSnapshot.model_validate_json(r.body) for r in session.exec(query)]
     whole = [s for s in snaps if s.window == "tumbling" and s.segment is None and s.variant is None]
+    whole = latest_revisions(whole)
     return metrics_from_snapshots(whole), len(whole)
+
+
+def latest_revisions(snaps: list[MetricSnapshot]) -> list[MetricSnapshot]:
+    """Each window's newest revision only (an amendment holds the whole window's counts)."""
+    newest: dict[tuple[str, str, datetime], MetricSnapshot] = {}
+    for snap in snaps:
+        key = (snap.model, snap.model_version, snap.window_start)
+        if key not in newest or snap.revision > newest[key].revision:
+            newest[key] = snap
+    return sorted(newest.values(), key=lambda s: s.window_start)

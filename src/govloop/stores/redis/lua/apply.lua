@@ -1,9 +1,16 @@
 -- Apply one batch of prediction and feedback records (govloop/stores/redis/records.py
 -- builds them; the slots read below are documented there). Skips records at or below a
 -- partition's applied offset (a redelivered batch) and event ids seen within `dedupe`
--- seconds; joins predictions with feedback; adds to the window counters.
+-- seconds; joins predictions with feedback; adds to the window counters. An event whose
+-- window has closed amends it (the window opens again, its `late` counter says by how
+-- many events) while its partition's event time is at most `lateness` past the window's
+-- end; later than that it is counted in the `late` hash, per window, and nowhere else.
 -- ARGV: prefix, window size, join horizon, dedupe seconds, records (JSON), segment cap,
--- idle seconds, then the input partitions the watermark waits for.
+-- idle seconds, lateness, the state's epoch ('' to skip the check), then the input
+-- partitions the watermark waits for.
+-- Returns {new events, released outcomes (JSON), events too late to count}, or, applying
+-- nothing, {-1, '', 0} when the state's marker is gone (Redis lost it) and {-2, the epoch
+-- now, 0} when the state was rebuilt since the caller last looked.
 
 local P = ARGV[1]
 local size = tonumber(ARGV[2])
@@ -12,12 +19,22 @@ local dedupe = math.floor(tonumber(ARGV[4]))
 local records = cjson.decode(ARGV[5])
 local cap = tonumber(ARGV[6])
 local idle = tonumber(ARGV[7])
+local lateness = tonumber(ARGV[8])
+local epoch = ARGV[9]
+if epoch ~= '' then
+  local current = redis.call('GET', P .. 'state')
+  if not current then return {-1, '', 0} end
+  if current ~= epoch then return {-2, current, 0} end
+end
 local now = tonumber(redis.call('TIME')[1])
 local applied = 0
 -- what a batch touches more than once is read once and written once, at the end:
 -- offsets, event and wall times per partition, window counters, closed windows, late counts
 local stored, offsets, ptimes, closed, counts, ends, late = {}, {}, {}, {}, {}, {}, {}
 local outcomes = {}  -- {model, version, stream, 0 or 1, time, event id} per label or thumb
+local reopened = {}  -- members of closed windows this batch amends
+local dropped = 0  -- events too late to amend their window
+local now_ptime = 0  -- the newest event time of the partition of the record being applied
 
 local members = {}  -- model -> version -> slice -> window start -> member (formatted once)
 local redirect = {}  -- member of a segment value over the cap -> its __other__ counters
@@ -42,7 +59,8 @@ local function waiting_value(m, v, plabel, slices)
 end
 
 -- the counters of slice `sl` of (m, v) in the window holding t; nil if that window
--- has closed (the event is counted late, once, for the overall slice)
+-- closed more than `lateness` ago in event time (the event is counted late, once, for the
+-- overall slice); a window closed more recently opens again, counting `late` events
 local function slot(m, v, sl, t)
   local w = math.floor(t / size) * size
   local by_version = members[m]
@@ -62,17 +80,20 @@ local function slot(m, v, sl, t)
     if redirect[member] ~= nil then return redirect[member] end
     local shut = closed[member]
     if shut == nil then
-      shut = redis.call('EXISTS', P .. 'closed:' .. member) == 1
+      shut = redis.call('GET', P .. 'closed:' .. member)  -- '1', 'r' (rebuilt) or false
       closed[member] = shut
     end
-    if shut then
+    if shut == 'r' then
+      return nil  -- its snapshot was stored before Redis lost the state: counted there
+    elseif shut and now_ptime - (w + size) > lateness then
       if sl == '' then
-        local key = m .. '\31' .. v
-        late[key] = (late[key] or 0) + 1
+        late[member] = (late[member] or 0) + 1
+        dropped = dropped + 1
       end
       return nil
-    end
-    if string.sub(sl, 1, 1) == 's' and string.sub(sl, -10) ~= '\30__other__' then
+    elseif shut then
+      reopened[member] = true
+    elseif string.sub(sl, 1, 1) == 's' and string.sub(sl, -10) ~= '\30__other__' then
       -- a segment value gets its own snapshot while the window has fewer than `cap`
       local known = P .. 'slices:' .. m .. '\31' .. v .. '\31' .. string.format('%.3f', w)
       if redis.call('SISMEMBER', known, sl) == 0 then
@@ -90,6 +111,7 @@ local function slot(m, v, sl, t)
     counts[member] = c
     ends[member] = w + size
   end
+  if reopened[member] then c['late'] = (c['late'] or 0) + 1 end
   return c
 end
 
@@ -149,38 +171,42 @@ for _, r in ipairs(records) do
   end
   if offset > done then
     offsets[tp] = offset
-    local t = tonumber(r[6])
-    if t > ptimes[tp] then ptimes[tp] = t end
-    if redis.call('SET', P .. 'seen:' .. eid, 1, 'NX', 'EX', dedupe) then
-      applied = applied + 1
-      local jkey = P .. 'join:' .. r[5]
-      if kind == 'p' then
-        local m, v, plabel, lat, conf, slices = r[7], r[8], r[9], r[10], r[11], r[12]
-        count_prediction(slot(m, v, '', t), lat, conf)
-        for _, sl in ipairs(slices) do count_prediction(slot(m, v, sl, t), lat, conf) end
-        -- the prediction waits for its feedback; feedback that came first is joined now
-        local before = redis.call('SET', jkey, waiting_value(m, v, plabel, slices),
-                                  'EX', horizon, 'GET')
-        if before and string.sub(before, 1, 1) == 'f' then
-          for _, f in ipairs(cjson.decode(string.sub(before, 2))) do
-            join(m, v, plabel, slices, f[1], f[2], f[3], f[4])
+    -- kind 'x': a record that was dead-lettered; only its offset counts as applied
+    if kind ~= 'x' then
+      local t = tonumber(r[6])
+      if t > ptimes[tp] then ptimes[tp] = t end
+      now_ptime = ptimes[tp]
+      if redis.call('SET', P .. 'seen:' .. eid, 1, 'NX', 'EX', dedupe) then
+        applied = applied + 1
+        local jkey = P .. 'join:' .. r[5]
+        if kind == 'p' then
+          local m, v, plabel, lat, conf, slices = r[7], r[8], r[9], r[10], r[11], r[12]
+          count_prediction(slot(m, v, '', t), lat, conf)
+          for _, sl in ipairs(slices) do count_prediction(slot(m, v, sl, t), lat, conf) end
+          -- the prediction waits for its feedback; feedback that came first is joined now
+          local before = redis.call('SET', jkey, waiting_value(m, v, plabel, slices),
+                                    'EX', horizon, 'GET')
+          if before and string.sub(before, 1, 1) == 'f' then
+            for _, f in ipairs(cjson.decode(string.sub(before, 2))) do
+              join(m, v, plabel, slices, f[1], f[2], f[3], f[4])
+            end
           end
-        end
-      else
-        local flabel, pos = r[7], r[8]
-        local found = redis.call('GET', jkey)
-        if found and string.sub(found, 1, 1) == 'p' then
-          local p = parsed[found]  -- read only below
-          if p == nil then
-            p = cjson.decode(string.sub(found, 2))
-            parsed[found] = p
-          end
-          join(p[1], p[2], p[3], p[4], flabel, pos, t, eid)
         else
-          local waiting = {}
-          if found then waiting = cjson.decode(string.sub(found, 2)) end
-          table.insert(waiting, {flabel, pos, t, eid})
-          redis.call('SET', jkey, 'f' .. cjson.encode(waiting), 'EX', horizon)
+          local flabel, pos = r[7], r[8]
+          local found = redis.call('GET', jkey)
+          if found and string.sub(found, 1, 1) == 'p' then
+            local p = parsed[found]  -- read only below
+            if p == nil then
+              p = cjson.decode(string.sub(found, 2))
+              parsed[found] = p
+            end
+            join(p[1], p[2], p[3], p[4], flabel, pos, t, eid)
+          else
+            local waiting = {}
+            if found then waiting = cjson.decode(string.sub(found, 2)) end
+            table.insert(waiting, {flabel, pos, t, eid})
+            redis.call('SET', jkey, 'f' .. cjson.encode(waiting), 'EX', horizon)
+          end
         end
       end
     end
@@ -194,7 +220,8 @@ end
 for key, n in pairs(late) do redis.call('HINCRBY', P .. 'late', key, n) end
 for tp, offset in pairs(offsets) do
   redis.call('HSET', P .. 'offsets', tp, offset)
-  redis.call('HSET', P .. 'ptime', tp, ptimes[tp])
+  -- a partition that delivered only dead letters has no event time to hold windows with
+  if ptimes[tp] >= 0 then redis.call('HSET', P .. 'ptime', tp, ptimes[tp]) end
   redis.call('HSET', P .. 'pwall', tp, now)
 end
 redis.call('SET', P .. 'last_input', now)
@@ -212,8 +239,8 @@ if #outcomes > 0 then
   end
   redis.call('EXPIRE', P .. 'outcomes', horizon)
 elseif redis.call('EXISTS', P .. 'outcomes') == 0 then
-  return {applied, ''}  -- nothing waits: no watermark needed
+  return {applied, '', dropped}  -- nothing waits: no watermark needed
 end
-local mark = watermark(P, idle, now, 8)
-if mark == nil then return {applied, ''} end
-return {applied, release(P, mark)}
+local mark = watermark(P, idle, now, 10)
+if mark == nil then return {applied, '', dropped} end
+return {applied, release(P, mark), dropped}
