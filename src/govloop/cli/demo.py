@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
-from govloop.cli.output import console, fail, redacted_url, shown
+from govloop.cli.output import console, fail, redact_url, shown
 from govloop.cli.services import prepare_stores, stop_processes
 from govloop.cli.settings import environment_settings
 
@@ -201,9 +201,9 @@ def demo(
             settings = stack.start()
         info = stack.describe()
         console.print(f"[green]✓[/] Kafka  {shown(info['kafka'])} ({info['kafka_source']})")
-        redis_where = shown(redacted_url(info["redis_url"]))
+        redis_where = shown(redact_url(info["redis_url"]))
         console.print(f"[green]✓[/] Redis  {redis_where} ({info['redis_source']})")
-        console.print(f"[green]✓[/] SQL    {shown(redacted_url(settings.database_url))}")
+        console.print(f"[green]✓[/] SQL    {shown(redact_url(settings.database_url))}")
         worker = _start_worker(settings)
         console.print(
             f"[green]✓[/] stream worker pid {worker.pid} (log: {settings.home / 'demo-worker.log'})"
@@ -357,7 +357,7 @@ def _summary(settings: Any, board: Board, service: Any, elapsed: float) -> None:
             else "the gate never failed"
         ),
         f"gate changes are in the [cyan]{settings.topic('gates')}[/] topic; every result, "
-        f"its manifest and the audit ledger in SQL ({shown(redacted_url(settings.database_url))})",
+        f"its manifest and the audit ledger in SQL ({shown(redact_url(settings.database_url))})",
     ]
     started = [(m, a) for m, a in board.drift_alerts() if a.state == "drift"]
     data = [(m, a) for m, a in started if a.p_value is not None]

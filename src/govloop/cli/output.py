@@ -8,13 +8,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
-from urllib.parse import parse_qsl, urlencode
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from govloop.config import Settings
+from govloop.redact import redact_url, scrub, secrets_in
 from govloop.schemas.base import as_utc
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ __all__ = [
     "fail",
     "missing_sqlite_file",
     "open_session",
-    "redacted_url",
+    "redact_url",
     "shown",
     "stderr",
 ]
@@ -37,9 +37,6 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable outpu
 
 console = Console()
 stderr = Console(stderr=True)
-
-#: Query parameters of a URL whose value is a secret (shown as ``***``).
-SECRET_PARAMS = frozenset({"password", "passwd", "pass", "secret", "token", "sslpassword"})
 
 
 def shown(text: object) -> str:
@@ -65,26 +62,6 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def redacted_url(url: str) -> str:
-    """A service URL (database, Redis) fit to print: no password in userinfo or query.
-
-    >>> redacted_url("postgresql://u:pw@db/x?password=pw&sslmode=require")
-    'postgresql://u:***@db/x?password=%2A%2A%2A&sslmode=require'
-    """
-    from sqlalchemy import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return "(not a URL)"  # nothing of it is shown: it may be a secret pasted by mistake
-    query = {k: ("***" if k.lower() in SECRET_PARAMS else v) for k, v in parsed.query.items()}
-    safe = parsed.set(query=query).render_as_string(hide_password=True)
-    # render_as_string keeps the query's order; re-encode it so '***' reads the same everywhere
-    head, _, tail = safe.partition("?")
-    return head + ("?" + urlencode(parse_qsl(tail)) if tail else "")
-
-
 def _engine(settings: Settings) -> Engine:
     """The engine of ``settings``, or a one-line error naming what is wrong with the URL."""
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
@@ -94,7 +71,7 @@ def _engine(settings: Settings) -> Engine:
     try:
         return create_engine_for(settings)
     except OSError as exc:  # a SQLite file whose directory cannot be made
-        fail(f"database {redacted_url(settings.database_url)}: {exc.strerror or exc}")
+        fail(f"database {redact_url(settings.database_url)}: {exc.strerror or exc}")
     except (NoSuchModuleError, ImportError) as exc:  # NoSuchModuleError is an ArgumentError
         scheme = settings.database_url.partition(":")[0]
         fail(f"GOVLOOP_DB_URL: no database driver for {scheme!r} ({_first_line(exc)})")
@@ -114,12 +91,9 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _unsecret(exc: BaseException, settings: Settings) -> str:
-    """The error's first line, with the URL's password masked should a driver echo it."""
-    from sqlalchemy import make_url
-
-    line = _first_line(exc)
-    password = make_url(settings.database_url).password
-    return line.replace(str(password), "***") if password else line
+    """The error's first line, with the URL's secrets masked should a driver echo them."""
+    url = settings.database_url
+    return redact_url(scrub(_first_line(exc), secrets_in(url)))
 
 
 def missing_sqlite_file(settings: Settings) -> Path | None:
@@ -164,6 +138,6 @@ def open_session(settings: Settings, must_exist: bool = False) -> Iterator[Sessi
         with Session(engine) as session:
             yield session
     except SQLAlchemyError as exc:
-        fail(f"database {redacted_url(settings.database_url)}: {_unsecret(exc, settings)}")
+        fail(f"database {redact_url(settings.database_url)}: {_unsecret(exc, settings)}")
     finally:
         engine.dispose()

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from govloop.cli.output import console, fail, redacted_url, shown
+from govloop.cli.output import console, fail, redact_url, shown
 from govloop.cli.settings import resolved_settings
 from govloop.cli.status import group_members, worker_group
 
@@ -87,7 +87,7 @@ def reset(
                 fail("nothing deleted", code=1)
         removed = reset_model(client, settings.redis_prefix, model, version)
     except (redis.RedisError, OSError) as exc:
-        fail(f"Redis at {redacted_url(url)}: {exc.__class__.__name__}: {exc}")
+        fail(f"Redis at {redact_url(url)}: {exc.__class__.__name__}: {exc}")
     finally:
         client.close()
     _report(as_json, model, version, removed, f"cleared the window state of {what}")

@@ -20,7 +20,7 @@ from govloop.cli.output import (
     console,
     missing_sqlite_file,
     open_session,
-    redacted_url,
+    redact_url,
     shown,
     stderr,
 )
@@ -155,7 +155,7 @@ def _probe_redis(settings: Settings) -> tuple[dict[str, Any], Any]:
     if settings.redis_url is None:
         return {"up": False, "where": None, "detail": "not configured"}, None
     url = settings.redis_url.get_secret_value()
-    entry: dict[str, Any] = {"up": False, "where": redacted_url(url)}
+    entry: dict[str, Any] = {"up": False, "where": redact_url(url)}
     client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
     try:
         client.ping()
@@ -171,7 +171,7 @@ def _probe_sql(settings: Settings) -> dict[str, Any]:
 
     from govloop.stores.sql import create_engine_for
 
-    where = redacted_url(settings.database_url)
+    where = redact_url(settings.database_url)
     if missing_sqlite_file(settings) is not None:  # connecting would create it: say so instead
         return {"up": False, "where": where, "detail": "no database file yet"}
     try:
@@ -399,7 +399,7 @@ def gather_models(settings: Settings) -> tuple[list[dict[str, Any]], str | None]
                     entry["open_predictions"] = entry.get("open_predictions", 0) + w.count
         except (redis.RedisError, OSError) as exc:
             # the stored windows are the record: shown anyway, with a word about the rest
-            where = redacted_url(settings.redis_url.get_secret_value())
+            where = redact_url(settings.redis_url.get_secret_value())
             note = f"Redis at {where} did not answer ({exc.__class__.__name__}): no open windows"
         finally:
             client.close()

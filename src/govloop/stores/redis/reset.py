@@ -182,11 +182,12 @@ def open_windows(client: Any, prefix: str) -> list[OpenWindow]:
 
 
 def late_counts(client: Any, prefix: str) -> dict[tuple[str, str], int]:
-    """Events per model version that arrived after their window had closed."""
-    out = {}
+    """Events per model version that came too late to amend their window (counted nowhere
+    else); the ``late`` hash has a field per window, ``model\x1fversion\x1fstart...``."""
+    out: dict[tuple[str, str], int] = {}
     for name, n in client.hgetall(keys.late(prefix)).items():
-        model, _, version = name.decode(errors="replace").partition(keys.SEP)
-        out[(model, version)] = int(n)
+        model, version, *_ = [*name.decode(errors="replace").split(keys.SEP), ""]
+        out[(model, version)] = out.get((model, version), 0) + int(n)
     return out
 
 
