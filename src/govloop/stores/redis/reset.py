@@ -186,8 +186,9 @@ def late_counts(client: Any, prefix: str) -> dict[tuple[str, str], int]:
     else); the ``late`` hash has a field per window, ``model\x1fversion\x1fstart...``."""
     out: dict[tuple[str, str], int] = {}
     for name, n in client.hgetall(keys.late(prefix)).items():
-        model, version, *_ = [*name.decode(errors="replace").split(keys.SEP), ""]
-        out[(model, version)] = out.get((model, version), 0) + int(n)
+        parts: list[str] = name.decode(errors="replace").split(keys.SEP)
+        key = (parts[0], parts[1] if len(parts) > 1 else "")
+        out[key] = out.get(key, 0) + int(n)
     return out
 
 
