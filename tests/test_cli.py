@@ -39,11 +39,22 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 def test_help_lists_the_commands() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("up", "worker", "demo", "topics", "schemas"):
+    for command in (
+        "up",
+        "worker",
+        "demo",
+        "topics",
+        "schemas",
+        "status",
+        "models",
+        "deadletter",
+        "state",
+    ):
         assert f"│ {command} " in result.output, command
     assert runner.invoke(app, ["topics", "--help"]).output.count("create") >= 1
     schemas_help = runner.invoke(app, ["schemas", "--help"]).output
     assert "export" in schemas_help and "list" in schemas_help
+    assert "│ log " in runner.invoke(app, ["gate", "--help"]).output  # beside check and validate
 
 
 def test_help_loads_no_heavy_modules() -> None:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from govloop.cli.output import JsonOption, as_utc, console, fail, open_session
+from govloop.cli.output import JsonOption, as_utc, console, fail, open_session, shown
 from govloop.cli.settings import resolved_settings
 
 app = typer.Typer(
@@ -110,8 +110,9 @@ def set_baseline(
         print(json.dumps(out, indent=2))
     else:
         console.print(
-            f"baseline {name} v{out['version']}: {len(out['metrics'])} metrics from "
-            f"{origin}" + (f" (sha256 {sha[:12]})" if sha else "")
+            f"baseline {shown(name)} v{out['version']}: {len(out['metrics'])} metrics from "
+            f"{shown(origin)}" + (f" (sha256 {sha[:12]})" if sha else ""),
+            soft_wrap=True,
         )
 
 
@@ -150,12 +151,13 @@ def show(
         "stderr",
         "n",
         "successes",
-        title=f"baseline {name} v{out['version']} of {out['versions']}: {out['source']}",
+        title=f"baseline {shown(name)} v{out['version']} of {out['versions']}: "
+        f"{shown(out['source'])}",
         title_justify="left",
     )
     for m in out["metrics"]:
         table.add_row(
-            m["metric"],
+            shown(m["metric"]),
             fmt(m["value"]),
             fmt(m["stderr"]),
             "-" if m["n"] is None else str(m["n"]),
@@ -193,6 +195,10 @@ def list_all(as_json: JsonOption = False) -> None:
     table = Table("name", "latest", "versions", "source", "created")
     for i in items:
         table.add_row(
-            i["name"], f"v{i['latest']}", str(i["versions"]), i["source"], i["created_at"][:19]
+            shown(i["name"]),
+            f"v{i['latest']}",
+            str(i["versions"]),
+            shown(i["source"]),
+            i["created_at"][:19],
         )
     console.print(table)

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
-from govloop.cli.output import console, fail
+from govloop.cli.output import console, fail, redact_url, shown
 from govloop.cli.services import prepare_stores, stop_processes
 from govloop.cli.settings import environment_settings
 
@@ -200,9 +200,10 @@ def demo(
         with console.status("starting broker, Redis and SQLite..."):
             settings = stack.start()
         info = stack.describe()
-        console.print(f"[green]✓[/] Kafka  {info['kafka']} ({info['kafka_source']})")
-        console.print(f"[green]✓[/] Redis  {info['redis_url']} ({info['redis_source']})")
-        console.print(f"[green]✓[/] SQL    {info['db_url']}")
+        console.print(f"[green]✓[/] Kafka  {shown(info['kafka'])} ({info['kafka_source']})")
+        redis_where = shown(redact_url(info["redis_url"]))
+        console.print(f"[green]✓[/] Redis  {redis_where} ({info['redis_source']})")
+        console.print(f"[green]✓[/] SQL    {shown(redact_url(settings.database_url))}")
         worker = _start_worker(settings)
         console.print(
             f"[green]✓[/] stream worker pid {worker.pid} (log: {settings.home / 'demo-worker.log'})"
@@ -356,7 +357,7 @@ def _summary(settings: Any, board: Board, service: Any, elapsed: float) -> None:
             else "the gate never failed"
         ),
         f"gate changes are in the [cyan]{settings.topic('gates')}[/] topic; every result, "
-        f"its manifest and the audit ledger in SQL ({settings.database_url})",
+        f"its manifest and the audit ledger in SQL ({shown(redact_url(settings.database_url))})",
     ]
     started = [(m, a) for m, a in board.drift_alerts() if a.state == "drift"]
     data = [(m, a) for m, a in started if a.p_value is not None]
@@ -416,7 +417,7 @@ def _verify_decision(settings: Any, result_id: str) -> list[str]:
         + (
             "[green]identical[/]"
             if again.match
-            else "[red]differs: " + "; ".join(again.differences) + "[/]"
+            else "[red]differs: " + shown("; ".join(again.differences)) + "[/]"
         )
     ]
     lines.append(

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from govloop.cli.output import JsonOption, console, fail, open_session
+from govloop.cli.output import JsonOption, console, fail, open_session, shown
 from govloop.cli.settings import resolved_settings
 
 app = typer.Typer(help="Data and prediction drift.", no_args_is_help=True)
@@ -53,8 +53,8 @@ def status(model: ModelOption = None, as_json: JsonOption = False) -> None:
         # data drift is against a reference profile; concept drift (ADWIN) has none
         refs = sorted({r.reference_version for r in items if r.test != "adwin"})
         table = Table(
-            title=f"{name} {version}: {drifting} of {len(items)} features drifting"
-            + (f" (reference {', '.join(refs)})" if refs else ""),
+            title=f"{shown(name)} {shown(version)}: {drifting} of {len(items)} features drifting"
+            + (f" (reference {shown(', '.join(refs))})" if refs else ""),
             title_justify="left",
         )
         widest = max(len(r.feature) for r in items)
@@ -63,8 +63,8 @@ def status(model: ModelOption = None, as_json: JsonOption = False) -> None:
             table.add_column(col, justify="left" if col in ("test", "state") else "right")
         for r in items:
             table.add_row(
-                r.feature,
-                r.test,
+                shown(r.feature),
+                shown(r.test),
                 f"{r.statistic:.4f}",
                 f"{r.threshold:.4f}",
                 "-" if r.p_value is None else f"{r.p_value:.2g}",
@@ -117,6 +117,8 @@ def reference_set(
             origin = f"stream {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}"
     except GovloopError as exc:
         fail(str(exc))
+    except UnicodeDecodeError as exc:  # streams.reference reads the file as UTF-8 text
+        fail(f"{source}: not UTF-8 text (byte {exc.start}: {exc.object[exc.start : exc.end]!r})")
     if profile.n == 0:
         fail(f"no predictions of {model} {version} in that range")
     with open_session(settings) as session:
@@ -135,8 +137,9 @@ def reference_set(
         print(json.dumps(out))
     else:
         console.print(
-            f"reference v{out['version']} of {model} {version}: {profile.n} events, "
-            f"{len(out['features'])} features"
+            f"reference v{out['version']} of {shown(model)} {shown(version)}: {profile.n} "
+            f"events, {len(out['features'])} features",
+            soft_wrap=True,
         )
 
 
@@ -170,10 +173,10 @@ def reference_show(model: ModelOption = None, as_json: JsonOption = False) -> No
     table = Table("model", "model version", "ref", "source", "events", "features", "created")
     for i in items:
         table.add_row(
-            i["model"],
-            i["model_version"],
+            shown(i["model"]),
+            shown(i["model_version"]),
             f"v{i['version']}",
-            i["source"],
+            shown(i["source"]),
             str(i["n"]),
             str(i["features"]),
             str(i["created_at"])[:19],
@@ -246,8 +249,8 @@ def metrics_show(
 
     for s in snaps:
         table.add_row(
-            f"{s.model} {s.model_version}",
-            *([slice_of(s)] if slices else []),
+            f"{shown(s.model)} {shown(s.model_version)}",
+            *([shown(slice_of(s))] if slices else []),
             f"{s.window_start:%H:%M}-{s.window_end:%H:%M}",
             str(s.count),
             str(s.labelled_count),

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from govloop.cli.output import console
+from govloop.cli.output import console, fail, shown
 
 app = typer.Typer(help="Event contracts (JSON Schema).", no_args_is_help=True)
 
@@ -20,9 +20,14 @@ def export(
     """Write one JSON Schema file per topic."""
     from govloop.schemas import TOPICS, export_json_schemas
 
-    paths = export_json_schemas(directory, prefix)
+    if not prefix or "/" in prefix or "\\" in prefix:
+        fail(f"--prefix {prefix!r}: a file name prefix must be non-empty, without a slash")
+    try:
+        paths = export_json_schemas(directory, prefix)
+    except OSError as exc:
+        fail(f"{directory}: cannot write the schemas there: {exc.strerror or exc}")
     for name, path in zip(TOPICS, paths, strict=True):
-        console.print(f"{TOPICS[name].model.SCHEMA:<28} -> {path}")
+        console.print(f"{TOPICS[name].model.SCHEMA:<28} -> {shown(path)}", soft_wrap=True)
 
 
 @app.command("list")
