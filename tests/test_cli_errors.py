@@ -73,9 +73,6 @@ class Row:
 
 
 SQL = frozenset({"sql"})
-SERVICES_PY = "cli/services.py: a service that does not answer exits 1, not 2 (code=1)"
-GARBAGE_DB = "the message does not name GOVLOOP_DB_URL ('database garbage: Could not parse...')"
-SQLITE_DIR = "a SQLite path under a regular file: OSError traceback (create_engine_for's mkdir)"
 
 
 COMMANDS: dict[str, Row] = {
@@ -83,24 +80,11 @@ COMMANDS: dict[str, Row] = {
         ("up",),
         services=frozenset({"kafka", "sql"}),
         process=True,
-        xfail={
-            "kafka-unreachable": SERVICES_PY,
-            "db-garbage": GARBAGE_DB,
-            "db-unreachable": SERVICES_PY,
-            "db-under-a-file": SQLITE_DIR,
-        },
     ),
     "worker": Row(
         ("worker",),
         services=frozenset({"kafka", "sql", "redis"}),
         process=True,
-        xfail={
-            "kafka-unreachable": SERVICES_PY,
-            "redis-unreachable": SERVICES_PY,
-            "db-garbage": GARBAGE_DB,
-            "db-unreachable": SERVICES_PY,
-            "db-under-a-file": SQLITE_DIR,
-        },
     ),
     "demo": Row(("demo",), process=True),
     "status": Row(("status",), services=frozenset({"kafka", "sql", "redis"}), reports_down=True),
@@ -108,7 +92,6 @@ COMMANDS: dict[str, Row] = {
     "topics create": Row(
         ("topics", "create"),
         services=frozenset({"kafka"}),
-        xfail={"kafka-unreachable": SERVICES_PY},
     ),
     "schemas export": Row(("schemas", "export", "{out}"), files={"out": "outdir"}, settings=False),
     "schemas list": Row(("schemas", "list"), settings=False),
@@ -435,14 +418,7 @@ def test_a_real_process_names_the_invalid_variable(
     "command",
     [
         "models",
-        pytest.param(
-            "audit log",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="stores/sql/engine.py read-only engine shows the URL with "
-                "render_as_string, which keeps a ?password= query parameter",
-            ),
-        ),
+        "audit log",
     ],
 )
 def test_a_real_process_hides_the_database_password(

@@ -137,7 +137,7 @@ def up(
     except AlreadyRunning as exc:
         fail(str(exc))
     except GovloopError as exc:
-        fail(scrub(str(exc), secrets_of(stack.requested)), code=1)
+        fail(scrub(str(exc), secrets_of(stack.requested)))
     finally:
         if supervisor is not None:
             supervisor.stop()
@@ -177,7 +177,7 @@ def worker() -> None:
     try:
         run_worker(settings)
     except GovloopError as exc:
-        fail(first_line(scrub(str(exc), secrets)), code=1)
+        fail(first_line(scrub(str(exc), secrets)))
 
 
 def first_line(message: str) -> str:
@@ -196,5 +196,5 @@ def topics_create() -> None:
     try:
         created = ensure_topics(settings)
     except GovloopError as exc:
-        fail(first_line(scrub(str(exc), secrets_of(settings))), code=1)
+        fail(first_line(scrub(str(exc), secrets_of(settings))))
     console.print(f"created {len(created)} topics" + (f": {', '.join(created)}" if created else ""))

@@ -26,6 +26,7 @@ from govloop.cli.output import (
 )
 from govloop.cli.settings import resolved_settings
 from govloop.config import Settings
+from govloop.errors import ConfigError
 
 __all__ = ["end_offsets", "group_lag", "group_members", "models", "status", "worker_group"]
 
@@ -176,6 +177,8 @@ def _probe_sql(settings: Settings) -> dict[str, Any]:
         return {"up": False, "where": where, "detail": "no database file yet"}
     try:
         engine = create_engine_for(settings)
+    except ConfigError as exc:
+        return {"up": False, "where": None, "detail": str(exc)}
     except (SQLAlchemyError, ImportError, OSError) as exc:
         return {"up": False, "where": None, "detail": f"GOVLOOP_DB_URL: {exc.__class__.__name__}"}
     try:

@@ -20,17 +20,34 @@ from sqlmodel import Session, SQLModel, create_engine
 import govloop.stores.sql.tables  # noqa: F401  (registers every table for init_db)
 from govloop.config import Settings
 from govloop.errors import ConfigError, RuntimeUnavailable
+from govloop.redact import redact_url
 
 __all__ = ["create_engine_for", "init_db", "insert_once", "open_existing"]
 
 
 def create_engine_for(settings: Settings) -> Engine:
-    """An engine for ``settings.database_url`` (SQLite files get WAL and a busy timeout)."""
+    """An engine for ``settings.database_url`` (SQLite files get WAL and a busy timeout).
+
+    A URL that is none, or a SQLite file whose directory cannot be made, is a
+    :class:`~govloop.errors.ConfigError` naming ``GOVLOOP_DB_URL``.
+    """
     url = settings.database_url
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(
+            "GOVLOOP_DB_URL is not a database URL (expected e.g. sqlite:///path/to/govloop.db "
+            "or postgresql://user@host/db)"
+        ) from exc
     if url.startswith("sqlite"):
-        path = make_url(url).database
+        path = parsed.database
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(
+                    f"GOVLOOP_DB_URL: cannot make the directory of {path}: {exc.strerror}"
+                ) from exc
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
@@ -72,7 +89,7 @@ def open_existing(settings: Settings, required: str = "audit_ledger") -> Engine:
             "the database URL is not one (expected e.g. sqlite:///path/to/govloop.db or "
             "postgresql://user@host/db): check GOVLOOP_DB_URL"
         ) from exc
-    shown = parsed.render_as_string(hide_password=True)
+    shown = redact_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = _sqlite_read_only(parsed.database, shown)
     else:
