@@ -48,7 +48,9 @@ def set_baseline(
     source: Annotated[
         Path | None,
         typer.Option(
-            "--from", help="A Lighteval results JSON or a JSONL of predictions with labels."
+            "--from",
+            help="A Lighteval or lm-evaluation-harness results JSON, or a JSONL of "
+            "predictions with labels.",
         ),
     ] = None,
     window: Annotated[
