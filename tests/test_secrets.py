@@ -325,7 +325,7 @@ def test_no_password_in_any_output_log_row_or_manifest(
             env | {"GOVLOOP_DB_URL": dead_db, "GOVLOOP_HOME": str(tmp_path / command)}, command
         )
         outputs[f"{command} (dead database)"] = done.stdout + done.stderr
-        assert done.returncode == 1, outputs[f"{command} (dead database)"]
+        assert done.returncode == 2, outputs[f"{command} (dead database)"]
         last = done.stderr.strip().splitlines()[-1]
         assert last.startswith("error: database postgresql://gov:***@127.0.0.1:"), done.stderr
         assert "Traceback" not in done.stderr

@@ -205,8 +205,13 @@ def run_child_until_signal(signum: int, step_seconds: float, idle_sleep: float) 
         assert proc.stdout.readline() == "started\n"
         proc.send_signal(signum)
         sent = time.monotonic()
-        out, err = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
         took = time.monotonic() - sent
+        # read through the same buffered stream: readline may already hold "finished"
+        out, err = proc.stdout.read(), (proc.stderr.read() if proc.stderr else "")
+        proc.stdout.close()
+        if proc.stderr:
+            proc.stderr.close()
     finally:
         if proc.poll() is None:
             proc.kill()

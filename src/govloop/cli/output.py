@@ -48,8 +48,9 @@ def shown(text: object) -> str:
     escapes (``\\x1b``, ``\\n``), so no user string can restyle the output,
     move the cursor or forge an extra line.
 
-    >>> shown("[bold]m[/]\\x1b[31m\\nv")
-    '\\\\[bold]m\\\\[/]\\\\x1b\\\\[31m\\\\nv'
+    >>> from rich.text import Text
+    >>> print(Text.from_markup(shown("[bold]m[/]\\x1b[31m\\nv")).plain)
+    [bold]m[/]\\x1b[31m\\nv
     """
     literal = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
     return escape(literal)
