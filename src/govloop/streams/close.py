@@ -144,10 +144,18 @@ async def close(
     await in_db(lambda session: sum(save_snapshot(session, s) for s in snaps))
     overall = [w for w in windows if not w.slice]
     # drift is judged once per window, on its first snapshot
-    await drift.close(
-        [w for w in overall if not w.revision],
-        lambda alert: publish("drift", alert.model.encode(), alert.to_json()),
-    )
+    first = [w for w in overall if not w.revision]
+    try:
+        await drift.close(
+            first, lambda alert: publish("drift", alert.model.encode(), alert.to_json())
+        )
+    except (ValueError, TypeError, ArithmeticError, LookupError) as exc:
+        # a bug or state the drift round cannot judge: said, and the windows still close
+        log.exception("the drift round of %d windows failed", len(first))
+        for w in first:
+            reason = f"drift round of window {w.member!r} failed: {exc!r}"
+            letter = dead_letter(settings.topic("metrics"), None, None, reason, w.member.encode())
+            await publish("deadletter", None, letter.to_json())
     if delivered is not None:
         await delivered()  # every snapshot and alert acknowledged before the claim is
     await store.acknowledge(windows)
