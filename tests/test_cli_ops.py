@@ -34,7 +34,6 @@ from typer.testing import CliRunner
 
 from govloop.cli import app
 from govloop.cli.output import shown
-from govloop.cli.status import worker_group
 from govloop.config import Settings
 from govloop.schemas import DeadLetter, GateResult, MetricSnapshot, Prediction, RuleResult
 from govloop.stores.redis import keys
@@ -352,7 +351,7 @@ def worker_member(settings: Settings) -> Iterator[KafkaConsumer]:
     consumer = KafkaConsumer(
         settings.topic("predictions"),
         bootstrap_servers=settings.kafka,
-        group_id=worker_group(settings),
+        group_id=settings.worker_group,
         session_timeout_ms=6000,
         heartbeat_interval_ms=1000,
         enable_auto_commit=False,

@@ -146,6 +146,11 @@ class Settings(BaseSettings):
         return f"{self.topic_prefix}{name}"
 
     @property
+    def worker_group(self) -> str:
+        """The consumer group of the stream workers: ``govloop.`` gives ``govloop-worker``."""
+        return self.topic_prefix.rstrip(".") + "-worker"
+
+    @property
     def database_url(self) -> str:
         """The effective database URL (SQLite under ``home`` when unset)."""
         if self.db_url is not None:

@@ -86,8 +86,7 @@ def print_banner(settings: Settings, info: dict[str, str], workers: int) -> None
     table.add_row("Kafka", escape(info["kafka"]), info["kafka_source"])
     table.add_row("Redis", escape(info["redis_url"]), info["redis_source"])
     table.add_row("SQL", escape(info["db_url"]), "configured" if settings.db_url else "SQLite")
-    group = settings.topic_prefix.rstrip(".") + "-worker"
-    table.add_row("workers", str(workers), f"consumer group {group}")
+    table.add_row("workers", str(workers), f"consumer group {settings.worker_group}")
     console.print(table)
     console.print(escape(f"export GOVLOOP_KAFKA={info['kafka']}"), soft_wrap=True)
     console.print("[dim]Ctrl-C to stop.[/]")

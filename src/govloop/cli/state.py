@@ -18,7 +18,7 @@ import typer
 
 from govloop.cli.output import console, fail, redact_url, shown
 from govloop.cli.settings import resolved_settings
-from govloop.cli.status import group_members, worker_group
+from govloop.cli.status import group_members
 
 if TYPE_CHECKING:
     from govloop.config import Settings
@@ -69,7 +69,7 @@ def reset(
         members = _running_workers(settings)
         if members:
             fail(
-                f"{len(members)} worker(s) consuming in group {worker_group(settings)}: "
+                f"{len(members)} worker(s) consuming in group {settings.worker_group}: "
                 "stop them first (or pass --force)"
             )
     url = settings.redis_url.get_secret_value()

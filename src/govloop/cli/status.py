@@ -28,17 +28,12 @@ from govloop.cli.settings import resolved_settings
 from govloop.config import Settings
 from govloop.errors import ConfigError
 
-__all__ = ["end_offsets", "group_lag", "group_members", "models", "status", "worker_group"]
+__all__ = ["end_offsets", "group_lag", "group_members", "models", "status"]
 
 #: The topics the worker group consumes (govloop.streams.app.InputConsumer).
 WORKER_INPUTS = ("predictions", "feedback", "metrics", "drift")
 #: Polls of a quarter second at most to learn each partition's high watermark.
 HIGHWATER_POLLS = 40
-
-
-def worker_group(settings: Settings) -> str:
-    """The consumer group of the stream workers (as govloop.streams.app names it)."""
-    return settings.topic_prefix.rstrip(".") + "-worker"
 
 
 def group_members(settings: Settings) -> list[str]:
@@ -58,7 +53,7 @@ def group_members(settings: Settings) -> list[str]:
         admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka, request_timeout_ms=5000)
         await admin.start()
         try:
-            found = await admin.describe_consumer_groups([worker_group(settings)])
+            found = await admin.describe_consumer_groups([settings.worker_group])
         finally:
             await admin.close()
         return [m[0] for response in found for g in response.groups for m in g[5]]
@@ -100,9 +95,7 @@ def group_lag(settings: Settings) -> list[dict[str, Any]]:
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka, request_timeout_ms=5000)
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka, request_timeout_ms=5000)
     try:
-        committed = admin.list_group_offsets([worker_group(settings)]).get(
-            worker_group(settings), {}
-        )
+        committed = admin.list_group_offsets([settings.worker_group]).get(settings.worker_group, {})
         parts = [
             TopicPartition(settings.topic(name), p)
             for name in WORKER_INPUTS
@@ -280,7 +273,7 @@ def gather_status(settings: Settings) -> dict[str, Any]:
                 "redis": redis_entry,
                 "sql": sql,
             },
-            "worker_group": worker_group(settings),
+            "worker_group": settings.worker_group,
             "workers": kafka.get("workers"),
             "lag": kafka.get("lag"),
             "policies": _policies(settings),

@@ -92,7 +92,7 @@ def create_app(settings: Settings, policies: Sequence[Policy] | None = None) -> 
     if settings.kafka is None or settings.redis_url is None:
         raise ValueError("create_app needs resolved settings (kafka and redis_url set)")
     policies = list(policies) if policies is not None else load_policies(settings.policies)
-    group = settings.topic_prefix.rstrip(".") + "-worker"
+    group = settings.worker_group
     (settings.home / "faust").mkdir(parents=True, exist_ok=True)  # faust makes only the last
     app = faust.App(
         group,
