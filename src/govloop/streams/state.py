@@ -105,7 +105,7 @@ class StateGuard:
         if found is not None:
             self.epoch = _text(found)
             return False
-        if await self.redis.exists(f"{self.prefix}offsets") or not consumed_before:
+        if await self.redis.exists(keys.offsets(self.prefix)) or not consumed_before:
             # state kept before epochs existed, or a new deployment: begin here
             await self._begin()
             return False
@@ -114,7 +114,7 @@ class StateGuard:
 
     async def applied(self) -> dict[str, int]:
         """The highest applied offset per input partition."""
-        raw = await self.redis.hgetall(f"{self.prefix}offsets")
+        raw = await self.redis.hgetall(keys.offsets(self.prefix))
         return {_text(k): int(v) for k, v in raw.items()}
 
     async def current(self) -> str | None:
@@ -124,11 +124,11 @@ class StateGuard:
 
     async def highwaters(self) -> dict[str, int]:
         """The high watermark per input partition, as its consumer last saw it."""
-        raw = await self.redis.hgetall(f"{self.prefix}hw")
+        raw = await self.redis.hgetall(keys.highwaters(self.prefix))
         return {_text(k): int(v) for k, v in raw.items()}
 
     async def note_highwaters(self, moved: Mapping[str, int]) -> None:
-        await self.redis.hset(f"{self.prefix}hw", mapping=dict(moved))
+        await self.redis.hset(keys.highwaters(self.prefix), mapping=dict(moved))
 
     async def check_foreign(self, applied: Mapping[str, int], ends: Mapping[str, int]) -> bool:
         """Rebuild when offsets applied (read first) are at or beyond the high watermarks
@@ -144,12 +144,12 @@ class StateGuard:
 
     async def rebuild(self, why: str) -> None:
         """Clear the state, mark SQL's windows closed, begin a new epoch (one worker does it)."""
-        lock = f"{self.prefix}rebuilding"
+        lock = keys.rebuilding(self.prefix)
         if not await self.redis.set(lock, os.getpid(), nx=True, ex=REBUILD_LOCK_SECONDS):
             await self._wait_for_epoch()  # another worker is rebuilding
             return
         try:
-            open_windows = await self.redis.zcard(f"{self.prefix}open")
+            open_windows = await self.redis.zcard(keys.open_windows(self.prefix))
             log.warning(
                 "window state lost: %s. Rebuilding it: %d open windows dropped from Redis are "
                 "recounted by re-reading the input from the beginning; sliding windows that "

@@ -21,7 +21,11 @@ __all__ = [
     "drift_partial",
     "drift_state",
     "family_of",
+    "highwaters",
     "late",
+    "offsets",
+    "open_windows",
+    "rebuilding",
     "recent",
     "state",
 ]
@@ -78,6 +82,26 @@ def family_of(key: str, prefix: str) -> str | None:
         return rest
     head, colon, _ = rest.partition(":")
     return head + colon if colon and head + colon in FAMILIES else None
+
+
+def offsets(prefix: str) -> str:
+    """Per input partition, the highest applied offset (written by apply.lua)."""
+    return f"{prefix}offsets"
+
+
+def highwaters(prefix: str) -> str:
+    """Per input partition, the high watermark its consumer last fetched."""
+    return f"{prefix}hw"
+
+
+def open_windows(prefix: str) -> str:
+    """The open windows, by end time (written by apply.lua)."""
+    return f"{prefix}open"
+
+
+def rebuilding(prefix: str) -> str:
+    """Held by the worker rebuilding a lost state."""
+    return f"{prefix}rebuilding"
 
 
 def state(prefix: str) -> str:

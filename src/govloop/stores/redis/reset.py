@@ -116,7 +116,9 @@ def model_state(client: Any, prefix: str, model: str, version: str | None = None
             state.keys[family] = [exact] if client.exists(exact) else []
         else:
             state.keys[family] = list(_scan(client, f"{_glob(prefix)}{family}{head}*"))
-    state.open = [m for m in client.zrange(f"{prefix}open", 0, -1) if _owns(m, model, version)]
+    state.open = [
+        m for m in client.zrange(keys.open_windows(prefix), 0, -1) if _owns(m, model, version)
+    ]
     state.closing = [
         m for m in client.zrange(keys.closing(prefix), 0, -1) if _owns(m, model, version)
     ]
@@ -154,7 +156,7 @@ def reset_model(client: Any, prefix: str, model: str, version: str | None = None
         for i in range(0, len(found), 500):
             pipe.delete(*found[i : i + 500])
     if state.open:
-        pipe.zrem(f"{prefix}open", *state.open)
+        pipe.zrem(keys.open_windows(prefix), *state.open)
     if state.closing:
         pipe.zrem(keys.closing(prefix), *state.closing)
     if state.outcomes:
@@ -167,7 +169,7 @@ def reset_model(client: Any, prefix: str, model: str, version: str | None = None
 
 def open_windows(client: Any, prefix: str) -> list[OpenWindow]:
     """Every open window, oldest end first, with the predictions it has counted."""
-    members = client.zrange(f"{prefix}open", 0, -1, withscores=True)
+    members = client.zrange(keys.open_windows(prefix), 0, -1, withscores=True)
     pipe = client.pipeline(transaction=False)
     for member, _ in members:
         pipe.hget(f"{prefix}win:{member.decode(errors='replace')}", "count")
