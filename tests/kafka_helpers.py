@@ -7,13 +7,18 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
+from pydantic import SecretStr
 
 from govloop.config import Settings
+from govloop.runtime import ensure_topics
 from govloop.schemas import Event, decode, topic_of
 
 
@@ -201,3 +206,45 @@ class TopicTail:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def module_deployment(bootstrap: str, redis_url: str, home: Path, **overrides: Any) -> Settings:
+    """An isolated deployment that every example of a test module shares (one worker for all):
+    its own topics (created), SQLite file and Redis keys; short idle close and grace."""
+    s = Settings(
+        kafka=bootstrap,
+        redis_url=SecretStr(redis_url),
+        db_url=SecretStr(f"sqlite:///{home / 'govloop.db'}"),
+        home=home / ".govloop",
+        topic_prefix=f"t{uuid.uuid4().hex[:12]}.",
+        partitions=2,
+        session_timeout_seconds=6.0,
+        idle_close_seconds=2.0,
+        window_grace_seconds=1.0,
+        policies="",
+        **overrides,
+    )
+    ensure_topics(s)
+    return s
+
+
+@dataclass
+class Running:
+    """A worker process and its log."""
+
+    worker: WorkerProcess
+    log: Path
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:]
+
+
+@contextmanager
+def running_worker(settings: Settings) -> Iterator[Running]:
+    """A worker for ``settings``, logging beside its home, stopped on exit."""
+    log = Path(settings.home).parent / "worker.log"
+    w = WorkerProcess(settings, log).start()
+    try:
+        yield Running(w, log)
+    finally:
+        w.stop()

@@ -14,23 +14,26 @@ from __future__ import annotations
 
 import itertools
 import json
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
-from pydantic import SecretStr
 
 from govloop.config import Settings
-from govloop.runtime import EmbeddedBroker, ensure_topics
+from govloop.runtime import EmbeddedBroker
 from govloop.schemas import DeadLetter, Feedback, MetricSnapshot, Prediction
-from tests.kafka_helpers import TopicTail, WorkerProcess, produce_located
+from tests.kafka_helpers import (
+    Running,
+    TopicTail,
+    module_deployment,
+    produce_located,
+    running_worker,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -42,41 +45,18 @@ def module_settings(
     broker: EmbeddedBroker, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Settings:
     """An isolated deployment shared by every example of this module (one worker for all)."""
-    home = tmp_path_factory.mktemp("deadletter")
-    s = Settings(
-        kafka=broker.bootstrap,
-        redis_url=SecretStr(redis_url),
-        db_url=SecretStr(f"sqlite:///{home / 'govloop.db'}"),
-        home=home / ".govloop",
-        topic_prefix=f"t{uuid.uuid4().hex[:12]}.",
-        partitions=2,
-        session_timeout_seconds=6.0,
-        idle_close_seconds=2.0,
-        window_grace_seconds=1.0,
-        policies="",
+    return module_deployment(
+        broker.bootstrap,
+        redis_url,
+        tmp_path_factory.mktemp("deadletter"),
         max_future_seconds=0,  # no bound: the events are dated 2030 (test_hostile_inputs: bounds)
     )
-    ensure_topics(s)
-    return s
-
-
-@dataclass
-class Running:
-    worker: WorkerProcess
-    log: Path
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:]
 
 
 @pytest.fixture(scope="module")
 def worker(module_settings: Settings) -> Iterator[Running]:
-    log = Path(module_settings.home).parent / "worker.log"
-    w = WorkerProcess(module_settings, log).start()
-    try:
-        yield Running(w, log)
-    finally:
-        w.stop()
+    with running_worker(module_settings) as running:
+        yield running
 
 
 # --- invalid messages, each with what its dead letter's reason must say -----------------------

@@ -17,11 +17,9 @@ from __future__ import annotations
 import itertools
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,14 +27,13 @@ from confluent_kafka import Producer
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
-from pydantic import SecretStr
 
 from govloop.config import Settings
 from govloop.errors import EventError
-from govloop.runtime import EmbeddedBroker, ensure_topics
+from govloop.runtime import EmbeddedBroker
 from govloop.schemas import DeadLetter, Event, Feedback, MetricSnapshot, Prediction, topic_of
 from govloop.streams.decode import Decoder
-from tests.kafka_helpers import TopicTail, WorkerProcess
+from tests.kafka_helpers import Running, TopicTail, module_deployment, running_worker
 
 CODECS = ("gzip", "snappy", "lz4", "zstd")
 MAX_BYTES = 256 * 1024  # above the 200 KB of nested brackets the issue sent
@@ -46,41 +43,19 @@ MAX_BYTES = 256 * 1024  # above the 200 KB of nested brackets the issue sent
 def module_settings(
     broker: EmbeddedBroker, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Settings:
-    home = tmp_path_factory.mktemp("hostile")
-    s = Settings(
-        kafka=broker.bootstrap,
-        redis_url=SecretStr(redis_url),
-        db_url=SecretStr(f"sqlite:///{home / 'govloop.db'}"),
-        home=home / ".govloop",
-        topic_prefix=f"t{uuid.uuid4().hex[:12]}.",
-        partitions=2,
-        session_timeout_seconds=6.0,
-        idle_close_seconds=2.0,
-        window_grace_seconds=1.0,
-        policies="",
+    """One deployment and worker for every example, with the default bounds of time."""
+    return module_deployment(
+        broker.bootstrap,
+        redis_url,
+        tmp_path_factory.mktemp("hostile"),
         max_event_bytes=MAX_BYTES,  # the default bounds of time: a day back, 300 s ahead
     )
-    ensure_topics(s)
-    return s
-
-
-@dataclass
-class Running:
-    worker: WorkerProcess
-    log: Path
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:]
 
 
 @pytest.fixture(scope="module")
 def worker(module_settings: Settings) -> Iterator[Running]:
-    log = Path(module_settings.home).parent / "worker.log"
-    w = WorkerProcess(module_settings, log).start()
-    try:
-        yield Running(w, log)
-    finally:
-        w.stop()
+    with running_worker(module_settings) as running:
+        yield running
 
 
 # --- hostile records, each with what its dead letter's reason must say ------------------------
