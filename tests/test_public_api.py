@@ -70,6 +70,7 @@ PUBLIC = {
     ],
     "govloop.stats": [
         "ADWIN",
+        "CONFIDENCE_EDGES",
         "CONFIDENCE_SCALE",
         "COUNTERS",
         "CUSUM",
@@ -79,6 +80,7 @@ PUBLIC = {
         "RMSE",
         "Accuracy",
         "AccuracyEstimate",
+        "BinnedCalibration",
         "Brier",
         "Calibrator",
         "CategoricalCounts",

@@ -300,3 +300,56 @@ def test_a_late_event_amends_its_window_within_the_lateness_and_is_counted_late_
     late = redis.Redis.from_url(redis_url).hgetall(keys.late(prefix))
     assert late == {f"m\x1f1\x1f{T0.timestamp():.3f}".encode(): b"1"}
     assert 0.0 not in store.windows()
+
+
+def confident(rid: str, minute: float, label: str, p: float) -> Any:
+    """A prediction of ``label`` with probability ``p`` (confidence bin ``confidence_bin(p)``)."""
+    other = "no" if label == "yes" else "yes"
+    return Prediction(
+        model="m",
+        model_version="1",
+        request_id=rid,
+        prediction=label,
+        probabilities={label: p, other: round(1 - p, 6)},
+        ts=T0 + timedelta(minutes=minute),
+    )
+
+
+def test_confidence_bins_count_predictions_and_their_labels_either_order(
+    redis_url: str, prefix: str
+) -> None:
+    from govloop.stats.binning import confidence_bin
+
+    store = Store(redis_url, prefix)
+    low, high = confidence_bin(0.55), confidence_bin(0.97)
+    # r1 (bin low) labelled after its prediction, r2 and r3 (bin high) before theirs
+    store.apply([(feedback("r2", 0.2, "yes"), 0), (feedback("r3", 0.3, "no"), 1)])
+    store.apply(
+        [
+            (confident("r1", 0.1, "yes", 0.55), 2),
+            (confident("r2", 0.1, "yes", 0.97), 3),
+            (confident("r3", 0.1, "yes", 0.97), 4),
+            (confident("r4", 0.1, "no", 0.97), 5),
+        ]
+    )
+    store.apply([(feedback("r1", 0.4, "yes"), 6)])
+    store.apply([(prediction("end", 5), 7)])
+    counters = store.windows()[0]
+    bins = {k: v for k, v in counters.items() if k[:3] in ("cb:", "cl:", "cc:")}
+    assert bins == {f"cb:{low}": 1, f"cb:{high}": 3, f"cl:{low}": 1, f"cc:{low}": 1,
+                    f"cl:{high}": 2, f"cc:{high}": 1}  # fmt: skip
+    assert (counters["count"], counters["labelled"], counters["correct"]) == (4, 3, 2)
+
+
+def test_a_prediction_waiting_from_before_bins_still_joins(redis_url: str, prefix: str) -> None:
+    """A join value written by the script before it kept bins (four slots) joins as before,
+    counting no bin."""
+    import json
+
+    client = redis.Redis.from_url(redis_url)
+    client.set(f"{prefix}join:old", "p" + json.dumps(["m", "1", "yes", []]), ex=3600)
+    store = Store(redis_url, prefix)
+    store.apply([(feedback("old", 0.2, "yes"), 0), (prediction("end", 5), 1)])
+    counters = store.windows()[0]
+    assert (counters["labelled"], counters["correct"]) == (1, 1)
+    assert not [k for k in counters if k[:3] in ("cl:", "cc:")]

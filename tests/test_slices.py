@@ -78,9 +78,9 @@ def test_variant_segment_and_sliding_snapshots(settings: Settings, tmp_path: Pat
 
     overall = {x.window_start: x for x in pick("tumbling", "overall")}
     assert [overall[T0 + timedelta(minutes=m)].count for m in range(3)] == list(sizes)
-    # confidence-based estimate: the mean probability of the served class
+    # the raw confidence-based estimate: the mean probability of the served class
     for m, n in enumerate(sizes):
-        assert overall[T0 + timedelta(minutes=m)].estimated_accuracy == pytest.approx(0.75)
+        assert overall[T0 + timedelta(minutes=m)].estimated_accuracy_raw == pytest.approx(0.75)
         assert overall[T0 + timedelta(minutes=m)].labelled_count == n
 
     variants = {(x.window_start, x.variant): x for x in pick("tumbling", "variant")}
@@ -89,7 +89,7 @@ def test_variant_segment_and_sliding_snapshots(settings: Settings, tmp_path: Pat
         b = variants[(T0 + timedelta(minutes=m), "b")]
         assert (a.experiment, a.count, a.accuracy) == ("pricing", n // 2, 1.0)
         assert b.count == n // 2 and b.accuracy == pytest.approx(0.5)
-        assert (a.estimated_accuracy, b.estimated_accuracy) == pytest.approx((0.9, 0.6))
+        assert (a.estimated_accuracy_raw, b.estimated_accuracy_raw) == pytest.approx((0.9, 0.6))
 
     for m, n in enumerate(sizes):
         segments = [

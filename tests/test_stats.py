@@ -170,6 +170,8 @@ def test_summarize_window() -> None:
         "feedback_rate": 0.4,
         "positive_rate": 0.75,
         "estimated_accuracy": None,
+        "estimated_accuracy_se": None,
+        "estimated_accuracy_raw": None,
     }
     for key, q in (("latency_p50_ms", 0.5), ("latency_p95_ms", 0.95)):
         expected = float(np.quantile(latencies, q, method="lower"))
@@ -191,6 +193,8 @@ def test_summarize_window_zero_denominators() -> None:
         "latency_p50_ms": None,
         "latency_p95_ms": None,
         "estimated_accuracy": None,
+        "estimated_accuracy_se": None,
+        "estimated_accuracy_raw": None,
     }
     # feedback without labels or thumbs: only the feedback rate is defined
     m = summarize_window({"count": 10, "feedback": 4})

@@ -50,8 +50,27 @@ class MetricSnapshot(Event):
     latency_p95_ms: float | None = None
     estimated_accuracy: float | None = Field(
         default=None,
+        description="Label-free accuracy estimate, calibrated on the model version's labelled "
+        "reference period (histogram binning of the served class's confidence); None when "
+        "the version has no calibration map (see estimated_accuracy_raw). Valid in "
+        "distribution; not under concept drift, nor under covariate shift for a "
+        "misspecified model.",
+    )
+    estimated_accuracy_se: float | None = Field(
+        default=None,
+        ge=0,
+        description="Standard error of estimated_accuracy: the predictions' outcomes given "
+        "the map, plus the map's own estimation error.",
+    )
+    estimated_accuracy_raw: float | None = Field(
+        default=None,
         description="Mean confidence of the served class over predictions with probabilities "
-        "(confidence-based estimate: equals the expected accuracy when they are calibrated).",
+        "(uncalibrated: the expected accuracy only if the probabilities are calibrated).",
+    )
+    calibration: str | None = Field(
+        default=None,
+        description="The calibration map behind estimated_accuracy (its version and "
+        "reference period); None: none yet.",
     )
     window: Literal["tumbling", "sliding"] = "tumbling"
     experiment: str | None = None

@@ -11,11 +11,13 @@ redis or sqlmodel.  The stream worker and the CLI are thin adapters around it.
 * profile        a sketch per feature, and drift between two profiles
 * adwin, page_hinkley, cusum   sequential change detectors with River's contract
 * metrics, cbpe  online metrics, and accuracy estimated before labels arrive
+* binning        histogram-binning calibration of that estimate, from per-bin counters
 * quantiles, windows           latency sketch and window counters of the stream worker
 * significance  one-sided tests of a regression against a baseline (counts or standard errors)
 """
 
 from govloop.stats.adwin import ADWIN
+from govloop.stats.binning import CONFIDENCE_EDGES, BinnedCalibration
 from govloop.stats.cbpe import (
     AccuracyEstimate,
     Calibrator,
@@ -66,6 +68,7 @@ from govloop.stats.windows import (
 
 __all__ = [
     "ADWIN",
+    "CONFIDENCE_EDGES",
     "CONFIDENCE_SCALE",
     "COUNTERS",
     "CUSUM",
@@ -75,6 +78,7 @@ __all__ = [
     "RMSE",
     "Accuracy",
     "AccuracyEstimate",
+    "BinnedCalibration",
     "Brier",
     "Calibrator",
     "CategoricalCounts",

@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from govloop.schemas import Feedback, MetricSnapshot, Prediction, Scalar
-from govloop.stats import CONFIDENCE_SCALE, bucket_of, summarize_window
+from govloop.stats import CONFIDENCE_SCALE, BinnedCalibration, bucket_of, summarize_window
+from govloop.stats.binning import confidence_bin
 
 __all__ = [
     "OTHER",
@@ -79,10 +80,12 @@ def prediction_record(
     latency = "" if event.latency_ms is None else str(bucket_of(event.latency_ms))
     served = label if type(label) is str else label_key(label)
     confidence: Any = ""
+    bin_: Any = ""  # the confidence's calibration bin (govloop.stats.binning)
     if event.probabilities:
         p = event.probabilities.get(served)
         if p is not None:
             confidence = round(p * CONFIDENCE_SCALE)
+            bin_ = str(confidence_bin(p))
     slices = slices_of(event) if event.segment or event.variant is not None else []
     return [
         "p",
@@ -97,6 +100,7 @@ def prediction_record(
         latency,
         confidence,
         slices,
+        bin_,
     ]
 
 
@@ -163,8 +167,13 @@ def snapshot_of(
     slice_: str = "",
     window: str = "tumbling",
     revision: int = 0,
+    calibration: BinnedCalibration | None = None,
+    calibration_label: str | None = None,
 ) -> MetricSnapshot:
     """The metric snapshot of a closed window (``start``, ``size``) of one slice.
+
+    With a ``calibration`` map (named ``calibration_label``) its
+    ``estimated_accuracy`` is calibrated; without one it is None.
 
     >>> s = snapshot_of("g.", "m", "1", 120.0, 60.0, {"count": 4, "feedback": 2,
     ...                 "labelled": 2, "correct": 1})
@@ -184,7 +193,8 @@ def snapshot_of(
         window_end=window_end,
         window=window,  # type: ignore[arg-type]
         **_slice_fields(slice_),
-        **summarize_window(counters),
+        **summarize_window(counters, calibration),
+        calibration=None if calibration is None else calibration_label,
         revision=revision,
         late_count=int(counters.get("late", 0)),
     )

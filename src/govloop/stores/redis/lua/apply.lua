@@ -42,18 +42,20 @@ local pvalues = {}  -- model -> version -> label -> a waiting prediction's join 
 local parsed = {}  -- a waiting prediction's join value -> its fields, decoded once per batch
 local latency = {}  -- latency bucket -> its counter's field name
 
--- what the join key of a prediction holds while it waits for its feedback: the same bytes
--- for every prediction of (m, v) with label plabel and no slices, so encoded once per batch
-local function waiting_value(m, v, plabel, slices)
-  if #slices > 0 then return 'p' .. cjson.encode({m, v, plabel, slices}) end
+-- what the join key of a prediction holds while it waits for its feedback (its confidence
+-- bin `cb` last; values written before bins existed have four slots): the same bytes for
+-- every prediction of (m, v) with label plabel, bin cb and no slices, so encoded once per batch
+local function waiting_value(m, v, plabel, slices, cb)
+  if #slices > 0 then return 'p' .. cjson.encode({m, v, plabel, slices, cb}) end
   local by_version = pvalues[m]
   if by_version == nil then by_version = {}; pvalues[m] = by_version end
   local by_label = by_version[v]
   if by_label == nil then by_label = {}; by_version[v] = by_label end
-  local value = by_label[plabel]
+  local lkey = plabel .. '\31' .. cb
+  local value = by_label[lkey]
   if value == nil then
-    value = 'p' .. cjson.encode({m, v, plabel, slices})
-    by_label[plabel] = value
+    value = 'p' .. cjson.encode({m, v, plabel, slices, cb})
+    by_label[lkey] = value
   end
   return value
 end
@@ -119,7 +121,7 @@ local function inc(c, field, n)
   c[field] = (c[field] or 0) + (n or 1)
 end
 
-local function count_prediction(c, lat, conf)
+local function count_prediction(c, lat, conf, cb)
   if c == nil then return end
   inc(c, 'count')
   if lat ~= '' then
@@ -128,14 +130,19 @@ local function count_prediction(c, lat, conf)
     inc(c, field)
   end
   if conf ~= '' then inc(c, 'conf_n'); inc(c, 'conf_sum', conf) end
+  if cb ~= '' then inc(c, 'cb:' .. cb) end  -- predictions per confidence bin
 end
 
-local function count_feedback(c, wrong, negative)
+local function count_feedback(c, wrong, negative, cb)
   if c == nil then return end
   inc(c, 'feedback')
   if wrong ~= nil then
     inc(c, 'labelled')
     if wrong == 0 then inc(c, 'correct') end
+    if cb ~= '' then  -- labelled and correct per confidence bin of the prediction
+      inc(c, 'cl:' .. cb)
+      if wrong == 0 then inc(c, 'cc:' .. cb) end
+    end
   end
   if negative ~= nil then
     inc(c, 'judged')
@@ -144,7 +151,8 @@ local function count_feedback(c, wrong, negative)
 end
 
 -- feedback `eid` (label `flabel`, thumb `pos`, time t) joined to a prediction of (m, v)
-local function join(m, v, plabel, slices, flabel, pos, t, eid)
+-- whose confidence fell in bin cb ('' without one)
+local function join(m, v, plabel, slices, cb, flabel, pos, t, eid)
   local wrong, negative = nil, nil
   if flabel ~= '' then
     if flabel == plabel then wrong = 0 else wrong = 1 end
@@ -154,8 +162,8 @@ local function join(m, v, plabel, slices, flabel, pos, t, eid)
     if pos == '1' then negative = 0 else negative = 1 end
     table.insert(outcomes, {m, v, 'negative', negative, t, eid})
   end
-  count_feedback(slot(m, v, '', t), wrong, negative)
-  for _, sl in ipairs(slices) do count_feedback(slot(m, v, sl, t), wrong, negative) end
+  count_feedback(slot(m, v, '', t), wrong, negative, cb)
+  for _, sl in ipairs(slices) do count_feedback(slot(m, v, sl, t), wrong, negative, cb) end
 end
 
 for _, r in ipairs(records) do
@@ -181,14 +189,15 @@ for _, r in ipairs(records) do
         local jkey = P .. 'join:' .. r[5]
         if kind == 'p' then
           local m, v, plabel, lat, conf, slices = r[7], r[8], r[9], r[10], r[11], r[12]
-          count_prediction(slot(m, v, '', t), lat, conf)
-          for _, sl in ipairs(slices) do count_prediction(slot(m, v, sl, t), lat, conf) end
+          local cb = tostring(r[13] or '')
+          count_prediction(slot(m, v, '', t), lat, conf, cb)
+          for _, sl in ipairs(slices) do count_prediction(slot(m, v, sl, t), lat, conf, cb) end
           -- the prediction waits for its feedback; feedback that came first is joined now
-          local before = redis.call('SET', jkey, waiting_value(m, v, plabel, slices),
+          local before = redis.call('SET', jkey, waiting_value(m, v, plabel, slices, cb),
                                     'EX', horizon, 'GET')
           if before and string.sub(before, 1, 1) == 'f' then
             for _, f in ipairs(cjson.decode(string.sub(before, 2))) do
-              join(m, v, plabel, slices, f[1], f[2], f[3], f[4])
+              join(m, v, plabel, slices, cb, f[1], f[2], f[3], f[4])
             end
           end
         else
@@ -200,7 +209,7 @@ for _, r in ipairs(records) do
               p = cjson.decode(string.sub(found, 2))
               parsed[found] = p
             end
-            join(p[1], p[2], p[3], p[4], flabel, pos, t, eid)
+            join(p[1], p[2], p[3], p[4], tostring(p[5] or ''), flabel, pos, t, eid)
           else
             local waiting = {}
             if found then waiting = cjson.decode(string.sub(found, 2)) end
