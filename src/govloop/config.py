@@ -79,6 +79,18 @@ class Settings(BaseSettings):
         description="Without a stored reference, the first N events of a version become it "
         "(0: wait for `govloop drift reference set`).",
     )
+    calibration_events: int = Field(
+        default=1000,
+        ge=0,
+        description="The first N predictions of a version are its calibration period: the "
+        "labels that arrive in their windows fit the map of estimated_accuracy "
+        "(0: no calibration, estimated_accuracy stays None).",
+    )
+    calibration_min_labels: int = Field(
+        default=30,
+        ge=1,
+        description="Labels a calibration map needs, in all and per block of confidence bins.",
+    )
     drift_alpha: float = Field(
         default=0.01,
         gt=0,

@@ -11,7 +11,7 @@ then acknowledges the windows, so a crash before the end closes them again
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +21,13 @@ from govloop.config import Settings
 from govloop.schemas import MetricSnapshot
 from govloop.stores.redis.records import snapshot_of
 from govloop.stores.redis.windows import ClosedWindow, WindowStore
-from govloop.stores.sql import save_snapshot
+from govloop.stores.sql import (
+    Calibration,
+    ReferenceWindow,
+    calibrate_windows,
+    fitted_calibration,
+    save_snapshot,
+)
 from govloop.streams.decode import dead_letter
 from govloop.streams.monitor import DriftMonitor
 
@@ -33,6 +39,8 @@ log = logging.getLogger("govloop.streams")
 Publish = Callable[[str, bytes | None, bytes], Awaitable[Any]]
 #: Run a function in a session of its own (committed) off the event loop.
 InDb = Callable[[Callable[[Session], Any]], Awaitable[Any]]
+#: Each model version's calibration map of ``estimated_accuracy`` (None: none yet).
+Calibrations = Mapping[tuple[str, str], Calibration | None]
 
 
 def window_snapshots(
@@ -40,10 +48,20 @@ def window_snapshots(
     windows: Sequence[ClosedWindow],
     sliding: Sequence[Any] | None = None,
     span: float = 0.0,
+    calibrations: Calibrations | None = None,
 ) -> list[MetricSnapshot]:
     """The snapshots of closed windows: each tumbling one, then (given ``sliding``, the
-    counters of the ``span`` seconds that end with each window) each sliding one."""
+    counters of the ``span`` seconds that end with each window) each sliding one; each
+    with its version's map in ``calibrations``, if any."""
     prefix, size = settings.topic_prefix, settings.window_seconds
+    maps = {} if calibrations is None else calibrations
+
+    def calibrated(w: ClosedWindow) -> dict[str, Any]:
+        found = maps.get((w.model, w.model_version))
+        if found is None:
+            return {}
+        return {"calibration": found.map, "calibration_label": found.label}
+
     snaps = [
         snapshot_of(
             prefix,
@@ -55,6 +73,7 @@ def window_snapshots(
             w.slice,
             "tumbling",
             w.revision,
+            **calibrated(w),
         )
         for w in windows
     ]
@@ -70,6 +89,7 @@ def window_snapshots(
             counters,
             w.slice,
             "sliding",
+            **calibrated(w),
         )
         for w, counters in zip(windows, sliding, strict=True)
     ]
@@ -98,6 +118,29 @@ def unsummarisable(settings: Settings, windows: Sequence[ClosedWindow]) -> dict[
         except (ValueError, OverflowError, TypeError) as exc:
             broken[w.member] = f"window {w.member!r} could not be summarised: {exc}"
     return broken
+
+
+def calibrate(
+    session: Session, settings: Settings, windows: Sequence[ClosedWindow]
+) -> dict[tuple[str, str], Calibration | None]:
+    """Every closing window's version's calibration map, after adding the overall windows
+    of a version's calibration period to it (:mod:`govloop.stores.sql.calibration`)."""
+    versions = {(w.model, w.model_version) for w in windows}
+    overall = [
+        ReferenceWindow(w.model, w.model_version, w.start, w.counters)
+        for w in windows
+        if not w.slice and not w.revision
+    ]
+    found = calibrate_windows(
+        session,
+        overall,
+        settings.calibration_events,
+        settings.calibration_min_labels,
+        datetime.now(UTC),
+    )
+    for model, version in versions - found.keys():  # only its slices or revisions close
+        found[(model, version)] = fitted_calibration(session, model, version)
+    return found
 
 
 async def close(
@@ -138,7 +181,8 @@ async def close(
     sliding = None
     if store.sliding_windows > 1:
         sliding = await store.sliding(windows)
-    snaps = window_snapshots(settings, windows, sliding, store.sliding_span)
+    calibrations = await in_db(lambda session: calibrate(session, settings, windows))
+    snaps = window_snapshots(settings, windows, sliding, store.sliding_span, calibrations)
     for snap in snaps:
         await publish("metrics", snap.model.encode(), snap.to_json())
     await in_db(lambda session: sum(save_snapshot(session, s) for s in snaps))

@@ -5,6 +5,7 @@
 * snapshots  metric snapshots
 * gates      gate policies, results and online gate state
 * drift      drift alerts, drift status, reference profiles
+* calibration  the accuracy estimate's calibration map per model version
 * baselines  named, versioned baselines
 
 Nothing here writes the audit ledger: a row that must enter it is recorded
@@ -20,6 +21,13 @@ from govloop.stores.sql.baselines import (
     parse_ref,
     resolve_baseline,
 )
+from govloop.stores.sql.calibration import (
+    Calibration,
+    ReferenceWindow,
+    calibrate_windows,
+    fitted_calibration,
+    latest_calibration,
+)
 from govloop.stores.sql.drift import (
     active_drift,
     drift_status,
@@ -33,6 +41,7 @@ from govloop.stores.sql.gates import advance_gate, gate_result_row, gate_results
 from govloop.stores.sql.snapshots import latest_snapshot, save_snapshot, window_metrics
 from govloop.stores.sql.tables import (
     BaselineRow,
+    CalibrationRow,
     DriftAlertRow,
     DriftStatusRow,
     GatePolicyRow,
@@ -47,6 +56,8 @@ from govloop.stores.sql.tables import (
 
 __all__ = [
     "BaselineRow",
+    "Calibration",
+    "CalibrationRow",
     "DriftAlertRow",
     "DriftStatusRow",
     "GatePolicyRow",
@@ -57,18 +68,22 @@ __all__ = [
     "ManifestRow",
     "MetricSnapshotRow",
     "ReferenceProfileRow",
+    "ReferenceWindow",
     "active_drift",
     "advance_gate",
     "baseline_metrics",
     "baseline_versions",
+    "calibrate_windows",
     "create_engine_for",
     "drift_status",
+    "fitted_calibration",
     "gate_result_row",
     "gate_results",
     "get_baseline",
     "init_db",
     "insert_once",
     "latest_baseline_version",
+    "latest_calibration",
     "latest_reference",
     "latest_snapshot",
     "list_baselines",

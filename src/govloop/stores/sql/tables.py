@@ -18,6 +18,7 @@ from sqlmodel import Field, SQLModel
 __all__ = [
     "HEAD_ID",
     "BaselineRow",
+    "CalibrationRow",
     "DriftAlertRow",
     "DriftStatusRow",
     "GatePolicyRow",
@@ -102,6 +103,34 @@ class ReferenceProfileRow(SQLModel, table=True):
     source: str
     created_at: datetime
     n: int
+    body: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class CalibrationRow(SQLModel, table=True):
+    """A model version's confidence calibration map, fitted on its reference period.
+
+    ``state`` is ``pending`` while the reference period's windows are added
+    (``last_window`` is the start of the newest one, so a window closed twice
+    counts once), then ``fitted`` (``body`` is the map) or ``unlabelled`` (too
+    few labels in the period: no map, the estimate stays uncalibrated).
+    """
+
+    __tablename__ = "calibrations"
+    __table_args__ = (
+        UniqueConstraint("model", "model_version", "version", name="uq_calibrations_version"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    model: str = Field(index=True)
+    model_version: str = Field(index=True)
+    version: int
+    state: str
+    source: str
+    created_at: datetime
+    updated_at: datetime
+    n_events: int
+    n_labels: int
+    last_window: float | None = None
     body: str = Field(sa_column=Column(Text, nullable=False))
 
 
