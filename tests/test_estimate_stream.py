@@ -72,7 +72,9 @@ def test_snapshots_carry_a_calibrated_estimate_after_a_labelled_period(
             assert (snap.estimated_accuracy, snap.estimated_accuracy_se) == (None, None)
             assert snap.calibration is None
             continue
-        est = expected.estimate(np.bincount(confidence_bins(confidence[m]), minlength=17 + 1))
+        est = expected.estimate(
+            np.bincount(confidence_bins(confidence[m]), minlength=expected.bins)
+        )
         assert est is not None
         assert snap.estimated_accuracy == pytest.approx(est.value)
         assert snap.estimated_accuracy_se == pytest.approx(est.se)
