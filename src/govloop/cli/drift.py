@@ -247,6 +247,12 @@ def metrics_show(
             return ",".join(f"{k}={v}" for k, v in s.segment.items())
         return "all"
 
+    def estimate(s: MetricSnapshot) -> str:
+        """The calibrated estimate; before a calibration map exists, the raw mean confidence."""
+        if s.estimated_accuracy is None and s.estimated_accuracy_raw is not None:
+            return f"{s.estimated_accuracy_raw:.3f} (raw)"
+        return fmt(s.estimated_accuracy, ".3f")
+
     for s in snaps:
         table.add_row(
             f"{shown(s.model)} {shown(s.model_version)}",
@@ -255,7 +261,7 @@ def metrics_show(
             str(s.count),
             str(s.labelled_count),
             fmt(s.accuracy, ".3f"),
-            fmt(s.estimated_accuracy, ".3f"),
+            estimate(s),
             fmt(s.feedback_rate, ".0%"),
             fmt(s.positive_rate, ".0%"),
             fmt(s.latency_p95_ms, ".1f"),
