@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Literal, NamedTuple
 
 import numpy as np
 from scipy.stats import binom
@@ -29,13 +30,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _rows import Row, rate_at_most, value_at_most
 
-from govloop.stats.sequential import allowed_level, exceeds, lower_bound
+from govloop.stats.sequential import allowed_level, exceeds, lower_bound, upper_bound
+from govloop.stats.significance import proportion_drop
 
 ALPHA = 0.05
 AREA = "online gate"
+MarginType = Literal["absolute", "relative"]
 
 
-def first_fail(
+class Deployments(NamedTuple):
+    """Simulated deployments: each baseline's successes, each window's cumulative successes."""
+
+    base_successes: np.ndarray  # (deployments,)
+    cumulative: np.ndarray  # (deployments, windows)
+    n_base: int
+    window: int
+
+
+def deploy(
     rng: np.random.Generator,
     *,
     p_base: float,
@@ -44,18 +56,48 @@ def first_fail(
     window: int,
     windows: int,
     deployments: int,
+) -> Deployments:
+    k_b = rng.binomial(n_base, p_base, size=deployments)
+    s = np.cumsum(rng.binomial(window, p_cur, size=(deployments, windows)), axis=1)
+    return Deployments(k_b, s, n_base, window)
+
+
+def first_fail(
+    d: Deployments,
+    *,
     margin: float = 0.0,
+    margin_type: MarginType = "absolute",
+    higher_is_better: bool = True,
     alpha: float = ALPHA,
 ) -> np.ndarray:
-    """The window (1-based) of each deployment's first fail; ``windows + 1`` for never."""
+    """The window (1-based) of each deployment's first fail; ``windows + 1`` for never.
+
+    The steps of :func:`govloop.stats.sequential.sequential_drop`, vectorised: the
+    baseline's bound at ``alpha/2``, the allowed level, the martingale's decision at
+    ``2/alpha`` on the accumulated counts (mirrored when lower is better).
+    """
     alpha_b = alpha_c = alpha / 2  # sequential_drop's default split
-    k_b = rng.binomial(n_base, p_base, size=deployments)
-    bounds = np.array([lower_bound(alpha_b, successes=int(k), n=n_base) for k in k_b])
-    level = allowed_level(bounds, margin, "absolute", True)  # type: ignore[arg-type]
-    s = np.cumsum(rng.binomial(window, p_cur, size=(deployments, windows)), axis=1)
-    n = window * np.arange(1, windows + 1)
-    hit = exceeds(s, n, level[:, None], 1 / alpha_c)
-    return np.where(hit.any(axis=1), hit.argmax(axis=1) + 1, windows + 1)
+    side = lower_bound if higher_is_better else upper_bound
+    bounds = np.array([side(alpha_b, successes=int(k), n=d.n_base) for k in d.base_successes])
+    level = np.array([allowed_level(b, margin, margin_type, higher_is_better) for b in bounds])
+    n = d.window * np.arange(1, d.cumulative.shape[1] + 1)
+    if higher_is_better:
+        hit = exceeds(d.cumulative, n, level[:, None], 1 / alpha_c)
+    else:
+        hit = exceeds(n - d.cumulative, n, 1 - level[:, None], 1 / alpha_c)
+    never = d.cumulative.shape[1] + 1
+    return np.where(hit.any(axis=1), hit.argmax(axis=1) + 1, never)
+
+
+def one_look_power(d: Deployments, look: int, alpha: float = ALPHA) -> float:
+    """The share of deployments the fixed-sample test (``govloop gate check``'s) fails when
+    it looks once, at window ``look`` alone, on the counts accumulated by then."""
+    n = d.window * look
+    fails = [
+        proportion_drop(int(k), d.n_base, int(s), n).significant(alpha)
+        for k, s in zip(d.base_successes, d.cumulative[:, look - 1], strict=True)
+    ]
+    return float(np.mean(fails))
 
 
 def median_interval(first: np.ndarray) -> tuple[float, tuple[float, float]]:
@@ -67,16 +109,27 @@ def median_interval(first: np.ndarray) -> tuple[float, tuple[float, float]]:
     return float(np.median(x)), (float(x[max(lo - 1, 0)]), float(x[min(hi, m - 1)]))
 
 
+#: (metric, baseline rate, candidate rate, window, margin, margin type, baseline labels)
+NULLS = [
+    ("accuracy", p, p, w, m, "absolute", 5000)
+    for p in (0.9, 0.7)
+    for w in (200, 1000)
+    for m in (0.0, 0.01)
+] + [
+    ("accuracy", 0.9, 0.89, 200, 0.01, "absolute", 5000),  # the boundary: drop = margin
+    ("accuracy", 0.7, 0.69, 200, 0.01, "absolute", 5000),
+    ("accuracy", 0.9, 0.9 * 0.98, 200, 0.02, "relative", 5000),
+    ("error_rate", 0.1, 0.11, 200, 0.01, "absolute", 5000),
+    ("accuracy", 0.9, 0.9, 200, 0.0, "absolute", 200),  # a small baseline
+]
+
+
 def _type_one(rng: np.random.Generator, quick: bool) -> list[Row]:
     deployments = 300 if quick else 4000
     horizon = 100 if quick else 1000
     rows = []
-    cases = [
-        (p, w, margin, 5000, p) for p in (0.9, 0.7) for w in (200, 1000) for margin in (0.0, 0.01)
-    ]
-    cases += [(0.9, 200, 0.01, 5000, 0.89), (0.7, 200, 0.01, 5000, 0.69), (0.9, 200, 0.0, 200, 0.9)]
-    for p, w, margin, n_b, p_cur in cases:
-        first = first_fail(
+    for metric, p, p_cur, w, margin, kind, n_b in NULLS:
+        d = deploy(
             rng,
             p_base=p,
             p_cur=p_cur,
@@ -84,15 +137,18 @@ def _type_one(rng: np.random.Generator, quick: bool) -> list[Row]:
             window=w,
             windows=horizon,
             deployments=deployments,
-            margin=margin,
         )
-        what = "unchanged model" if p_cur == p else "drop = margin (boundary)"
+        first = first_fail(
+            d, margin=margin, margin_type=kind, higher_is_better=metric == "accuracy"
+        )
+        what = "unchanged model" if p_cur == p else "drop = margin (the null's boundary)"
+        shown = f"{margin:g}" if kind == "absolute" else f"{margin:.0%} relative"
         for t in sorted({100, horizon}):
             rows.append(
                 rate_at_most(
                     AREA,
-                    f"P(ever fail) over {t:,} windows of {w:,}, {what}, acc {p}, "
-                    f"margin {margin:g}, baseline {n_b:,}",
+                    f"P(ever fail) over {t:,} windows of {w:,}, {what}, {metric} {p}, "
+                    f"margin {shown}, baseline {n_b:,}",
                     ALPHA,
                     int((first <= t).sum()),
                     deployments,
@@ -117,7 +173,7 @@ def _power(rng: np.random.Generator, quick: bool) -> list[Row]:
     deployments = 300 if quick else 4000
     rows = []
     for p_b, p_c, n_b, stated in POWER:
-        first = first_fail(
+        d = deploy(
             rng,
             p_base=p_b,
             p_cur=p_c,
@@ -126,7 +182,9 @@ def _power(rng: np.random.Generator, quick: bool) -> list[Row]:
             windows=100,
             deployments=deployments,
         )
+        first = first_fail(d)
         median, interval = median_interval(first)
+        look = max(int(stated), 1)
         rows.append(
             value_at_most(
                 AREA,
@@ -135,7 +193,9 @@ def _power(rng: np.random.Generator, quick: bool) -> list[Row]:
                 stated,
                 median,
                 interval,
-                f"{deployments:,} deployments, order-statistic interval",
+                f"{deployments:,} deployments, order-statistic interval; failed by window "
+                f"{look}: {np.mean(first <= look):.2f}, the one-look test at window {look} "
+                f"alone: {one_look_power(d, look):.2f}",
             )
         )
     return rows

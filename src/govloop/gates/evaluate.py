@@ -229,7 +229,11 @@ def judge_snapshot(
     baseline: Mapping[str, MetricValue] | None = None,
     drift_alerts: Sequence[DriftSignal] | None = None,
     trigger: Event | None = None,
+    cumulative: Mapping[str, MetricValue] | None = None,
+    looks: int | None = None,
 ) -> GateResult:
     """The gate result of ``policy`` on one metric snapshot (:func:`snapshot_result`)."""
-    evidence = snapshot_evidence(snapshot, baseline=baseline, drift_alerts=drift_alerts)
+    evidence = snapshot_evidence(
+        snapshot, baseline=baseline, drift_alerts=drift_alerts, cumulative=cumulative, looks=looks
+    )
     return snapshot_result(judge(policy, evidence), snapshot, trigger)
