@@ -159,7 +159,33 @@ def test_exceeds_decides_as_the_evalue_does(seed: int) -> None:
     n = rng.integers(0, 5000, size=3000)
     q = rng.uniform(-0.05, 1.02, size=3000)
     s = rng.binomial(n, np.clip(q - rng.uniform(-0.05, 0.08, size=3000), 0, 1))
-    for threshold in (2.0, 20.0, 1000.0):
+    for threshold in (0.5, 1.0, 2.0, 20.0, 1000.0):
         expected = log_evalue(s, n, q) >= math.log(threshold)
         assert (exceeds(s, n, q, threshold) == expected).all()
         assert expected.any() and not expected.all()
+    assert exceeds(0, 0, 0.5, 1.0).item()  # M_0 = 1 reaches a threshold of 1
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_vectorised_steps_decide_as_sequential_drop(seed: int) -> None:
+    # benchmarks/validity/online_gates.py composes these steps over many deployments
+    rng = np.random.default_rng(900 + seed)
+    seen = set()
+    for _ in range(60):
+        higher = bool(rng.integers(0, 2))
+        kind = "absolute" if rng.integers(0, 2) else "relative"
+        margin = float(rng.choice([0.0, 0.01, 0.02]))
+        n_b, n = int(rng.integers(50, 20000)), int(rng.integers(1, 5000))
+        p = float(rng.uniform(0.05, 0.95))
+        k_b = int(rng.binomial(n_b, p))
+        s = int(rng.binomial(n, np.clip(p + rng.uniform(-0.08, 0.08), 0, 1)))
+        test = sequential_drop(
+            s, n, alpha=0.05, margin=margin, margin_type=kind, higher_is_better=higher,
+            base_successes=k_b, base_n=n_b,
+        )  # fmt: skip
+        side = lower_bound if higher else upper_bound
+        level = allowed_level(side(0.025, successes=k_b, n=n_b), margin, kind, higher)
+        got = exceeds(s, n, level, 40.0) if higher else exceeds(n - s, n, 1 - level, 40.0)
+        assert bool(got) == test.rejected
+        seen.add(test.rejected)
+    assert seen == {True, False}

@@ -123,6 +123,8 @@ def exceeds(
         np.asarray(successes, dtype=float), np.asarray(n, dtype=float), np.asarray(q, dtype=float)
     )
     log_t = math.log(threshold)
+    if threshold <= 1:  # M_0 = 1: nothing to prune
+        return np.asarray(log_evalue(s, m, level, prior_sizes) >= log_t)
     out = np.zeros(s.shape, dtype=bool)
     inside = (level > 0) & (level < 1)
     out[~inside] = log_evalue(s[~inside], m[~inside], level[~inside], prior_sizes) >= log_t
