@@ -12,7 +12,9 @@ deployments and windows.  Rows:
   at the boundary of the null (the true drop equals the margin): at most alpha;
 * power: the median window of the first fail for 0.90 -> 0.85, 200 labels per
   window, by baseline size, with its order-statistic 95 % interval; and for
-  other drops.
+  other drops;
+* both again through the gate evaluator itself (``govloop.gates.judge`` on the
+  accumulated evidence), with fewer deployments.
 
     .venv/bin/python benchmarks/validity/bench_validity.py --only online_gates
 """
@@ -30,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _rows import Row, rate_at_most, value_at_most
 
+from govloop.gates import Evidence, MetricValue, judge, parse_policy
 from govloop.stats.sequential import allowed_level, exceeds, lower_bound, upper_bound
 from govloop.stats.significance import proportion_drop
 
@@ -201,9 +204,65 @@ def _power(rng: np.random.Generator, quick: bool) -> list[Row]:
     return rows
 
 
+GATE = parse_policy("name: online\nrules:\n  - {kind: regression, metric: accuracy}")
+
+
+def gate_first_fail(d: Deployments, stop_at_fail: bool = True) -> np.ndarray:
+    """:func:`first_fail` through the gate evaluator itself (:func:`govloop.gates.judge` on
+    the accumulated evidence, as the stream worker judges): slower, so fewer deployments."""
+    out = []
+    windows = d.cumulative.shape[1]
+    for k_b, path in zip(d.base_successes, d.cumulative, strict=True):
+        base = {"accuracy": MetricValue(value=k_b / d.n_base, n=d.n_base, successes=int(k_b))}
+        first = windows + 1
+        for t, s in enumerate(path, start=1):
+            n = d.window * t
+            acc = {"accuracy": MetricValue(value=s / n, n=n, successes=int(s))}
+            ev = Evidence(metrics=acc, baseline=base, cumulative=acc, looks=t)
+            if judge(GATE, ev).outcome == "fail":
+                first = t
+                break
+        out.append(first)
+    return np.array(out)
+
+
+def _through_the_gate(rng: np.random.Generator, quick: bool) -> list[Row]:
+    deployments, windows = (20, 20) if quick else (400, 100)
+    same = deploy(
+        rng, p_base=0.9, p_cur=0.9, n_base=5000, window=200, windows=windows,
+        deployments=deployments,
+    )  # fmt: skip
+    drop = deploy(
+        rng, p_base=0.9, p_cur=0.85, n_base=5000, window=200, windows=30,
+        deployments=deployments,
+    )  # fmt: skip
+    how = f"{deployments:,} deployments through govloop.gates.judge"
+    median, interval = median_interval(gate_first_fail(drop))
+    return [
+        rate_at_most(
+            AREA,
+            f"P(ever fail) over {windows} windows of 200 through the gate evaluator, "
+            "unchanged model, accuracy 0.9, margin 0, baseline 5,000",
+            ALPHA,
+            int((gate_first_fail(same) <= windows).sum()),
+            deployments,
+            how,
+        ),
+        value_at_most(
+            AREA,
+            "median windows to fail through the gate evaluator, 0.90 -> 0.85, "
+            "200 labels a window, baseline 5,000",
+            4,
+            median,
+            interval,
+            how + ", order-statistic interval",
+        ),
+    ]
+
+
 def rows(quick: bool) -> list[Row]:
     rng = np.random.default_rng(20300101)
-    return _type_one(rng, quick) + _power(rng, quick)
+    return _type_one(rng, quick) + _power(rng, quick) + _through_the_gate(rng, quick)
 
 
 if __name__ == "__main__":
