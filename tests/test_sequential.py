@@ -189,3 +189,21 @@ def test_the_vectorised_steps_decide_as_sequential_drop(seed: int) -> None:
         assert bool(got) == test.rejected
         seen.add(test.rejected)
     assert seen == {True, False}
+
+
+def test_extreme_counts() -> None:
+    # a baseline with no successes allows anything: its bound is 0, nothing is below it
+    none = sequential_drop(0, 500, alpha=0.05, base_successes=0, base_n=100)
+    assert none.baseline_bound == 0.0 and none.evalue == 1.0 and not none.rejected
+    # a perfect baseline: the exact bound alpha_b ** (1 / n), and all-wrong candidates fail
+    perfect = sequential_drop(0, 50, alpha=0.05, base_successes=100, base_n=100)
+    assert perfect.baseline_bound == pytest.approx(0.025 ** (1 / 100))
+    assert perfect.rejected
+    assert not sequential_drop(50, 50, alpha=0.05, base_successes=100, base_n=100).rejected
+    # an error rate whose baseline is all errors: the upper bound is 1, the level above it
+    worst = sequential_drop(
+        500, 500, alpha=0.05, higher_is_better=False, base_successes=100, base_n=100
+    )
+    assert worst.baseline_bound == 1.0 and worst.level >= 1 and not worst.rejected
+    # nothing accumulated yet: M = 1
+    assert sequential_drop(0, 0, alpha=0.05, base_successes=90, base_n=100).evalue == 1.0
