@@ -22,6 +22,7 @@ from govloop.gates.evidence import Evidence, MetricValue, Sample
 from govloop.gates.fairness import FairnessEvaluator
 from govloop.gates.outcomes import SEVERITY
 from govloop.gates.rules import DriftRule, FairnessRule, RegressionRule, Rule, SafetyRule
+from govloop.gates.sequential import sequential_regression
 from govloop.schemas.results import Outcome, RuleResult
 from govloop.stats.significance import DropTest, proportion_drop, stderr_drop
 
@@ -176,6 +177,9 @@ def _drop_test(
 
 
 def _regression(rule: RegressionRule, name: str, evidence: Evidence) -> RuleReport:
+    if evidence.cumulative is not None:  # online: accumulated evidence, anytime-valid test
+        online = sequential_regression(rule, name, evidence)
+        return _report(rule, name, *online, op=_REGRESSION_OP, threshold=rule.margin)
     op = _REGRESSION_OP
     kw: dict[str, Any] = {"op": op, "threshold": rule.margin}
     cur = evidence.metrics.get(name)

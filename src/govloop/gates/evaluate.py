@@ -32,7 +32,8 @@ from govloop.gates.evidence import DriftSignal, Evidence, MetricValue, metrics_f
 from govloop.gates.fairness import FairnessEvaluator, fairness_evaluators
 from govloop.gates.outcomes import worst
 from govloop.gates.policy import Policy
-from govloop.gates.rules import AnyRule, DriftRule, FairnessRule, SafetyRule
+from govloop.gates.rules import AnyRule, DriftRule, FairnessRule, Rule, SafetyRule
+from govloop.gates.sequential import accumulated_samples
 from govloop.schemas.base import Event
 from govloop.schemas.results import GateResult, MetricSnapshot, Outcome, RuleResult
 
@@ -81,6 +82,18 @@ def check(
         return check_safety(rule, ev)
     if isinstance(rule, FairnessRule):
         return check_fairness(rule, ev, fairness_evaluators() if fairness is None else fairness)
+    if isinstance(rule, Rule) and (online := accumulated_samples(rule, ev)) is not None:
+        return RuleReport(
+            kind=rule.kind,
+            rule=rule.name,
+            metric=rule.metric,
+            op=rule.op,
+            threshold=rule.value,
+            observed=online.observed,
+            outcome=online.outcome,
+            detail=online.detail,
+            evidence=online.evidence,
+        )
     return check_metric_rule(rule, ev)
 
 
@@ -167,13 +180,18 @@ def snapshot_evidence(
     *,
     baseline: Mapping[str, MetricValue] | None = None,
     drift_alerts: Sequence[DriftSignal] | None = None,
+    cumulative: Mapping[str, MetricValue] | None = None,
+    looks: int | None = None,
 ) -> Evidence:
     """What a policy judges on one metric snapshot: its metrics (rates with their counts),
-    the baseline and the drift alerts in force."""
+    the baseline, the drift alerts in force and, online, the model version's accumulated
+    metrics over ``looks`` windows (:attr:`Evidence.cumulative`)."""
     return Evidence(
         metrics=metrics_from_snapshots([snapshot]),
         baseline=None if baseline is None else dict(baseline),
         drift_alerts=None if drift_alerts is None else list(drift_alerts),
+        cumulative=None if cumulative is None else dict(cumulative),
+        looks=looks,
     )
 
 
@@ -211,7 +229,11 @@ def judge_snapshot(
     baseline: Mapping[str, MetricValue] | None = None,
     drift_alerts: Sequence[DriftSignal] | None = None,
     trigger: Event | None = None,
+    cumulative: Mapping[str, MetricValue] | None = None,
+    looks: int | None = None,
 ) -> GateResult:
     """The gate result of ``policy`` on one metric snapshot (:func:`snapshot_result`)."""
-    evidence = snapshot_evidence(snapshot, baseline=baseline, drift_alerts=drift_alerts)
+    evidence = snapshot_evidence(
+        snapshot, baseline=baseline, drift_alerts=drift_alerts, cumulative=cumulative, looks=looks
+    )
     return snapshot_result(judge(policy, evidence), snapshot, trigger)

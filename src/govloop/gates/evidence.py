@@ -111,7 +111,15 @@ class Sample(BaseModel):
 
 
 class Evidence(BaseModel):
-    """Everything a policy may look at; see the module docstring for ``None``."""
+    """Everything a policy may look at; see the module docstring for ``None``.
+
+    ``cumulative`` is the evidence accumulated online: the model version's
+    metrics summed over all its windows so far (counts summed, each window's
+    latest revision), and ``looks`` how many windows that is.  With it,
+    regression rules test the accumulated counts under continuous monitoring
+    (:mod:`govloop.gates.sequential`); without it (offline, one look) they
+    use the fixed-sample test.
+    """
 
     model_config = _FROZEN
 
@@ -120,6 +128,8 @@ class Evidence(BaseModel):
     baseline_ref: str | None = None
     drift_alerts: list[DriftSignal] | None = None
     samples: list[Sample] | None = None
+    cumulative: dict[str, MetricValue] | None = None
+    looks: int | None = Field(default=None, ge=1)
 
     @classmethod
     def from_metrics(cls, metrics: Mapping[str, object], **fields: object) -> Evidence:

@@ -24,7 +24,7 @@ from govloop.gates import DriftSignal, MetricValue, Policy, ResultsFile, Verdict
 from govloop.gates.evaluate import snapshot_evidence, snapshot_result
 from govloop.schemas import Event, GateResult, MetricSnapshot, utcnow
 
-__all__ = ["Baseline", "Decision", "decide", "offline_result_id"]
+__all__ = ["Accumulated", "Baseline", "Decision", "decide", "offline_result_id"]
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,44 @@ class Baseline:
             return None
         metrics = {k: MetricValue.model_validate(v) for k, v in entry["metrics"].items()}
         return cls(metrics, entry.get("label"), entry.get("ref"))
+
+
+@dataclass(frozen=True)
+class Accumulated:
+    """A model version's evidence so far, for the online regression rules.
+
+    ``metrics`` are summed over its tumbling overall windows up to the judged
+    one (each window's latest revision, the judged snapshot for its own
+    window); ``looks`` is how many windows; ``windows`` names the first and
+    last window start, for reports.  A new model version starts afresh.
+    """
+
+    metrics: Mapping[str, MetricValue]
+    looks: int
+    windows: tuple[str, str] | None = None
+
+    def evidence(self) -> dict[str, Any]:
+        """The ``cumulative`` entry of a manifest's evidence: the numbers used, inline.
+
+        >>> a = Accumulated({"acc": MetricValue(value=0.9, n=10, successes=9)}, 2)
+        >>> a.evidence()["looks"], Accumulated.from_evidence({"cumulative": a.evidence()}) == a
+        (2, True)
+        """
+        return {
+            "looks": self.looks,
+            "windows": None if self.windows is None else list(self.windows),
+            "metrics": {k: v.model_dump(mode="json") for k, v in sorted(self.metrics.items())},
+        }
+
+    @classmethod
+    def from_evidence(cls, evidence: Mapping[str, Any]) -> Accumulated | None:
+        """The accumulated evidence a manifest recorded (:meth:`evidence`), if any."""
+        entry = evidence.get("cumulative")
+        if entry is None:
+            return None
+        metrics = {k: MetricValue.model_validate(v) for k, v in entry["metrics"].items()}
+        windows = entry.get("windows")
+        return cls(metrics, int(entry["looks"]), None if windows is None else tuple(windows))
 
 
 class Decision(NamedTuple):
@@ -123,6 +161,7 @@ def decide(
     trigger: Event | None = None,
     settings: Settings | None = None,
     ts: datetime | None = None,
+    accumulated: Accumulated | None = None,
 ) -> Decision:
     """Judge ``judged`` with ``policy``: the verdict, the gate result and its manifest.
 
@@ -131,7 +170,9 @@ def decide(
     drift alerts in force (recorded in the manifest even when there are none)
     and, when a drift alert made the gate look again, that alert as
     ``trigger``; offline, a results file is judged at ``ts`` (default: now).
-    A baseline's metrics are recorded inline.
+    A baseline's metrics are recorded inline, and so is ``accumulated``: online,
+    the model version's evidence so far, which regression rules then judge
+    under continuous monitoring (:mod:`govloop.gates.sequential`).
 
     >>> from govloop.gates import parse_policy
     >>> policy = parse_policy("name: q\\nrules:\\n  - {metric: accuracy, op: '>=', value: 0.8}")
@@ -150,6 +191,8 @@ def decide(
             judged,
             baseline=None if baseline is None else baseline.metrics,
             drift_alerts=drift_alerts,
+            cumulative=None if accumulated is None else accumulated.metrics,
+            looks=None if accumulated is None else accumulated.looks,
         )
         verdict = judge(policy, evidence)
         result = snapshot_result(verdict, judged, trigger)
@@ -160,6 +203,8 @@ def decide(
         recorded["drift_alerts"] = [s.model_dump(mode="json") for s in drift_alerts]
     if baseline is not None:
         recorded["baseline"] = baseline.evidence()
+    if accumulated is not None and isinstance(judged, MetricSnapshot):
+        recorded["cumulative"] = accumulated.evidence()
     manifest = build_manifest(
         policy_hash=policy.content_hash, inputs=inputs, evidence=recorded, settings=settings
     )

@@ -6,8 +6,8 @@ Kafka record by topic, partition and offset, or the results file), checks
 each against the digest in the manifest, judges again through the one
 judging path (:func:`govloop.judging.gates.decide`, as the worker and
 ``govloop gate check`` did) with the evidence recorded inline (drift alerts,
-a baseline's metrics), and compares the recomputed result with the stored
-one field by field, rule by rule.
+a baseline's metrics, an online regression's accumulated evidence), and
+compares the recomputed result with the stored one field by field, rule by rule.
 
 Errors (:class:`ReplayError`, or :class:`~govloop.errors.RuntimeUnavailable`
 when the broker does not answer) mean the decision could not be replayed at
@@ -32,7 +32,7 @@ from govloop import __version__
 from govloop.audit.manifest import Manifest, git_commit, load_manifest, package_versions
 from govloop.config import Settings
 from govloop.gates import DriftSignal, Policy, parse_results
-from govloop.judging.gates import Baseline, decide
+from govloop.judging.gates import Accumulated, Baseline, decide
 from govloop.repro.inputs import ReplayError, held_to, read_event
 from govloop.schemas import GateResult, MetricSnapshot
 from govloop.stores.sql.tables import GatePolicyRow, GateResultRow
@@ -239,6 +239,7 @@ def replay(
             baseline=baseline,
             drift_alerts=None if alerts is None else [DriftSignal(**d) for d in alerts],
             trigger=triggers[0] if triggers else None,
+            accumulated=Accumulated.from_evidence(manifest.evidence),
         ).result
     else:
         spec = files[0]
@@ -269,6 +270,12 @@ def replay(
         seen.append(
             f"baseline {baseline.label or '-'}: {len(baseline.metrics)} metrics recorded "
             "in the manifest"
+        )
+    so_far = Accumulated.from_evidence(manifest.evidence)
+    if so_far is not None:
+        seen.append(
+            f"accumulated evidence: {so_far.looks} window(s) of the model version, "
+            "recorded in the manifest"
         )
     if "drift_alerts" in manifest.evidence:
         seen.append(

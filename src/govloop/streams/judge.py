@@ -5,7 +5,8 @@ model; a drift alert makes the policies with drift rules look again at the
 model version's latest snapshot, with the alert now active.  The decision
 itself is :func:`govloop.judging.gates.decide` (the one path ``govloop gate
 check`` takes too); this module gathers what it needs from the SQL store
-(the drift alerts in force, the policy's baseline), records each decision
+(the drift alerts in force, the policy's baseline and, for policies with
+regression rules, the model version's accumulated windows), records each decision
 with its manifest and moves the gate's state
 (:func:`govloop.stores.sql.advance_gate`).
 """
@@ -23,13 +24,28 @@ from govloop.audit.records import save_decision
 from govloop.config import Settings
 from govloop.errors import ConfigError
 from govloop.gates import DriftSignal, Policy
-from govloop.judging.gates import Baseline, decide
+from govloop.gates.evidence import metrics_from_snapshots
+from govloop.judging.gates import Accumulated, Baseline, decide
 from govloop.schemas import DeadLetter, DriftAlert, Event, GateResult, MetricSnapshot
-from govloop.stores.sql import active_drift, advance_gate, latest_snapshot, resolve_baseline
+from govloop.stores.sql import (
+    active_drift,
+    advance_gate,
+    latest_snapshot,
+    resolve_baseline,
+    version_windows,
+)
 from govloop.streams.concept import FEATURES
 from govloop.streams.decode import dead_letter
 
-__all__ = ["SEVERITY", "Judged", "drift_signals", "judge_events", "judged", "policy_baseline"]
+__all__ = [
+    "SEVERITY",
+    "Judged",
+    "accumulated",
+    "drift_signals",
+    "judge_events",
+    "judged",
+    "policy_baseline",
+]
 
 log = logging.getLogger("govloop.streams")
 
@@ -87,8 +103,11 @@ def judge_events(
         if not applies:
             continue
         signals = drift_signals(session, snap, trigger)
+        so_far: Accumulated | None = None
         for policy in applies:
             baseline = policy_baseline(session, policy)
+            if so_far is None and any(rule.kind == "regression" for rule in policy.rules):
+                so_far = accumulated(session, snap)
             try:
                 decision = decide(
                     policy,
@@ -98,6 +117,9 @@ def judge_events(
                     drift_alerts=signals,
                     trigger=trigger,
                     settings=settings,
+                    accumulated=(
+                        so_far if any(r.kind == "regression" for r in policy.rules) else None
+                    ),
                 )
             except (ValueError, TypeError, ArithmeticError, LookupError, AttributeError) as exc:
                 log.exception("policy %s could not judge %s", policy.name, event.event_id)
@@ -109,6 +131,18 @@ def judge_events(
             if change is not None:
                 changes.append(change)
     return Judged(changes, dead)
+
+
+def accumulated(session: Session, snap: MetricSnapshot) -> Accumulated:
+    """The evidence of ``snap``'s model version so far: its earlier windows (latest
+    revision each) and ``snap`` itself, counts summed, for the online regression rules."""
+    windows = [*version_windows(session, snap.model, snap.model_version, snap.window_start), snap]
+    first = windows[0].window_start.isoformat()
+    return Accumulated(
+        metrics_from_snapshots(windows),
+        len(windows),
+        (first, snap.window_start.isoformat()),
+    )
 
 
 def drift_signals(

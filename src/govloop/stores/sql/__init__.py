@@ -38,7 +38,12 @@ from govloop.stores.sql.drift import (
 )
 from govloop.stores.sql.engine import create_engine_for, init_db, insert_once
 from govloop.stores.sql.gates import advance_gate, gate_result_row, gate_results, policy_row
-from govloop.stores.sql.snapshots import latest_snapshot, save_snapshot, window_metrics
+from govloop.stores.sql.snapshots import (
+    latest_snapshot,
+    save_snapshot,
+    version_windows,
+    window_metrics,
+)
 from govloop.stores.sql.tables import (
     BaselineRow,
     CalibrationRow,
@@ -94,5 +99,6 @@ __all__ = [
     "save_drift_alert",
     "save_reference",
     "save_snapshot",
+    "version_windows",
     "window_metrics",
 ]

@@ -12,7 +12,13 @@ from govloop.schemas import MetricSnapshot
 from govloop.stores.sql.engine import insert_once
 from govloop.stores.sql.tables import MetricSnapshotRow
 
-__all__ = ["latest_revisions", "latest_snapshot", "save_snapshot", "window_metrics"]
+__all__ = [
+    "latest_revisions",
+    "latest_snapshot",
+    "save_snapshot",
+    "version_windows",
+    "window_metrics",
+]
 
 
 def save_snapshot(session: Session, snap: MetricSnapshot) -> bool:
@@ -50,6 +56,23 @@ def latest_snapshot(session: Session, model: str, model_version: str) -> MetricS
     newest = [MetricSnapshot.model_validate_json(r.body) for r in rows]
     newest = [s for s in newest if s.window_start == newest[0].window_start]
     return max(newest, key=lambda s: s.revision) if newest else None
+
+
+def version_windows(
+    session: Session, model: str, model_version: str, before: datetime
+) -> list[MetricSnapshot]:
+    """A model version's overall tumbling windows that start before ``before``, each its
+    latest revision, oldest first: the evidence accumulated before a window is judged."""
+    query = select(MetricSnapshotRow).where(
+        MetricSnapshotRow.model == model,
+        MetricSnapshotRow.model_version == model_version,
+        MetricSnapshotRow.window_kind == "tumbling",
+        MetricSnapshotRow.slice_kind == "",
+        MetricSnapshotRow.window_start < before,
+    )
+    return latest_revisions(
+        [MetricSnapshot.model_validate_json(r.body) for r in session.exec(query)]
+    )
 
 
 def window_metrics(
