@@ -147,8 +147,8 @@ def percentile_interval(
 
 
 def rows(quick: bool) -> list[Row]:
-    rounds = 200 if quick else 1500
-    refs, windows = (20, 100) if quick else (100, 400)
+    rounds = 150 if quick else 1200
+    refs, windows = (20, 80) if quick else (100, 350)
     out = []
     models = 3
     for label, fleet in (("300-value Zipf categoricals", ZIPF_FLEET), ("mixed", MIXED_FLEET)):
