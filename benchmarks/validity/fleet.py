@@ -136,7 +136,7 @@ def percentile_interval(
 
     >>> v = np.arange(1.0, 201.0)
     >>> percentile_interval(v)
-    (190.0, 184.0, 195.0)
+    (190.0, 184.0, 197.0)
     """
     x = np.sort(values)
     n = x.size
