@@ -5,8 +5,12 @@
 error bounds, and keeps the exact count, min, max, mean and variance beside
 it (Welford's update, Chan's merge).  :class:`CategoricalCounts` keeps exact
 counts for up to ``max_distinct`` values and folds the rest into
-``"__other__"``.  Both merge, so partial state from partitions or workers
-combines, and both serialize for storing reference profiles in SQL.
+``"__other__"``, remembering for the folded values their counts per hash
+bucket (a fixed partition of all possible values, :func:`bucket_of`), so
+that two summaries which tracked different values still count the same
+bins exactly (:meth:`CategoricalCounts.bucket_counts`).  Both merge, so
+partial state from partitions or workers combines, and both serialize for
+storing reference profiles in SQL.
 
 Reproducibility: DataSketches randomises KLL compaction (coin flips seeded
 from the clock, no seed exposed), so two sketches built from the same values
@@ -18,17 +22,32 @@ from __future__ import annotations
 
 import math
 import struct
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 from datasketches import kll_doubles_sketch
 
-__all__ = ["OTHER", "CategoricalCounts", "NumericSketch"]
+__all__ = ["HASH_BUCKETS", "OTHER", "CategoricalCounts", "NumericSketch", "bucket_of"]
 
 #: The bucket of values seen after ``max_distinct`` distinct values were tracked.
 OTHER = "__other__"
+#: Hash buckets the folded values are counted in (a partition fixed in advance).
+HASH_BUCKETS = 64
+
+
+@lru_cache(maxsize=1 << 16)
+def bucket_of(key: str) -> int:
+    """The hash bucket of a value's key: CRC-32 of its UTF-8 bytes, stable across processes.
+
+    >>> bucket_of("a"), bucket_of("a") == bucket_of(str("a"))
+    (3, True)
+    """
+    return zlib.crc32(key.encode("utf-8", "surrogatepass")) % HASH_BUCKETS
+
 
 _HEADER = struct.Struct("<4sBqqdd")  # magic, version, count, invalid, mean, m2
 _MAGIC = b"GLNS"
@@ -238,13 +257,19 @@ class CategoricalCounts:
     """Exact counts of up to ``max_distinct`` values; later new values go to ``"__other__"``.
 
     Values are keyed by ``str(value)``, so counts survive a JSON round trip.
+    Which values are tracked depends on the order they arrive in; the folded
+    ones are also counted per hash bucket, so :meth:`bucket_counts` (every
+    value's count in its bucket) is exact and the same partition on any two
+    summaries, whatever each tracked.
 
     >>> c = CategoricalCounts(max_distinct=2)
     >>> c.update_many(["a", "b", "a", "c", "d"])
-    >>> c.to_dict()
-    {'max_distinct': 2, 'counts': {'a': 2, 'b': 1, '__other__': 2}}
+    >>> c.to_dict()["counts"], c.to_dict()["other_buckets"]
+    ({'a': 2, 'b': 1, '__other__': 2}, {'12': 1, '47': 1})
     >>> c.n, c.proportions(["a", "b", "__other__", "zzz"]).tolist()
     (5, [0.4, 0.2, 0.4, 0.0])
+    >>> int(c.bucket_counts().sum()), int(c.bucket_counts()[bucket_of("a")])
+    (5, 2)
     """
 
     def __init__(self, max_distinct: int = 100) -> None:
@@ -253,17 +278,24 @@ class CategoricalCounts:
         self.max_distinct = max_distinct
         self._counts: dict[str, int] = {}
         self._other = 0
+        self._buckets: dict[int, int] = {}  # folded counts per hash bucket
+        self._unhashed = 0  # folded counts of unknown bucket (read from an older format)
 
     def __repr__(self) -> str:
         return f"CategoricalCounts(max_distinct={self.max_distinct}) n={self.n}"
+
+    def _fold(self, key: str, count: int) -> None:
+        self._other += count
+        b = bucket_of(key)
+        self._buckets[b] = self._buckets.get(b, 0) + count
 
     def _add(self, key: str, count: int) -> None:
         if key in self._counts:
             self._counts[key] += count
         elif key != OTHER and len(self._counts) < self.max_distinct:
             self._counts[key] = count
-        else:
-            self._other += count
+        else:  # past the cap, or a literal "__other__" value
+            self._fold(key, count)
 
     def update(self, value: Any) -> None:
         """Count one value."""
@@ -286,6 +318,9 @@ class CategoricalCounts:
         for key, count in other._counts.items():
             self._add(key, count)
         self._other += other._other
+        for b, count in other._buckets.items():
+            self._buckets[b] = self._buckets.get(b, 0) + count
+        self._unhashed += other._unhashed
 
     def __iadd__(self, other: CategoricalCounts) -> CategoricalCounts:
         self.merge(other)
@@ -308,6 +343,21 @@ class CategoricalCounts:
             out[OTHER] = self._other
         return out
 
+    def bucket_counts(self) -> np.ndarray | None:
+        """Every value's count in its hash bucket (:data:`HASH_BUCKETS` of them), exactly.
+
+        None when some folded values' buckets are unknown (summaries written
+        before buckets were kept).
+        """
+        if self._unhashed:
+            return None
+        out = np.zeros(HASH_BUCKETS, dtype=np.int64)
+        for key, count in self._counts.items():
+            out[bucket_of(key)] += count
+        for b, count in self._buckets.items():
+            out[b] += count
+        return out
+
     def proportions(self, categories: Sequence[str]) -> np.ndarray:
         """Share of the total recorded under each key (0 for keys never tracked)."""
         total = self.n
@@ -316,12 +366,18 @@ class CategoricalCounts:
         return values / total if total else values
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready form: ``{"max_distinct": ..., "counts": {...}}``."""
-        return {"max_distinct": self.max_distinct, "counts": self.counts()}
+        """A JSON-ready form: ``{"max_distinct": ..., "counts": {...}}``, and the folded
+        values' counts per hash bucket under ``"other_buckets"`` when there are any."""
+        out: dict[str, Any] = {"max_distinct": self.max_distinct, "counts": self.counts()}
+        if self._buckets:
+            out["other_buckets"] = {str(b): c for b, c in sorted(self._buckets.items())}
+        if self._unhashed:
+            out["other_unhashed"] = self._unhashed
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CategoricalCounts:
-        """Rebuild counts written by :meth:`to_dict`."""
+        """Rebuild counts written by :meth:`to_dict` (or by a version without buckets)."""
         counts = cls(max_distinct=int(data["max_distinct"]))
         tracked = [key for key in data["counts"] if key != OTHER]
         if len(tracked) > counts.max_distinct:
@@ -331,4 +387,10 @@ class CategoricalCounts:
                 counts._other += int(count)
             else:
                 counts._counts[str(key)] = int(count)
+        counts._buckets = {int(b): int(c) for b, c in data.get("other_buckets", {}).items()}
+        if any(not 0 <= b < HASH_BUCKETS for b in counts._buckets):
+            raise ValueError("a hash bucket out of range")
+        counts._unhashed = counts._other - sum(counts._buckets.values())
+        if counts._unhashed < 0:
+            raise ValueError("hash buckets hold more than __other__")
         return counts
