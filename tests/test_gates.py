@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from scipy.stats import barnard_exact
 
 from govloop.errors import GovloopError, PolicyError
 from govloop.gates import (
@@ -491,29 +492,31 @@ def with_base(now: MetricValue, base: MetricValue | None, ref: str | None = None
 
 
 def test_regression_from_counts_by_hand() -> None:
-    # 900/1000 -> 860/1000: pooled p 0.88, se 0.014533, z 2.752, one-sided p 0.002958
+    # 900/1000 -> 860/1000: pooled p 0.88, se 0.014533, z 2.752; the exact unconditional
+    # test ordered by z (Barnard's, scipy's barnard_exact) gives p = 0.002966
     report = check(
         regression(),
         with_base(mv(0.86, n=1000, successes=860), mv(0.9, n=1000, successes=900), "rel@2"),
     )
     assert report.outcome == "fail"
-    assert report.evidence["p_value"] == pytest.approx(0.002958, abs=1e-6)
+    assert report.evidence["p_value"] == pytest.approx(0.0029655, abs=1e-6)
     assert report.evidence["z"] == pytest.approx(2.7524, abs=1e-4)
-    assert report.evidence["method"] == "two-proportion z-test (pooled)"
+    assert report.evidence["method"] == "exact unconditional score test (difference)"
     assert (report.observed, report.threshold, report.op) == (0.86, 0.0, "no significant drop")
     assert report.detail == (
         "acc 0.9 -> 0.86: significant drop (drop 0.04, margin 0, z = 2.75, p = 0.003 < 0.05)"
     )
-    # the same drop with 100 per side is noise: z = 0.04 / 0.04596 = 0.87
+    # the same drop with 100 per side is noise: z = 0.04 / 0.04596 = 0.87, exact p 0.2646
     small = check(
         regression(), with_base(mv(0.86, n=100, successes=86), mv(0.9, n=100, successes=90))
     )
     assert small.outcome == "pass"
-    assert small.evidence["p_value"] == pytest.approx(0.192, abs=1e-3)
+    reference = barnard_exact([[86, 90], [14, 10]], alternative="less").pvalue
+    assert small.evidence["p_value"] == pytest.approx(reference, rel=1e-6)
     # warn_alpha turns a suggestive drop into a warning
     assert (
         check(
-            regression(warn_alpha=0.25),
+            regression(warn_alpha=0.3),
             with_base(mv(0.86, n=100, successes=86), mv(0.9, n=100, successes=90)),
         ).outcome
         == "warn"

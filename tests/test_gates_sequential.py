@@ -50,7 +50,7 @@ def test_no_drop_passes_and_the_window_alone_is_not_judged() -> None:
     assert "no significant drop beyond 0.01 under continuous monitoring" in report.detail
     # offline (no accumulated evidence), the same window is the fixed-sample test
     one_look = judge(POLICY, Evidence(metrics={"accuracy": BASE["accuracy"]}, baseline=BASE))
-    assert one_look.rules[0].evidence["method"].startswith("two-proportion")
+    assert one_look.rules[0].evidence["method"].startswith("exact unconditional")
 
 
 def test_warn_alpha_and_error_rate_mirror() -> None:

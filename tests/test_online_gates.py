@@ -110,7 +110,9 @@ def test_unchanged_model_passes_where_the_per_window_test_fails(
     assert {r.outcome for r in results} == {"pass"}
     last = results[-1].rules[0]
     assert "over 16,000 labels in 80 windows" in last.detail
-    # the same windows, each judged alone with the fixed-sample test, fail now and then
+    # windows like these, each judged alone with the fixed-sample test, fail now and then
+    # (about 3 % of them each: 300 windows all pass with probability about 1e-4)
+    correct = np.concatenate([correct, rng.binomial(200, 0.9, size=220)])
     one_look = [
         judge(
             POLICY,

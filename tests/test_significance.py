@@ -10,6 +10,7 @@ from scipy.stats import chi2_contingency, norm
 
 from govloop.gates import Evidence, MetricValue, judge, parse_policy
 from govloop.stats import mean_estimate, proportion_drop, stderr_drop
+from govloop.stats.two_sample import rejection_region
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -83,10 +84,10 @@ def test_mean_estimate_against_numpy() -> None:
     assert se == pytest.approx(np.sqrt(np.sum(ses**2)) / 6)
 
 
-# --- the gate under simulation -----------------------------------------------------------------
+# --- the gate's exact error rates ---------------------------------------------------------------
 
-TRIALS = 2000
 ALPHA = 0.05
+TRIALS = 2000
 #: a fail rate above alpha by more than 3 binomial standard errors is a bug, not bad luck
 TOLERANCE = 3 * math.sqrt(ALPHA * (1 - ALPHA) / TRIALS)
 
@@ -98,38 +99,40 @@ rules:
 """)
 
 
-def _fail_rates(p_base: float, p_now: float, n: int, seed: int) -> tuple[float, float]:
-    rng = np.random.default_rng(seed)
-    base, now = rng.binomial(n, p_base, TRIALS), rng.binomial(n, p_now, TRIALS)
-    fails = np.zeros(2)
-    for b, c in zip(base, now, strict=True):
-        ev = Evidence(
-            metrics={"accuracy": MetricValue(value=c / n, n=n, successes=int(c))},
-            baseline={"accuracy": MetricValue(value=b / n, n=n, successes=int(b))},
-        )
-        verdict = judge(REGRESSION, ev)
-        fails += [r.outcome == "fail" for r in verdict.rules]
-    return fails[0] / TRIALS, fails[1] / TRIALS
+def _outcomes(kb: int, nb: int, kc: int, nc: int) -> list[str]:
+    ev = Evidence(
+        metrics={"accuracy": MetricValue(value=kc / nc, n=nc, successes=kc)},
+        baseline={"accuracy": MetricValue(value=kb / nb, n=nb, successes=kb)},
+    )
+    return [r.outcome for r in judge(REGRESSION, ev).rules]
+
+
+def test_the_gate_fails_exactly_in_the_rejection_region() -> None:
+    """So the region's exact size is the gate's false-fail rate."""
+    rng = np.random.default_rng(5)
+    plain, margin = rejection_region(60, 80, ALPHA), rejection_region(60, 80, ALPHA, 0.01)
+    for kb, kc in zip(rng.binomial(60, 0.8, 150), rng.binomial(80, 0.7, 150), strict=True):
+        got = _outcomes(int(kb), 60, int(kc), 80)
+        assert got == [
+            "fail" if plain.rejects(kb, kc) else "pass",
+            "fail" if margin.rejects(kb, kc) else "pass",
+        ], (kb, kc)
 
 
 def test_no_true_change_fails_at_most_alpha() -> None:
-    no_margin, with_margin = _fail_rates(0.8, 0.8, 1000, seed=1)
-    assert no_margin <= ALPHA + TOLERANCE, no_margin
-    assert no_margin >= ALPHA - TOLERANCE  # the test is not absurdly conservative either
-    # inside the margin the false-fail rate is far below alpha: about
-    # P(Z > 1.645 + 0.01 / 0.0179) = 0.014 here
-    assert with_margin <= ALPHA / 2, with_margin
+    size = rejection_region(1000, 1000, ALPHA).size(0.8, 0.8)
+    assert 0.04 <= size <= ALPHA  # valid, and not absurdly conservative either
+    # inside the margin the false-fail rate is far below alpha
+    assert rejection_region(1000, 1000, ALPHA, 0.01).size(0.8, 0.8) <= ALPHA / 2
 
 
 def test_a_drop_exactly_at_the_margin_fails_at_most_alpha() -> None:
-    _, at_margin = _fail_rates(0.8, 0.79, 4000, seed=2)
-    assert at_margin <= ALPHA + TOLERANCE, at_margin
+    assert rejection_region(4000, 4000, ALPHA, 0.01).size(0.8, 0.79) <= ALPHA
 
 
 def test_a_real_drop_fails() -> None:
-    no_margin, with_margin = _fail_rates(0.8, 0.75, 2000, seed=3)
-    assert no_margin >= 0.95, no_margin  # power about 0.99 by the normal approximation
-    assert with_margin >= 0.80, with_margin
+    assert rejection_region(2000, 2000, ALPHA).size(0.8, 0.75) >= 0.95  # z-test: about 0.99
+    assert rejection_region(2000, 2000, ALPHA, 0.01).size(0.8, 0.75) >= 0.80
 
 
 def _pair(base: float, now: float, se: float) -> Evidence:

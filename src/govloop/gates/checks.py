@@ -3,16 +3,19 @@
 A report is a :class:`~govloop.schemas.RuleResult` (what the ``gates`` topic
 carries) plus the rule's kind and its structured evidence (baseline, drop,
 z, p-value, counts...).  Metric patterns are expanded here: a rule on
-``"lighteval|*/acc"`` checks each matching metric and reports the worst.
+``"lighteval|*/acc"`` checks each matching metric and reports the worst; a
+regression rule judges each match on its p-value adjusted over the matches.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import importlib
+import math
 import operator
 import re
 from collections.abc import Callable, Mapping
+from functools import lru_cache
 from typing import Any
 
 from pydantic import Field
@@ -24,7 +27,8 @@ from govloop.gates.outcomes import SEVERITY
 from govloop.gates.rules import DriftRule, FairnessRule, RegressionRule, Rule, SafetyRule
 from govloop.gates.sequential import sequential_regression
 from govloop.schemas.results import Outcome, RuleResult
-from govloop.stats.significance import DropTest, proportion_drop, stderr_drop
+from govloop.stats.significance import DropTest, adjusted_p_values, stderr_drop
+from govloop.stats.two_sample import exact_drop, smallest_p_value
 
 __all__ = ["RuleReport", "check_drift", "check_fairness", "check_metric_rule", "check_safety"]
 
@@ -84,10 +88,12 @@ def _no_match(rule: Rule | RegressionRule, names: Mapping[str, object]) -> RuleR
 def check_metric_rule(rule: Rule | RegressionRule, evidence: Evidence) -> RuleReport:
     """A threshold, min_samples or regression rule, over every metric its pattern matches."""
     names = _matches(rule.metric, evidence.metrics)
-    one = _threshold if isinstance(rule, Rule) else _regression
     if not names:
         return _no_match(rule, evidence.metrics)
-    reports = [one(rule, name, evidence) for name in names]  # type: ignore[arg-type]
+    if isinstance(rule, Rule):
+        reports = [_threshold(rule, name, evidence) for name in names]
+    else:
+        reports = _regressions(rule, names, evidence)
     if len(reports) == 1:
         return reports[0]
     worst = max(reports, key=lambda r: SEVERITY[r.outcome])
@@ -110,6 +116,21 @@ def check_metric_rule(rule: Rule | RegressionRule, evidence: Evidence) -> RuleRe
     return worst.model_copy(
         update={"metric": rule.metric, "detail": detail, "evidence": {"checks": checks}}
     )
+
+
+def _regressions(rule: RegressionRule, names: list[str], evidence: Evidence) -> list[RuleReport]:
+    """Each match judged on its p-value adjusted over the family of matches (a match that
+    cannot be tested counts in the family with p = 1, which only makes it stricter)."""
+    first = [_regression(rule, name, evidence) for name in names]
+    if len(names) == 1 or rule.correction == "none":
+        return first
+    raw = [r.evidence.get("p_value", 1.0) for r in first]
+    raw = [1.0 if p is None or math.isnan(p) else p for p in raw]
+    adjusted = adjusted_p_values(raw, rule.correction)
+    return [
+        _regression(rule, name, evidence, (p, len(names))) if "p_value" in r.evidence else r
+        for name, r, p in zip(names, first, adjusted, strict=True)
+    ]
 
 
 def _report(
@@ -135,6 +156,26 @@ def _report(
     )
 
 
+#: Rates by name: a min_samples rule on one counts its n, never its value.
+_RATE_NAMES = ("accuracy", "error_rate", "positive_rate", "feedback_rate")
+
+
+def _sample_count(name: str, mv: MetricValue) -> float | None:
+    """What a min_samples rule counts: a rate's ``n``; a plain count's value; else None."""
+    if mv.n is not None:
+        return float(mv.n)
+    value = mv.value
+    is_rate = (
+        mv.successes is not None
+        or mv.stderr is not None
+        or name in _RATE_NAMES
+        or name.endswith("_rate")
+        or value is None
+        or not float(value).is_integer()
+    )
+    return None if is_rate else value
+
+
 def _threshold(rule: Rule, name: str, evidence: Evidence) -> RuleReport:
     mv = evidence.metrics.get(name)
     if mv is None or mv.value is None:
@@ -142,8 +183,14 @@ def _threshold(rule: Rule, name: str, evidence: Evidence) -> RuleReport:
     value = mv.value
     ok = _OPS[rule.op](value, rule.value)
     if rule.kind == "min_samples":
+        count = _sample_count(name, mv)
+        if count is None:
+            detail = f"{name} carries no sample count (n): the samples behind it are unknown"
+            return _report(rule, name, None, "inconclusive", detail, {})
+        value, ok = count, count >= rule.value
         outcome: Outcome = "pass" if ok else "inconclusive"
-        detail = f"{value:g} samples, {rule.value:g} needed"
+        what = "" if mv.n is None else f" behind {name}"
+        detail = f"{value:g} samples{what}, {rule.value:g} needed"
     else:
         outcome = "pass" if ok else rule.severity
         detail = f"{name} = {value:.4g}, required {rule.op} {rule.value:g}"
@@ -151,21 +198,68 @@ def _threshold(rule: Rule, name: str, evidence: Evidence) -> RuleReport:
     return _report(rule, name, value, outcome, detail, extra)
 
 
+#: The z-test on standard errors needs this many effective samples on each side of a
+#: metric in [0, 1] (``n_eff min(v, 1 - v)``, ``n_eff = v (1 - v) / se^2``), the usual
+#: "np >= 10" of the normal approximation to a binomial.
+MIN_EFFECTIVE = 10.0
+
+
+def _counts(mv: MetricValue) -> tuple[int, int] | None:
+    """(count, n) of a rate: its counts, or a proportion in [0, 1] with a known n that
+    is a whole number of its n (lm-evaluation-harness's ``n-samples``)."""
+    if mv.has_counts:
+        return mv.successes, mv.n  # type: ignore[return-value]
+    if mv.n and mv.value is not None and 0 <= mv.value <= 1:
+        k = round(mv.value * mv.n)
+        if abs(mv.value * mv.n - k) <= 1e-6 * max(1, mv.n):
+            return k, mv.n
+    return None
+
+
+@lru_cache(maxsize=4096)
+def _exact(kb: int, nb: int, kc: int, nc: int, margin: float, rel: bool, hib: bool) -> DropTest:
+    return exact_drop(kb, nb, kc, nc, margin, rel, hib)
+
+
 def _drop_test(
-    base: MetricValue, cur: MetricValue, margin: float, higher_is_better: bool
-) -> DropTest | None:
-    if base.has_counts and cur.has_counts:
-        return proportion_drop(
-            base.successes,  # type: ignore[arg-type]
-            base.n,  # type: ignore[arg-type]
-            cur.successes,  # type: ignore[arg-type]
-            cur.n,  # type: ignore[arg-type]
-            margin,
-            higher_is_better,
-        )
+    base: MetricValue, cur: MetricValue, rule: RegressionRule, higher_is_better: bool
+) -> DropTest | str:
+    """The test of a drop, or why there is none."""
+    relative = rule.margin_type == "relative"
+    bc, cc = _counts(base), _counts(cur)
+    if bc is not None and cc is not None:
+        if relative and higher_is_better and rule.margin >= 1:
+            return "a relative margin of 100 % or more allows any drop"
+        test = _exact(bc[0], bc[1], cc[0], cc[1], rule.margin, relative, higher_is_better)
+        if not test.significant(rule.alpha):
+            least = smallest_p_value(bc[1], cc[1], rule.margin, relative, higher_is_better)
+            if least >= rule.alpha:
+                return (
+                    f"too few samples for the rule: baseline n = {bc[1]}, candidate n = "
+                    f"{cc[1]}; even a perfect baseline against a candidate wrong on every "
+                    f"sample gives p = {least:.2g}, not below alpha {rule.alpha:g}"
+                )
+        return test
     base_se, cur_se = base.standard_error, cur.standard_error
     if base_se is None or cur_se is None:
-        return None
+        return "no standard errors or counts, significance cannot be tested"
+    if base_se == 0 or cur_se == 0:
+        side = "baseline" if base_se == 0 else "candidate"
+        return (
+            f"the {side}'s standard error is 0 and no counts are known: "
+            "a z-test would take its value as exact"
+        )
+    for side, mv, se in (("baseline", base, base_se), ("candidate", cur, cur_se)):
+        v = mv.value
+        if v is not None and 0 <= v <= 1:
+            n_eff = v * (1 - v) / (se * se)
+            if n_eff * min(v, 1 - v) < MIN_EFFECTIVE:
+                return (
+                    f"the {side}'s {v:.4g} +- {se:.2g} is too near 0 or 1 for a z-test "
+                    f"(about {n_eff * min(v, 1 - v):.3g} effective samples on the rarer side, "
+                    f"{MIN_EFFECTIVE:g} needed) and no counts are known"
+                )
+    margin = rule.margin if not relative else rule.margin * abs(base.value)  # type: ignore[arg-type]
     return stderr_drop(
         base.value,  # type: ignore[arg-type]
         base_se,
@@ -176,7 +270,14 @@ def _drop_test(
     )
 
 
-def _regression(rule: RegressionRule, name: str, evidence: Evidence) -> RuleReport:
+def _regression(
+    rule: RegressionRule,
+    name: str,
+    evidence: Evidence,
+    adjusted: tuple[float, int] | None = None,
+) -> RuleReport:
+    """One metric's regression check; ``adjusted`` is its (adjusted p-value, family size)
+    when the rule's pattern matched several metrics."""
     if evidence.cumulative is not None:  # online: accumulated evidence, anytime-valid test
         online = sequential_regression(rule, name, evidence)
         return _report(rule, name, *online, op=_REGRESSION_OP, threshold=rule.margin)
@@ -193,27 +294,22 @@ def _regression(rule: RegressionRule, name: str, evidence: Evidence) -> RuleRepo
     where = f" in baseline {evidence.baseline_ref}" if evidence.baseline_ref else " in the baseline"
     if base is None or base.value is None:
         return _report(rule, name, cur.value, "inconclusive", _missing(name, base, where), {}, **kw)
-    margin = rule.margin if rule.margin_type == "absolute" else rule.margin * abs(base.value)
     higher, said_by = direction(rule.higher_is_better, name, cur, base)
-    test = _drop_test(base, cur, margin, higher)
+    test = _drop_test(base, cur, rule, higher)
     move = f"{name} {base.value:.4g} -> {cur.value:.4g}"
     if not higher:
         move += " (lower is better)"
-    if test is None:
-        return _report(
-            rule,
-            name,
-            cur.value,
-            "inconclusive",
-            f"{move}: no standard errors or counts, significance cannot be tested",
-            {"baseline": base.value},
-            **kw,
-        )
+    if isinstance(test, str):
+        sizes = {"baseline": base.value, "baseline_n": base.n, "n": cur.n}
+        known = {k: v for k, v in sizes.items() if v is not None}
+        return _report(rule, name, cur.value, "inconclusive", f"{move}: {test}", known, **kw)
+    p = test.p_value if adjusted is None else adjusted[0]
     found: dict[str, Any] = {
         "baseline": base.value,
         "baseline_ref": evidence.baseline_ref,
         "drop": test.drop,
-        "margin": margin,
+        "margin": test.margin,
+        "margin_type": rule.margin_type,
         "stderr": test.stderr,
         "z": test.z,
         "p_value": test.p_value,
@@ -222,17 +318,26 @@ def _regression(rule: RegressionRule, name: str, evidence: Evidence) -> RuleRepo
         "higher_is_better": higher,
         "direction_from": said_by,
     }
-    stats = f"drop {test.drop:.4g}, margin {margin:.4g}, z = {test.z:.2f}, p = {test.p_value:.2g}"
-    if test.significant(rule.alpha):
+    shown = f"p = {test.p_value:.2g}"
+    if adjusted is not None:
+        found |= {"p_adjusted": p, "correction": rule.correction, "family_size": adjusted[1]}
+        shown += f", {rule.correction}-adjusted over {adjusted[1]}: {p:.2g}"
+    margin = f"{rule.margin:.4g}" if rule.margin_type == "absolute" else f"{rule.margin:.2%}"
+    stats = f"drop {test.drop:.4g}, margin {margin}, z = {test.z:.2f}, {shown}"
+    if _below(p, rule.alpha):
         outcome: Outcome = rule.severity
         detail = f"{move}: significant drop ({stats} < {rule.alpha:g})"
-    elif rule.warn_alpha is not None and test.significant(rule.warn_alpha):
+    elif rule.warn_alpha is not None and _below(p, rule.warn_alpha):
         outcome = "warn"
         detail = f"{move}: suggestive drop ({stats} < warn_alpha {rule.warn_alpha:g})"
     else:
         outcome = "pass"
         detail = f"{move}: no significant drop ({stats})"
     return _report(rule, name, cur.value, outcome, detail, found, op=op, threshold=rule.margin)
+
+
+def _below(p: float, alpha: float) -> bool:
+    return not math.isnan(p) and p < alpha
 
 
 def check_drift(rule: DriftRule, evidence: Evidence) -> RuleReport:

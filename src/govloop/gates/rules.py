@@ -4,7 +4,7 @@
 kind       what it checks
 ========== =================================================================
 threshold  a metric against a fixed value (``metric op value``)
-min_samples  enough data: ``metric >= value``, otherwise inconclusive, never pass
+min_samples  enough data behind ``metric`` (its ``n``: labels for accuracy), else inconclusive
 regression no significant drop against a baseline, beyond an absolute or relative margin
 drift      at most ``max_alerts`` active drift alerts on matching features
 safety     the rate of flagged outputs: a rate metric, a per-sample flag, a regular
@@ -14,7 +14,9 @@ fairness   delegated to a registered fairness evaluator (:mod:`govloop.gates.fai
 
 ``metric`` of threshold and regression rules may be an ``fnmatch`` pattern
 (``"lighteval|*/acc"``): the rule then checks every matching metric and takes
-the worst outcome.  A rule without a ``kind`` is a threshold rule.
+the worst outcome; a regression rule adjusts its p-values over the matches
+(``correction``, Holm by default) so that the chance of any false fail stays
+at most ``alpha``.  A rule without a ``kind`` is a threshold rule.
 """
 
 from __future__ import annotations
@@ -51,7 +53,13 @@ def _name(rule: BaseModel, label: str) -> None:
 
 
 class Rule(BaseModel):
-    """A threshold on a metric, or the minimum sample size."""
+    """A threshold on a metric, or the minimum sample size.
+
+    ``min_samples`` counts what the metric is made of: on a rate (accuracy, an
+    error rate) it is the rate's ``n`` (labels for accuracy, never predictions);
+    on a plain count (``labelled_count``) the count itself.  A rate that carries
+    no ``n`` (a Lighteval score) cannot meet it: inconclusive.
+    """
 
     model_config = _FROZEN
 
@@ -83,6 +91,12 @@ class RegressionRule(BaseModel):
 
     ``higher_is_better`` left out means: as the results file states it, else as
     :mod:`govloop.gates.directions` knows it, else higher is better.
+
+    A rule whose samples are too small to ever show a drop at ``alpha`` (even a
+    perfect baseline against a candidate wrong on every sample) is
+    ``inconclusive``.  Over the metrics a pattern matches, p-values are adjusted
+    by ``correction`` (``holm``: family-wise error at most ``alpha``; ``bonferroni``:
+    the same, less power; ``none``: each match at ``alpha`` on its own).
     """
 
     model_config = _FROZEN
@@ -96,6 +110,7 @@ class RegressionRule(BaseModel):
     alpha: float = Field(default=0.05, gt=0, lt=1)
     warn_alpha: float | None = Field(default=None, gt=0, lt=1)
     severity: Severity = "fail"
+    correction: Literal["holm", "bonferroni", "none"] = "holm"
 
     @model_validator(mode="after")
     def _named(self) -> RegressionRule:

@@ -11,9 +11,12 @@ p-value ``P(Z >= z)``.  A gate fails only when ``p < alpha``: with no true
 change the chance of failing is at most ``alpha`` (about ``alpha`` at the
 boundary ``drop == margin``, less inside it).
 
-* :func:`proportion_drop`  from counts (successes out of n), for accuracy-like rates
+* :func:`proportion_drop`  the two-proportion z-test from counts: a large-sample
+  approximation, over alpha for small samples and rates near 0 or 1; gates use the
+  exact test of :mod:`govloop.stats.two_sample` instead
 * :func:`stderr_drop`      from two estimates and their standard errors (Lighteval)
 * :func:`mean_estimate`    the mean of k independent estimates and its standard error
+* :func:`adjusted_p_values` Holm or Bonferroni adjusted p-values over a family of tests
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
+import numpy as np
 from scipy.stats import norm
 
-__all__ = ["DropTest", "mean_estimate", "proportion_drop", "stderr_drop"]
+__all__ = ["DropTest", "adjusted_p_values", "mean_estimate", "proportion_drop", "stderr_drop"]
 
 
 @dataclass(frozen=True)
@@ -161,3 +166,30 @@ def mean_estimate(
     if any(se is None for se in stderrs):
         return mean, None
     return mean, math.sqrt(math.fsum(se * se for se in stderrs if se is not None)) / len(values)
+
+
+def adjusted_p_values(
+    p_values: Sequence[float], method: Literal["holm", "bonferroni", "none"] = "holm"
+) -> list[float]:
+    """Adjusted p-values: rejecting those below ``alpha`` keeps the family-wise error
+    (any false rejection) at most ``alpha``, under any dependence between the tests.
+
+    Holm's step-down: the i-th smallest of m is ``max_{j <= i} min(1, (m - j + 1) p_(j))``;
+    Bonferroni's is ``min(1, m p)``.
+
+    >>> adjusted_p_values([0.01, 0.04, 0.03, 0.005])
+    [0.03, 0.06, 0.06, 0.02]
+    >>> adjusted_p_values([0.01, 0.04, 0.03, 0.005], "bonferroni")
+    [0.04, 0.16, 0.12, 0.02]
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    m = p.size
+    if method == "none" or m <= 1:
+        return [float(x) for x in p]
+    if method == "bonferroni":
+        return [float(x) for x in np.minimum(1.0, m * p)]
+    order = np.argsort(p, kind="stable")
+    steps = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * p[order]))
+    out = np.empty(m)
+    out[order] = steps
+    return [round(float(x), 15) for x in out]
