@@ -10,12 +10,14 @@ redis or sqlmodel.  The stream worker and the CLI are thin adapters around it.
 * fleet          one false-alarm budget for many tests (Holm, Benjamini-Hochberg)
 * profile        a sketch per feature, and drift between two profiles
 * adwin, page_hinkley, cusum   sequential change detectors with River's contract
+* calibrated     a CUSUM bank calibrated by simulation to a stated false-alarm rate
 * metrics, cbpe  online metrics, and accuracy estimated before labels arrive
 * quantiles, windows           latency sketch and window counters of the stream worker
 * significance  one-sided tests of a regression against a baseline (counts or standard errors)
 """
 
 from govloop.stats.adwin import ADWIN
+from govloop.stats.calibrated import CalibratedDetector, Calibration, calibrate, calibrated
 from govloop.stats.cbpe import (
     AccuracyEstimate,
     Calibrator,
@@ -76,6 +78,8 @@ __all__ = [
     "Accuracy",
     "AccuracyEstimate",
     "Brier",
+    "CalibratedDetector",
+    "Calibration",
     "Calibrator",
     "CategoricalCounts",
     "ConfidenceBasedAccuracy",
@@ -98,6 +102,8 @@ __all__ = [
     "benjamini_hochberg",
     "bucket_of",
     "bucket_value",
+    "calibrate",
+    "calibrated",
     "categorical_drift",
     "chi_square",
     "compare",
