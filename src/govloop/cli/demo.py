@@ -360,10 +360,12 @@ def _summary(settings: Any, board: Board, service: Any, elapsed: float) -> None:
         f"its manifest and the audit ledger in SQL ({shown(redact_url(settings.database_url))})",
     ]
     started = [(m, a) for m, a in board.drift_alerts() if a.state == "drift"]
-    data = [(m, a) for m, a in started if a.p_value is not None]
-    concept = [(m, a) for m, a in started if a.p_value is None]  # ADWIN on the join outcomes
+    outcomes = ("error_rate", "negative_feedback_rate")  # concept drift, on the join outcomes
+    data = [(m, a) for m, a in started if a.feature not in outcomes]
+    concept = [(m, a) for m, a in started if a.feature in outcomes]
     if data:
-        worst = sorted((a for _, a in data), key=lambda a: a.p_value or 0.0)[:3]
+        by_strength = sorted(data, key=lambda ma: (ma[1].p_value is None, ma[1].p_value or 0.0))
+        worst = [a for _, a in by_strength[:3]]
         lines.insert(
             3,
             f"data drift: {len(data)} features, the first at minute {data[0][0]} "
