@@ -163,6 +163,10 @@ def _emit_traffic(
         errors.append(exc)
 
 
+#: Requests the simulated service answers per simulated minute.
+REQUESTS_PER_MINUTE = 150
+
+
 def demo(
     minutes: Annotated[int, typer.Option(help="Simulated minutes of traffic.", min=4)] = 14,
     drift_minute: Annotated[int, typer.Option(help="Minute the inputs start drifting.")] = 7,
@@ -192,6 +196,9 @@ def demo(
             "idle_close_seconds": 3.0,
             "join_horizon_seconds": 900.0,
             "policies": str(POLICY_FILE),
+            # the reference: the traffic of the minutes before the drift but one (its
+            # window's close stores it, and the drift detectors start the minute after)
+            "reference_events": max(100, (drift_minute - 2) * REQUESTS_PER_MINUTE),
         }
     )
     stack = LocalStack(settings, write_runtime_file=False, prepare=prepare_stores)
@@ -246,7 +253,11 @@ def _prepare(settings: Any, minutes: int, drift_minute: int) -> tuple[Board, Any
         # whatever an earlier run left in the SQL store
         build = settings.topic_prefix.removeprefix("demo").rstrip(".")
         service = SimulatedService(
-            start, minutes=minutes, drift_minute=drift_minute, model_version=f"2.3.0+{build}"
+            start,
+            minutes=minutes,
+            drift_minute=drift_minute,
+            requests_per_minute=REQUESTS_PER_MINUTE,
+            model_version=f"2.3.0+{build}",
         )
     console.print(
         f"[green]✓[/] model {service.model_name} {service.model_version} trained: "
