@@ -39,18 +39,18 @@ sqrt(2) of an arm.  Each arm's statistic is ``S_t = max(0, S_{t-1} + inc_t)``
 (kept as a cumulative sum minus its running minimum, so batches use numpy) and
 the bank alarms when any arm crosses its threshold.
 
-Thresholds come from simulation, not from Gaussian theory: null streams are
-resampled from the reference (bootstrap), and each stream's detector is
-standardised by a bootstrap resample of the reference of the reference's size,
-so the reference's own sampling error is part of the calibration.  Each arm's
-threshold is first set at the same quantile of its own null statistic (equal
-tail), then all are scaled by one factor, found by bisection, so that the upper
-90 % Poisson bound of the bank's false-alarm hazard after a burn-in is at most
-the stated rate.  The hazard after burn-in is the quasi-stationary one, at
-least the hazard just after a restart from zero, so the long-run rate of the
-restarting detector (one over the mean run length) is at most it.  Rates too
-low to see in the simulation are extrapolated on the log scale from two rates
-that are (the tail of a CUSUM's run length is exponential in its threshold).
+Thresholds come from simulation, not from Gaussian theory
+(:mod:`govloop.stats.null_streams`): null streams are drawn from plausible truths
+given the reference (a bootstrap resample of it per stream; for categories, shares
+drawn from their Dirichlet posterior), so the reference's own sampling error is part
+of the calibration.  Each arm's threshold is first set at the same tail quantile of
+its own null statistic, then all move by one shift, found by bisection, so that the
+upper 90 % Poisson bound of the restarting detector's false-alarm rate (after a
+burn-in, every restart replayed) is at most the stated rate.  Rates too low to see in
+the simulation are extrapolated on the log scale from two rates that are (the run
+length of a CUSUM has an exponential tail in its threshold).  Numeric values are
+clipped to the reference's range, so the detector sees no increment the simulation
+could not produce.
 """
 
 from __future__ import annotations
@@ -62,9 +62,9 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.stats import chi2
 
 from govloop.stats.detector import DriftDetector, FloatArray
+from govloop.stats.null_streams import categorical_null, numeric_null, thresholds
 
 __all__ = ["Alarm", "Arm", "CalibratedDetector", "Calibration", "calibrate", "calibrated"]
 
@@ -73,14 +73,11 @@ KINDS = ("numeric", "categorical", "binary")
 OTHER = "__other__"
 
 #: Arm sizes: mean shifts in standard deviations, log spread ratios, log-odds shifts.
-MEAN_SIZES = (0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
-SPREAD_SIZES = (0.1, 0.2, 0.4, 0.8)
+MEAN_SIZES = (0.2, 0.4, 0.8, 1.6)
+SPREAD_SIZES = (0.2, 0.4, 0.8)
 LOGIT_SIZES = (0.2, 0.4, 0.8, 1.6)
 #: Categories watched one by one (the most frequent); the others share one arm set.
-MAX_CATEGORIES = 16
-#: Simulated null events (streams x length), the burn-in, and the per-arm tail level.
-SIM_STREAMS, SIM_LENGTH, BURN_IN = 256, 4096, 1024
-MIN_ALARMS = 40  # fewest simulated alarms a rate is read from directly
+MAX_CATEGORIES = 8
 
 
 @dataclass(frozen=True)
@@ -255,7 +252,7 @@ class CalibratedDetector(DriftDetector):
     >>> [a.index for a in alarms][:3]
     [2363, 3024, 3078]
     >>> print(alarms[1].describe())
-    mean up by 0.8 sd (statistic 11.53 > 10.31)
+    mean up by 0.8 sd (statistic 11.53 > 10.07)
 
     The state is plain data; a detector rebuilt from it carries on exactly:
 
@@ -431,7 +428,7 @@ def calibrate(
         if not scale > 0:
             raise ValueError("the reference has no spread: every value is the same")
         arms = _numeric_arms()
-        sim = _numeric_null(x, arms, rng)
+        null = numeric_null(x, center, scale, _quadratic(arms), rng)
         extra: dict[str, Any] = {
             "center": center,
             "scale": scale,
@@ -443,16 +440,18 @@ def calibrate(
         _check_size(int(counts.sum()))
         shares = (counts + 0.5) / (counts.sum() + 0.5 * counts.size)
         arms = _share_arms(categories if kind == "categorical" else ["1"], _family(kind))
-        sim = _categorical_null(shares, int(counts.sum()), arms, categories, rng)
+        index = {c: i for i, c in enumerate(categories)}
+        targets = [1 if a.family == "rate" else index[a.category or ""] for a in arms]
+        null = categorical_null(counts, _table(arms, shares, categories), targets, rng)
         extra = {"categories": tuple(categories), "shares": tuple(shares.tolist())}
-    thresholds = _thresholds(sim, rate / 1e4)
+    limits = thresholds(null, rate / 1e4)
     return Calibration(
         kind=kind,
         false_alarms_per_10k=rate,
         seed=seed,
         n_reference=int(x.size) if kind == "numeric" else int(counts.sum()),
         arms=tuple(arms),
-        thresholds=tuple(thresholds.tolist()),
+        thresholds=tuple(limits.tolist()),
         **extra,
     )
 
@@ -482,108 +481,3 @@ def _count(reference: ArrayLike | Iterable[Any], kind: str) -> tuple[list[str], 
     kept = [i for i in order if labels[i] != OTHER][:MAX_CATEGORIES]
     folded = float(counts.sum() - counts[kept].sum())
     return [str(labels[i]) for i in kept] + [OTHER], np.append(counts[kept], folded).astype(float)
-
-
-def _numeric_null(
-    x: FloatArray, arms: Sequence[Arm], rng: np.random.Generator
-) -> Iterable[FloatArray]:
-    """Each arm's statistic on bootstrap null streams, each standardised by its own resample."""
-    n, m = x.size, min(x.size, 4096)
-    boot = x[rng.integers(0, n, (SIM_STREAMS, m))]
-    mu, sd = x.mean(), x.std(ddof=1)
-    shrink = math.sqrt(m / n)
-    mu_i = mu + (boot.mean(axis=1) - mu) * shrink
-    sd_i = sd + (boot.std(axis=1, ddof=1) - sd) * shrink
-    z = (x[rng.integers(0, n, (SIM_STREAMS, SIM_LENGTH))] - mu_i[:, None]) / sd_i[:, None]
-    # an arm's sum is a t + b cumsum(z) + c cumsum(z^2): two cumulative sums serve every arm
-    sums, squares = np.cumsum(z, axis=1), np.cumsum(z * z, axis=1)
-    for a, b, c in _quadratic(arms).T:
-        yield _cusum(a, b * sums if b else c * squares)
-
-
-def _categorical_null(
-    shares: FloatArray,
-    n: int,
-    arms: Sequence[Arm],
-    categories: Sequence[str],
-    rng: np.random.Generator,
-) -> Iterable[FloatArray]:
-    """Each arm's statistic on multinomial null streams, each detector on its own resample."""
-    codes = rng.choice(shares.size, (SIM_STREAMS, SIM_LENGTH), p=shares)
-    own = rng.multinomial(n, shares, SIM_STREAMS).astype(np.float64)
-    own = (own + 0.5) / (n + 0.5 * shares.size)
-    lut = _table(arms, own, categories)  # (streams, codes, arms)
-    index = {c: i for i, c in enumerate(categories)}
-    counts: dict[int, FloatArray] = {}
-    for j, arm in enumerate(arms):
-        k = 1 if arm.family == "rate" else index[arm.category or ""]
-        if k not in counts:  # arms come grouped by category: keep one count at a time
-            counts = {k: np.cumsum(codes == k, axis=1, dtype=np.float64)}
-        miss, hit = lut[:, 1 - min(k, 1), j], lut[:, k, j]  # a code other than k, and k
-        # sum of increments: miss per step, plus (hit - miss) per occurrence of k
-        yield _cusum(miss[:, None], (hit - miss)[:, None] * counts[k])
-
-
-_STEPS = np.arange(1, SIM_LENGTH + 1, dtype=np.float64)
-
-
-def _cusum(per_step: float | FloatArray, cumulative: FloatArray) -> FloatArray:
-    """Row-wise ``S_t = max(0, S_{t-1} + inc_t)`` from ``S_0 = 0``, given the cumulative
-    sum of the increments as ``per_step * t + cumulative``."""
-    s = np.multiply(per_step, _STEPS, out=np.empty_like(cumulative))
-    s += cumulative
-    low = np.minimum.accumulate(s, axis=1)
-    np.minimum(low, 0.0, out=low)
-    return np.subtract(s, low, out=s)
-
-
-def _thresholds(arm_stats: Iterable[FloatArray], rate: float) -> FloatArray:
-    """Per-arm thresholds: an equal-tail offset per arm plus one shift set by bisection."""
-    level = 1.0 - 1e-3
-    offsets, worst = [], None
-    for s in arm_stats:
-        tail = s[:, BURN_IN::4].ravel()  # every 4th value: nearly as good, 4x faster
-        k = int(level * tail.size)
-        offset = float(np.partition(tail, k)[k])
-        offsets.append(offset)
-        worst = s - offset if worst is None else np.maximum(worst, s - offset, out=worst)
-    assert worst is not None
-    run_max = np.maximum.accumulate(worst, axis=1)
-    w = np.asarray(offsets)
-    shift = _shift(run_max, rate, floor=-float(w.min()))
-    return w + shift
-
-
-def _hazard_ucb(run_max: FloatArray, c: float) -> tuple[float, int]:
-    """Upper 90 % bound of the alarm hazard after burn-in for shift ``c``, and the alarms seen."""
-    alive = run_max[:, BURN_IN - 1] <= c
-    fired = int(np.count_nonzero(alive & (run_max[:, -1] > c)))
-    exposure = float(np.count_nonzero(run_max[alive, BURN_IN - 1 :] <= c))
-    return float(chi2.ppf(0.9, 2 * (fired + 1)) / 2) / max(exposure, 1.0), fired
-
-
-def _solve(run_max: FloatArray, rate: float, lo: float, hi: float) -> float:
-    """The smallest shift (to 1e-4) whose hazard bound is at most ``rate``."""
-    while _hazard_ucb(run_max, hi)[0] > rate:
-        lo, hi = hi, hi + 2 * (hi - lo) + 1.0
-    for _ in range(60):
-        if hi - lo < 1e-4:
-            break
-        mid = (lo + hi) / 2
-        if _hazard_ucb(run_max, mid)[0] <= rate:
-            hi = mid
-        else:
-            lo = mid
-    return hi
-
-
-def _shift(run_max: FloatArray, rate: float, floor: float) -> float:
-    exposure = run_max.shape[0] * (run_max.shape[1] - BURN_IN)
-    if rate * exposure >= MIN_ALARMS:
-        return _solve(run_max, rate, floor, floor + 20.0)
-    # too rare to see: extrapolate log(rate) linearly in the shift from two visible rates
-    r_hi, r_lo = 4 * MIN_ALARMS / exposure, MIN_ALARMS / exposure
-    c_hi = _solve(run_max, r_hi, floor, floor + 20.0)
-    c_lo = _solve(run_max, r_lo, c_hi, c_hi + 20.0)
-    slope = math.log(r_hi / r_lo) / max(c_lo - c_hi, 1e-9)
-    return c_lo + math.log(r_lo / rate) / slope
