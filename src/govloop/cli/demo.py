@@ -71,7 +71,9 @@ class Board:
         return snaps >= minutes and time.monotonic() - self.last_snapshot > 2.0
 
     def add_drift(self, alert: Any) -> None:
-        minute = self.minute_of(alert.ts) - 1  # an alert is stamped with its window's end
+        # a streaming detector's alert is stamped with the event that raised it (it has
+        # details); a windowed one with its window's end
+        minute = self.minute_of(alert.ts) - (alert.details is None)
         self.rows.setdefault(minute, {}).setdefault("drift", []).append(alert)
 
     def drift_alerts(self) -> list[tuple[int, Any]]:
@@ -199,6 +201,8 @@ def demo(
             # the reference: the traffic of the minutes before the drift but one (its
             # window's close stores it, and the drift detectors start the minute after)
             "reference_events": max(100, (drift_minute - 2) * REQUESTS_PER_MINUTE),
+            # one partition: each streaming drift detector sees all of the traffic
+            "partitions": 1,
         }
     )
     stack = LocalStack(settings, write_runtime_file=False, prepare=prepare_stores)
