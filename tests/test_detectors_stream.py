@@ -223,4 +223,4 @@ def test_data_drift_through_the_worker_before_the_window_closes(
     log = (tmp_path / "worker.log").read_text()[-3000:]
     assert [(a.feature, a.state) for a in alerts] == [("x", "drift")], log
     change = datetime.fromtimestamp(T0 + 2400 * 0.05, UTC)
-    assert change <= alerts[0].ts < change + timedelta(seconds=20), log
+    assert change <= alerts[0].ts < change + timedelta(seconds=40), log  # the window: 60 s

@@ -147,11 +147,40 @@ def _drift_cell(alerts: list[Any]) -> str:
     return f"[bold magenta]+{n} feature{'s' if n > 1 else ''}[/]" if started else ""
 
 
+def _await_detectors(settings: Any, service: Any, timeout: float = 90.0) -> None:
+    """Wait until the worker has calibrated the version's drift detectors (it does so when
+    the reference is stored: a simulation per feature, seconds each), so that the demo's
+    pace does not outrun them."""
+    import redis
+
+    from govloop.stores.redis import keys
+
+    assert settings.redis_url is not None
+    client = redis.Redis.from_url(settings.redis_url.get_secret_value())
+    key = keys.calibrations(
+        settings.redis_prefix, f"{service.model_name}\x1f{service.model_version}"
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        while not client.hlen(key) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        client.close()
+
+
 def _emit_traffic(
-    client: Any, service: Any, board: Board, pace: float, errors: list[BaseException]
+    client: Any,
+    service: Any,
+    board: Board,
+    pace: float,
+    errors: list[BaseException],
+    calibrated: Any = None,
 ) -> None:
     try:
         for tick in service.ticks():
+            if tick.drifted and calibrated is not None:
+                calibrated()  # the drift detectors are ready before the drift begins
+                calibrated = None
             began = time.monotonic()
             for kwargs in tick.predictions:
                 client.emit_prediction(**kwargs)
@@ -294,7 +323,9 @@ def _run(
     client = Govloop.connect(settings)
     errors: list[BaseException] = []
     sender = threading.Thread(
-        target=_emit_traffic, args=(client, service, board, pace, errors), daemon=True
+        target=_emit_traffic,
+        args=(client, service, board, pace, errors, lambda: _await_detectors(settings, service)),
+        daemon=True,
     )
     sender.start()
     short = {settings.topic(n): n for n in ("metrics", "gates", "drift")}

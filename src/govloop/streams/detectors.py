@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import math
 import random
 import time
@@ -61,6 +62,8 @@ from govloop.streams import calibration
 from govloop.streams.calibration import Budget, Kind
 
 __all__ = ["TEST", "FeatureDetectors", "Row", "reference_sample"]
+
+log = logging.getLogger("govloop.streams.detectors")
 
 #: The ``test`` of an alert the window cannot explain yet (too few values in it).
 TEST = "calibrated"
@@ -146,6 +149,19 @@ class FeatureDetectors:
             if batch:
                 alerts += await self._observe(model, version, batch)
         return alerts
+
+    async def prepare(self, model: str, version: str) -> None:
+        """Calibrate a version's detectors on its (new) reference now, not at its next batch."""
+        self._references.pop(f"{model}\x1f{version}", None)
+        reference, label = await self._reference(model, version)
+        if reference is None:
+            return
+        model_key = f"{model}\x1f{version}"
+        state_key = keys.detect(self.settings.redis_prefix, model_key)
+        raw = await self.redis.get(state_key)
+        tps = sorted(json.loads(raw)["offsets"]) if raw else []
+        if tps:
+            await self._calibrations(model_key, reference, label, state_key, tps)
 
     async def episodes(self, model: str, version: str) -> dict[str, dict[str, Any]]:
         """Each watched feature's episode (``state``, ``since``) of a model version."""
@@ -246,19 +262,32 @@ class FeatureDetectors:
         stored = await self.redis.hgetall(keys.calibrations(prefix, model_key))
         have = {_text(k): json.loads(v) for k, v in stored.items()}
         out: dict[str, dict[str, Any]] = {}
+        todo: list[tuple[str, Kind, list[Any]]] = []
         for feature in features:
             old = have.get(feature)
             if old is not None and old["reference"] == label and old["per_10k"] <= per_10k:
                 out[feature] = old
                 continue
             sample = reference_sample(reference, feature)
-            if sample is None:
-                continue
-            kind, values = sample
-            cal = await asyncio.to_thread(calibration.calibrate, kind, values, per_10k)
-            out[feature] = {"reference": label, "per_10k": per_10k, "calibration": cal}
+            if sample is not None:
+                todo.append((feature, *sample))
+        if todo:  # one simulation at a time: the other threads' work (SQL) goes on
+            began = time.monotonic()
+            done = [
+                await asyncio.to_thread(calibration.calibrate, k, v, per_10k) for _, k, v in todo
+            ]
+            log.info(
+                "calibrated %d detectors of %s at %.3g false alarms per 10k in %.1f s",
+                len(todo),
+                model_key.replace("\x1f", " "),
+                per_10k,
+                time.monotonic() - began,
+            )
+            for (feature, _, _), cal in zip(todo, done, strict=True):
+                out[feature] = {"reference": label, "per_10k": per_10k, "calibration": cal}
             await self.redis.hset(
-                keys.calibrations(prefix, model_key), feature, json.dumps(out[feature])
+                keys.calibrations(prefix, model_key),
+                mapping={f: json.dumps(out[f]) for f, _, _ in todo},
             )
         return out
 
@@ -384,7 +413,12 @@ class Found(NamedTuple):
 
 
 def _new_state() -> dict[str, Any]:
-    return {"offsets": {}, "seen": {"n": 0, "first_ts": None, "last_ts": None}, "features": {}}
+    return {
+        "offsets": {},
+        "ptime": {},
+        "seen": {"n": 0, "first_ts": None, "last_ts": None},
+        "features": {},
+    }
 
 
 def _advance(
@@ -408,6 +442,10 @@ def _advance(
     lo, hi = min(stamps), max(stamps)
     seen["first_ts"] = lo if seen["first_ts"] is None else min(seen["first_ts"], lo)
     seen["last_ts"] = hi if seen["last_ts"] is None else max(seen["last_ts"], hi)
+    ptime = state.setdefault("ptime", {})  # newest event time per input partition
+    for r in fresh:
+        if r.ts > ptime.get(r.tp, -math.inf):
+            ptime[r.tp] = r.ts
     found: list[Found] = []
     features = state["features"]
     details: dict[str, Any]
@@ -455,27 +493,61 @@ def _advance(
             part["watch"], changes = watch(part["watch"], cal, values, ts)
             for c in changes:
                 # the feature drifts when one partition's detector alarms, and recovers
-                # when the last drifting partition's return detector does
+                # when the last drifting partition's return detector does, once every
+                # partition has passed that point in event time (below)
                 episode = mine["watch"]
                 others = any(
                     q["watch"]["state"] == "drift" for t, q in mine["parts"].items() if t != tp
                 )
-                if c.state == "drift" and episode["state"] == "ok":
-                    mine["watch"] = {"state": "drift", "since": c.ts}
-                elif c.state == "recovered" and episode["state"] == "drift" and not others:
-                    mine["watch"] = {"state": "ok", "since": c.ts}
-                else:
-                    continue
                 details = {
                     "detector": calibration.describe(c.alarm),
                     "false_alarms_per_10k": entry["per_10k"],
                     "partition": tp,
                 }
                 n = int(part["n"]) + c.pos
-                found.append(
-                    Found(feature, tp, c, n, c.alarm.statistic, c.alarm.threshold, details)
-                )
+                if c.state == "drift":
+                    mine["pending"] = None  # a pending recovery is no recovery
+                    if episode["state"] == "ok":
+                        mine["watch"] = {"state": "drift", "since": c.ts}
+                        found.append(
+                            Found(feature, tp, c, n, c.alarm.statistic, c.alarm.threshold, details)
+                        )
+                elif episode["state"] == "drift" and not others:
+                    mine["pending"] = {
+                        "tp": tp,
+                        "ts": c.ts,
+                        "n": n,
+                        "statistic": c.alarm.statistic,
+                        "threshold": c.alarm.threshold,
+                        "details": details,
+                        "alarm": [c.alarm.arm.family, c.alarm.arm.direction, c.alarm.arm.size],
+                    }
             part["n"] = int(part["n"]) + len(values)
+        pending = mine.get("pending")
+        if (
+            pending is not None
+            and mine["watch"]["state"] == "drift"
+            and not any(q["watch"]["state"] == "drift" for q in mine["parts"].values())
+            and all(t >= pending["ts"] for t in state["ptime"].values())
+        ):
+            family, direction, size = pending["alarm"]
+            alarm = Alarm(
+                0, Arm(family, direction, size), pending["statistic"], pending["threshold"]
+            )
+            change = Change("recovered", 0, pending["ts"], alarm)
+            found.append(
+                Found(
+                    feature,
+                    pending["tp"],
+                    change,
+                    pending["n"],
+                    pending["statistic"],
+                    pending["threshold"],
+                    pending["details"],
+                )
+            )
+            mine["watch"] = {"state": "ok", "since": pending["ts"]}
+            mine["pending"] = None
     return state, found
 
 

@@ -236,16 +236,13 @@ class DriftMonitor:
             self.settings.drift_min_count,
         )
         # features the streaming detectors watch: their episodes are the detectors', the
-        # windowed test only explains (status rows); the others (embeddings) alert here
+        # windowed test only explains (status rows); embeddings alert here
         episodes: dict[str, dict[str, dict[str, Any]]] = {}
         if self.detectors is not None:
             for key in keys:
                 episodes[key] = await self.detectors.episodes(*key.split("\x1f"))
-        outcome.alerts = [
-            a
-            for a in outcome.alerts
-            if a.feature not in episodes.get(f"{a.model}\x1f{a.model_version}", {})
-        ]
+        if self.detectors is not None:  # they alert for every numeric and categorical one
+            outcome.alerts = [a for a in outcome.alerts if a.feature == "embedding"]
 
         def record(session: Session) -> None:
             for alert in outcome.alerts:
@@ -340,3 +337,5 @@ class DriftMonitor:
         await asyncio.to_thread(self._in_session, store)
         await self.store.set_pending_reference(key, None)
         log.warning("reference for %s %s: the first %d events", model, version, pending.n)
+        if self.detectors is not None:  # calibrate now, not at the next batch
+            await self.detectors.prepare(model, version)
