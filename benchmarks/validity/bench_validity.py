@@ -24,7 +24,7 @@ from _rows import Row
 
 #: The parts, in the order the table lists them.  A part that is not there yet is skipped
 #: with a note, so the script runs while the areas land one by one.
-PARTS = ("two_sample", "online_gates", "fleet", "detectors", "estimate")
+PARTS = ("two_sample", "online_gates", "fleet", "detectors", "worker_drift", "estimate")
 
 
 def table(rows: list[Row]) -> str:

@@ -107,6 +107,23 @@ class Settings(BaseSettings):
     drift_min_count: int = Field(
         default=50, ge=1, description="Values a feature needs in a window to be tested."
     )
+    drift_false_alarm_days: float = Field(
+        default=30.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Expected days between two false drift alerts of the streaming detectors, "
+        "over the whole deployment. Shared equally by its N detectors (every watched feature "
+        "of every model version, and each outcome stream): a detector that sees r values per "
+        "second (event time) is calibrated to 1 / (days * 86400 * N * r) false alarms per "
+        "value, rounded down to a power of two and recalibrated when N or r change it; "
+        "assumes independent detectors and steady traffic.",
+    )
+    concept_reference_outcomes: int = Field(
+        default=5000,
+        ge=10,
+        description="Join outcomes of a model version's stream (errors, negative feedback) "
+        "whose rate is the concept-drift reference; nothing is alarmed before.",
+    )
     policies: str = Field(
         default="", description="Gate policy files or directories, comma-separated."
     )

@@ -71,7 +71,9 @@ class Board:
         return snaps >= minutes and time.monotonic() - self.last_snapshot > 2.0
 
     def add_drift(self, alert: Any) -> None:
-        minute = self.minute_of(alert.ts) - 1  # an alert is stamped with its window's end
+        # a streaming detector's alert is stamped with the event that raised it (it has
+        # details); a windowed one with its window's end
+        minute = self.minute_of(alert.ts) - (alert.details is None)
         self.rows.setdefault(minute, {}).setdefault("drift", []).append(alert)
 
     def drift_alerts(self) -> list[tuple[int, Any]]:
@@ -145,11 +147,40 @@ def _drift_cell(alerts: list[Any]) -> str:
     return f"[bold magenta]+{n} feature{'s' if n > 1 else ''}[/]" if started else ""
 
 
+def _await_detectors(settings: Any, service: Any, timeout: float = 90.0) -> None:
+    """Wait until the worker has calibrated the version's drift detectors (it does so when
+    the reference is stored: a simulation per feature, seconds each), so that the demo's
+    pace does not outrun them."""
+    import redis
+
+    from govloop.stores.redis import keys
+
+    assert settings.redis_url is not None
+    client = redis.Redis.from_url(settings.redis_url.get_secret_value())
+    key = keys.calibrations(
+        settings.redis_prefix, f"{service.model_name}\x1f{service.model_version}"
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        while not client.hlen(key) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        client.close()
+
+
 def _emit_traffic(
-    client: Any, service: Any, board: Board, pace: float, errors: list[BaseException]
+    client: Any,
+    service: Any,
+    board: Board,
+    pace: float,
+    errors: list[BaseException],
+    calibrated: Any = None,
 ) -> None:
     try:
         for tick in service.ticks():
+            if tick.drifted and calibrated is not None:
+                calibrated()  # the drift detectors are ready before the drift begins
+                calibrated = None
             began = time.monotonic()
             for kwargs in tick.predictions:
                 client.emit_prediction(**kwargs)
@@ -161,6 +192,10 @@ def _emit_traffic(
             time.sleep(max(0.0, pace - (time.monotonic() - began)))
     except BaseException as exc:  # reported by the main thread
         errors.append(exc)
+
+
+#: Requests the simulated service answers per simulated minute.
+REQUESTS_PER_MINUTE = 150
 
 
 def demo(
@@ -192,6 +227,11 @@ def demo(
             "idle_close_seconds": 3.0,
             "join_horizon_seconds": 900.0,
             "policies": str(POLICY_FILE),
+            # the reference: the traffic of the minutes before the drift but one (its
+            # window's close stores it, and the drift detectors start the minute after)
+            "reference_events": max(100, (drift_minute - 2) * REQUESTS_PER_MINUTE),
+            # one partition: each streaming drift detector sees all of the traffic
+            "partitions": 1,
         }
     )
     stack = LocalStack(settings, write_runtime_file=False, prepare=prepare_stores)
@@ -246,7 +286,11 @@ def _prepare(settings: Any, minutes: int, drift_minute: int) -> tuple[Board, Any
         # whatever an earlier run left in the SQL store
         build = settings.topic_prefix.removeprefix("demo").rstrip(".")
         service = SimulatedService(
-            start, minutes=minutes, drift_minute=drift_minute, model_version=f"2.3.0+{build}"
+            start,
+            minutes=minutes,
+            drift_minute=drift_minute,
+            requests_per_minute=REQUESTS_PER_MINUTE,
+            model_version=f"2.3.0+{build}",
         )
     console.print(
         f"[green]✓[/] model {service.model_name} {service.model_version} trained: "
@@ -279,7 +323,9 @@ def _run(
     client = Govloop.connect(settings)
     errors: list[BaseException] = []
     sender = threading.Thread(
-        target=_emit_traffic, args=(client, service, board, pace, errors), daemon=True
+        target=_emit_traffic,
+        args=(client, service, board, pace, errors, lambda: _await_detectors(settings, service)),
+        daemon=True,
     )
     sender.start()
     short = {settings.topic(n): n for n in ("metrics", "gates", "drift")}
@@ -360,10 +406,12 @@ def _summary(settings: Any, board: Board, service: Any, elapsed: float) -> None:
         f"its manifest and the audit ledger in SQL ({shown(redact_url(settings.database_url))})",
     ]
     started = [(m, a) for m, a in board.drift_alerts() if a.state == "drift"]
-    data = [(m, a) for m, a in started if a.p_value is not None]
-    concept = [(m, a) for m, a in started if a.p_value is None]  # ADWIN on the join outcomes
+    outcomes = ("error_rate", "negative_feedback_rate")  # concept drift, on the join outcomes
+    data = [(m, a) for m, a in started if a.feature not in outcomes]
+    concept = [(m, a) for m, a in started if a.feature in outcomes]
     if data:
-        worst = sorted((a for _, a in data), key=lambda a: a.p_value or 0.0)[:3]
+        by_strength = sorted(data, key=lambda ma: (ma[1].p_value is None, ma[1].p_value or 0.0))
+        worst = [a for _, a in by_strength[:3]]
         lines.insert(
             3,
             f"data drift: {len(data)} features, the first at minute {data[0][0]} "

@@ -22,6 +22,10 @@ metrics_app = typer.Typer(help="Online metric snapshots.", no_args_is_help=True)
 ModelOption = Annotated[str | None, typer.Option(help="Only this model.")]
 
 
+#: The features of concept drift (the join outcome streams), not of a reference profile.
+CONCEPT = ("error_rate", "negative_feedback_rate")
+
+
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.replace(tzinfo=UTC).isoformat()
 
@@ -50,8 +54,8 @@ def status(model: ModelOption = None, as_json: JsonOption = False) -> None:
         groups.setdefault((r.model, r.model_version), []).append(r)
     for (name, version), items in groups.items():
         drifting = sum(r.state == "drift" for r in items)
-        # data drift is against a reference profile; concept drift (ADWIN) has none
-        refs = sorted({r.reference_version for r in items if r.test != "adwin"})
+        # data drift is against a reference profile; concept drift against its first outcomes
+        refs = sorted({r.reference_version for r in items if r.feature not in CONCEPT})
         table = Table(
             title=f"{shown(name)} {shown(version)}: {drifting} of {len(items)} features drifting"
             + (f" (reference {shown(', '.join(refs))})" if refs else ""),

@@ -103,6 +103,11 @@ class DriftAlert(Event):
     state: Literal["drift", "recovered"] = "drift"
     reference_version: str | None = None
     top_features: list[str] = Field(default_factory=list)
+    details: dict[str, Any] | None = Field(
+        default=None,
+        description="What raised or ended the episode: the streaming detector's arm, statistic "
+        "and threshold, its false-alarm rate; the windowed test that explains it.",
+    )
 
 
 class RuleResult(BaseModel):

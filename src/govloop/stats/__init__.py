@@ -10,6 +10,7 @@ redis or sqlmodel.  The stream worker and the CLI are thin adapters around it.
 * fleet          one false-alarm budget for many tests (Holm, Benjamini-Hochberg)
 * profile        a sketch per feature, and drift between two profiles
 * adwin, page_hinkley, cusum   sequential change detectors with River's contract
+* calibrated     a CUSUM bank calibrated by simulation to a stated false-alarm rate
 * metrics, cbpe  online metrics, and accuracy estimated before labels arrive
 * binning        histogram-binning calibration of that estimate, from per-bin counters
 * quantiles, windows           latency sketch and window counters of the stream worker
@@ -18,6 +19,7 @@ redis or sqlmodel.  The stream worker and the CLI are thin adapters around it.
 
 from govloop.stats.adwin import ADWIN
 from govloop.stats.binning import CONFIDENCE_EDGES, BinnedCalibration
+from govloop.stats.calibrated import CalibratedDetector, Calibration, calibrate, calibrated
 from govloop.stats.cbpe import (
     AccuracyEstimate,
     Calibrator,
@@ -80,6 +82,8 @@ __all__ = [
     "AccuracyEstimate",
     "BinnedCalibration",
     "Brier",
+    "CalibratedDetector",
+    "Calibration",
     "Calibrator",
     "CategoricalCounts",
     "ConfidenceBasedAccuracy",
@@ -102,6 +106,8 @@ __all__ = [
     "benjamini_hochberg",
     "bucket_of",
     "bucket_value",
+    "calibrate",
+    "calibrated",
     "categorical_drift",
     "chi_square",
     "compare",

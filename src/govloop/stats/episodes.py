@@ -1,195 +1,215 @@
-"""Error-rate episodes: ADWIN with hysteresis, one alert when a rate rises and one when it is back.
+"""Drift episodes over calibrated detectors, and the fleet's false-alarm budget.
 
 Pure: plain data in and out, so the stream worker keeps the state anywhere
-(Redis, see :mod:`govloop.streams.concept`) and the same outcomes always give
-the same episodes, however they are cut into batches.
+(Redis, see :mod:`govloop.streams.concept` and :mod:`govloop.streams.detectors`)
+and the same values always give the same episodes, however they are cut into
+batches.
 
-Episodes, one alert each (hysteresis):
+A detector (:func:`govloop.stats.calibrated`) is calibrated on a reference
+and stays calibrated on it: it is never re-fitted to what it sees, so an
+episode never adopts a drifted level as the new normal.  Only an operator
+(``govloop drift reference set``) changes the reference.
 
-* ``ok`` -> ``drift``: ADWIN cuts its window and the newer part's rate is
-  higher than the dropped older part's by more than ``min_rise`` (relative).
-  Alert ``state="drift"``, statistic = the rate after the cut, threshold =
-  the rate before.  A cut in the improving direction while ``ok`` only moves
-  the baseline (no alert).
-* ``drift`` -> ``ok``: while drifting, the regime ADWIN holds (its window
-  since the alarm or its last cut) is checked once it has
-  ``max(kept window, MIN_CONFIRM)`` outcomes, then each time it doubles; the
-  episode ends when its rate is at most the rate before the episode plus half
-  the rise (``before + (drifted - before) / 2``, the drifted rate measured
-  over the regime after the alarm).  Alert ``state="recovered"``, dated at
-  the downward cut that began the regime (or when seen, if the regime began
-  with the alarm or an upward cut), statistic = the regime's rate, threshold
-  = that recovery level.  Further rises, or falls not that far, keep the
-  episode open without an alert.  (Why checks and not just cuts: the window
-  ADWIN keeps at a cut still holds part of the old regime, and after a cut
-  it starts afresh, so a stable new regime, or the stable old one after a
-  false alarm, never cuts again.)
+Episodes, one alert each (hysteresis), by :func:`watch`:
 
-Detections and alerts do not depend on how the stream is cut into batches.
+* ``ok`` -> ``drift`` at the first alarm of the reference's detector.  Alert
+  ``state="drift"`` dated at the value that raised it, with the
+  :class:`~govloop.stats.calibrated.Alarm` (the arm that fired).
+* While ``drift``, the reference's detector runs on (restarting after each
+  alarm); its alarms are silent.  A second detector watches for the return
+  (:func:`recovery_calibration`): one arm, the opposite of the one that
+  fired, against the drifted regime that arm stands for at half its size.
+  Its log-likelihood ratio grows when the values look like the reference
+  rather than the drifted regime, and falls while they stay drifted.
+* ``drift`` -> ``ok`` when the return detector alarms.  Alert
+  ``state="recovered"``, dated at that value.
+
+The return detector's threshold is the reference detector's for the arm of
+that family, direction and half size (its own if there is none), so a false
+recovery on a stream that stays drifted by at least a quarter of the fired
+arm's size is about as rare as a false alarm.
+
+The fleet's budget (:func:`false_alarms_per_10k`) is one expected time
+between false alerts for the whole deployment, shared equally by its
+detectors.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, Literal, NamedTuple
 
-import numpy as np
+from govloop.stats.calibrated import Alarm, Arm, Calibration
 
-from govloop.stats.adwin import ADWIN
-
-__all__ = ["MIN_CONFIRM", "Change", "advance"]
+__all__ = [
+    "Change",
+    "false_alarms_per_10k",
+    "new_watch",
+    "on_grid",
+    "recovery_calibration",
+    "watch",
+]
 
 
 class Change(NamedTuple):
-    """An episode boundary found by :func:`advance`."""
+    """An episode boundary found by :func:`watch`."""
 
     state: Literal["drift", "recovered"]
-    ts: float  # event time of the outcome at which ADWIN cut
-    rate: float  # the rate after the cut
-    threshold: float  # drift: the rate before; recovered: the recovery level
+    pos: int  # position in the batch of the value that decided it
+    ts: float  # its event time
+    alarm: Alarm  # what fired: the reference's detector (drift) or the return detector
 
 
-#: Fewest outcomes after a downward cut that confirm a recovery.
-MIN_CONFIRM = 50
-
-
-def _new_state(delta: float) -> dict[str, Any]:
+def new_watch() -> dict[str, Any]:
+    """The state of a detector that has seen nothing: ``ok``, no values."""
     return {
-        "adwin": ADWIN(delta=delta).to_dict(),
+        "detector": None,
+        "back": None,
         "state": "ok",
         "since": None,
-        "before": None,
-        "rate": None,
-        "measured": False,
-        "pending": None,
         "n": 0,
         "last_ts": None,
     }
 
 
-def advance(
-    state: dict[str, Any] | None,
-    values: Sequence[float],
-    ts: Sequence[float],
-    delta: float,
-    min_rise: float = 0.0,
-) -> tuple[dict[str, Any], list[Change]]:
-    """Feed one key's outcomes (in stream order) to its state; return the new state and changes.
+def recovery_calibration(calibration: Calibration, alarm: Alarm) -> Calibration:
+    """The return detector of an episode: the fired arm reversed, from half-way to the drift.
 
-    Pure, and independent of how the stream is cut into batches: ``state`` (as
-    stored, or None for a new key) is not modified.  The state holds
-    ``adwin`` (:meth:`ADWIN.to_dict`), ``state`` (``"ok"`` or ``"drift"``),
-    ``since`` (event time the episode began), ``before`` (the rate before
-    the episode; in ``ok``, the baseline after the last cut), ``rate`` (the
-    drifted rate), ``measured`` (whether ``rate`` has been re-measured over
-    the drifted regime), ``pending`` (a check awaiting its outcomes: the
-    event time of the downward cut, or None for the check after an alarm;
-    the outcomes needed and seen), ``n`` (outcomes seen) and
-    ``last_ts`` (newest event time seen).  ``delta`` is ADWIN's for a new
-    key; a cut upwards opens an episode only if the rate rose by more than
-    ``min_rise`` times the rate before (0: any rise).
-
-    A planted rise of the error rate, 10% -> 40% at index 1000, and back at 2000:
-
-    >>> rng = np.random.default_rng(7)
-    >>> p = np.repeat([0.1, 0.4, 0.1], 1000)
-    >>> x = (rng.random(3000) < p).astype(float).tolist()
-    >>> state, changes = advance(None, x, list(range(3000)), delta=0.002)
-    >>> [(c.state, c.ts, round(c.rate, 2), round(c.threshold, 2)) for c in changes]
-    [('drift', 1055.0, 0.17, 0.09), ('recovered', 2111.0, 0.08, 0.24)]
-    >>> state["state"], state["n"]
-    ('ok', 3000)
+    >>> import numpy as np
+    >>> from govloop.stats.calibrated import calibrate
+    >>> cal = calibrate(np.random.default_rng(0).normal(0, 1, 1000), "numeric")
+    >>> fired = Alarm(0, Arm("mean", "up", 0.8), 20.0, 10.0)
+    >>> back = recovery_calibration(cal, fired)
+    >>> back.arms[0].describe(), round(back.center - cal.center, 3) == round(0.4 * cal.scale, 3)
+    ('mean down by 0.4 sd', True)
     """
-    new = dict(state) if state is not None else _new_state(delta)
-    x = np.asarray(values, dtype=np.float64)
-    if x.size != len(ts):
-        raise ValueError(f"{x.size} values but {len(ts)} timestamps")
-    detector = ADWIN.from_dict(new["adwin"])
+    arm = alarm.arm
+    half = arm.size / 2
+    sign = 1.0 if arm.direction == "up" else -1.0
+    back = Arm(arm.family, "down" if arm.direction == "up" else "up", half, arm.category)
+    thresholds = dict(zip(calibration.arms, calibration.thresholds, strict=True))
+    h = thresholds.get(Arm(arm.family, arm.direction, half, arm.category), alarm.threshold)
+    center, scale, shares = calibration.center, calibration.scale, calibration.shares
+    if arm.family == "mean":
+        center = center + sign * half * scale
+    elif arm.family == "spread":
+        scale = scale * math.exp(sign * half)
+    else:  # share of a category, or the rate of a binary stream: its log-odds move
+        k = 1 if arm.family == "rate" else calibration.categories.index(arm.category or "")
+        p = list(shares)
+        moved = 1.0 / (1.0 + (1.0 - p[k]) / p[k] * math.exp(-sign * half))
+        rest = (1.0 - moved) / (1.0 - p[k])
+        shares = tuple(moved if i == k else q * rest for i, q in enumerate(p))
+    return Calibration(
+        kind=calibration.kind,
+        false_alarms_per_10k=calibration.false_alarms_per_10k,
+        seed=calibration.seed,
+        n_reference=calibration.n_reference,
+        center=center,
+        scale=scale,
+        categories=calibration.categories,
+        shares=shares,
+        arms=(back,),
+        thresholds=(h,),
+    )
+
+
+def watch(
+    state: dict[str, Any] | None,
+    calibration: Calibration,
+    values: Sequence[Any],
+    ts: Sequence[float],
+    directions: Sequence[str] = ("up", "down"),
+) -> tuple[dict[str, Any], list[Change]]:
+    """Feed one detector's values (in stream order); return its new state and the changes.
+
+    ``state`` (as stored, or None; not modified) holds ``detector`` (the
+    reference detector's ``state()``), ``back`` (while drifting, the return
+    detector's calibration and state), ``state`` (``"ok"`` or ``"drift"``),
+    ``since`` (event time it began), ``n`` (values seen) and ``last_ts``.
+    Alarms of arms in other ``directions`` are ignored (an error rate that
+    falls is no drift).  Independent of how the stream is cut into batches.
+
+    A mean shift of 1 sd at value 2000, back at 4000:
+
+    >>> import numpy as np
+    >>> from govloop.stats.calibrated import calibrate
+    >>> rng = np.random.default_rng(2)
+    >>> cal = calibrate(rng.normal(0, 1, 1000), "numeric")
+    >>> x = rng.normal(np.repeat([0.0, 1.0, 0.0], 2000), 1.0)
+    >>> state, changes = watch(None, cal, x.tolist(), list(range(6000)))
+    >>> [(c.state, c.pos) for c in changes], state["state"]
+    ([('drift', 2028), ('recovered', 4240)], 'ok')
+    """
+    new = dict(state) if state is not None else new_watch()
+    if len(values) != len(ts):
+        raise ValueError(f"{len(values)} values but {len(ts)} timestamps")
+    detector = calibration.detector(new["detector"])
+    fired = [a for a in detector.detect(values) if a.arm.direction in directions]
+    new["detector"] = detector.state()
     changes: list[Change] = []
-    pos = 0
-    while pos < x.size:
-        pending = new["pending"]
-        end = x.size if pending is None else min(x.size, pos + pending["need"] - pending["seen"])
-        segment = x[pos:end]
-        snapshot = detector.to_dict()
-        hits = detector.update_many(segment)
-        if hits.size:  # rare: replay up to the first cut to read both sides of it
-            hit = int(hits[0])
-            detector = ADWIN.from_dict(snapshot)
-            detector.update_many(segment[: hit + 1])
-            before = detector.dropped[1]
-            kept, after = detector.width, detector.estimation
-            change = _cut(new, before, after, kept, float(ts[pos + hit]), min_rise)
-            pos += hit + 1
+    pos, i = 0, 0
+    while pos < len(values):
+        if new["state"] == "ok":
+            while i < len(fired) and fired[i].index < pos:
+                i += 1  # alarms inside the episode that just ended: silent
+            if i == len(fired):
+                break
+            alarm = fired[i]
+            at = float(ts[alarm.index])
+            back = recovery_calibration(calibration, alarm)
+            new.update(state="drift", since=at, back={"calibration": back.to_dict(), "state": None})
+            changes.append(Change("drift", alarm.index, at, alarm))
+            pos = alarm.index + 1
         else:
-            change = None
-            pos = end
-            if pending is not None:
-                new["pending"] = pending = {**pending, "seen": pending["seen"] + segment.size}
-                if pending["seen"] == pending["need"]:
-                    change = _confirm(new, detector.estimation, detector.width, float(ts[end - 1]))
-        if change is not None:
-            changes.append(change)
-    new["adwin"] = detector.to_dict()
-    new["n"] = int(new["n"]) + int(x.size)
-    if x.size:
+            kept = new["back"]
+            back_detector = Calibration.from_dict(kept["calibration"]).detector(kept["state"])
+            hits = back_detector.detect(values[pos:])
+            if not hits:
+                new["back"] = {**kept, "state": back_detector.state()}
+                break
+            r = pos + hits[0].index
+            at = float(ts[r])
+            new.update(state="ok", since=at, back=None)
+            hit = hits[0]
+            changes.append(
+                Change("recovered", r, at, Alarm(r, hit.arm, hit.statistic, hit.threshold))
+            )
+            pos = r + 1
+    new["n"] = int(new["n"]) + len(values)
+    if len(ts):
         newest = float(max(ts))
         new["last_ts"] = newest if new["last_ts"] is None else max(new["last_ts"], newest)
     return new, changes
 
 
-def _cut(
-    state: dict[str, Any], before: float, after: float, kept: int, at: float, min_rise: float
-) -> Change | None:
-    """Apply an ADWIN cut (the rate went from ``before`` to ``after`` at ``at``).
+def false_alarms_per_10k(days: float, detectors: int, events_per_second: float) -> float:
+    """One detector's false-alarm rate (per 10,000 of its values) that meets the fleet's budget.
 
-    ``after`` is the mean of the window ADWIN keeps, which still holds some of
-    the old regime; ``before`` (the dropped part) is cleaner.  So the drifted
-    rate is re-measured over the regime after the alarm (at the first cut or
-    check after it), and a recovery is decided by a check of the regime after
-    a cut, once it has ``max(kept, MIN_CONFIRM)`` outcomes (:func:`_confirm`).
+    The budget is one false alert every ``days`` days for the whole
+    deployment.  Shared equally by ``detectors`` detectors, each may raise
+    one every ``days * detectors`` days; one that sees ``events_per_second``
+    values per second (event time) sees ``days * detectors * 86400 *
+    events_per_second`` values in that time, so its rate per value is the
+    inverse.  Assumes the detectors' false alarms are roughly independent
+    and their rates steady (a detector's false alarms per unit of time grow
+    with its traffic).
+
+    >>> round(false_alarms_per_10k(30.0, 10, 2.5), 6)
+    0.000154
     """
-    if state["state"] == "ok":
-        if after > before * (1.0 + min_rise) and after > before:
-            check = {"ts": None, "need": max(kept, MIN_CONFIRM), "seen": 0}
-            state.update(
-                state="drift", since=at, before=before, rate=after, measured=False, pending=check
-            )
-            return Change("drift", at, after, before)
-        state["before"] = after  # improved: the new baseline, silently
-        return None
-    if not state["measured"]:
-        state.update(rate=before, measured=True)
-    # the new regime is checked once it has max(kept, MIN_CONFIRM) outcomes: a recovery
-    # after a downward cut is dated at the cut, one after an upward cut when it is seen
-    state["pending"] = {
-        "ts": None if after > before else at,
-        "need": max(kept, MIN_CONFIRM),
-        "seen": 0,
-    }
-    return None
+    if days <= 0 or detectors < 1 or events_per_second <= 0:
+        raise ValueError("days and events_per_second must be positive, detectors at least 1")
+    return 1e4 / (days * 86400.0 * detectors * events_per_second)
 
 
-def _confirm(state: dict[str, Any], rate: float, width: int, now: float) -> Change | None:
-    """A check is due: ``rate`` is the mean of ADWIN's window (``width`` outcomes since its
-    last cut or the alarm, one regime as far as ADWIN can tell).  Recovered if half-way back.
+def on_grid(rate: float) -> float:
+    """``rate`` rounded down to a power of two, so calibrations are shared and rarely redone.
 
-    After a downward cut the recovery is dated at the cut; after the alarm
-    itself (``pending["ts"]`` None) the check catches an alarm that the
-    regime after it does not bear out (a false alarm, a short burst), dated
-    now.  Otherwise the episode stays open and the check is repeated each
-    time the window doubles (so a long episode is checked O(log n) times);
-    the first failed check after the alarm is the clean measure of the
-    drifted rate.
+    >>> on_grid(0.000154), on_grid(1.0), on_grid(0.7)
+    (0.0001220703125, 1.0, 0.5)
     """
-    cut = state["pending"]["ts"]
-    level = state["before"] + max(state["rate"] - state["before"], 0.0) / 2.0
-    if rate > level:
-        if not state["measured"]:
-            state.update(rate=rate, measured=True)
-        state["pending"] = {"ts": cut, "need": width, "seen": 0}
-        return None  # still drifting, or a partial improvement: the episode stays open
-    at = now if cut is None else cut
-    state["pending"] = None
-    state.update(state="ok", since=at, before=rate, rate=None, measured=False)
-    return Change("recovered", at, rate, level)
+    if rate <= 0:
+        raise ValueError(f"rate must be positive, got {rate}")
+    return float(2.0 ** math.floor(math.log2(rate)))

@@ -7,8 +7,10 @@
 * judge      snapshots and drift alerts -> recorded gate decisions
 * close      due windows -> metric snapshots and drift rounds
 * observes   concept-drift observes, chained in release order
-* monitor    data drift (profiles per window, the reference, alerts)
-* concept    concept drift (detectors on the join outcomes)
+* monitor    data drift per window (profiles, the reference, the windowed explanation)
+* detectors  data drift as it happens (a calibrated detector per feature, alerts)
+* concept    concept drift (calibrated detectors on the join outcomes)
+* calibration  the fleet's false-alarm budget and the detectors' calibrations
 * reference  reference profiles from a time range of the predictions topic
 * worker     run one worker process
 """

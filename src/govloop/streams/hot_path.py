@@ -5,8 +5,9 @@ No per-event framework machinery: a batch is a list of raw Kafka records (as
 batch, so the cost per event is validation plus a few list appends.
 
 * :meth:`InputBatches.apply`  predictions + feedback -> drift profiles, join and
-  window counters (Redis), concept-drift detectors on the join outcomes, dead
-  letters for what fails its contract (:mod:`govloop.streams.ingest`)
+  window counters (Redis), concept-drift detectors on the join outcomes,
+  streaming data-drift detectors on the features (:mod:`govloop.streams.detectors`),
+  dead letters for what fails its contract (:mod:`govloop.streams.ingest`)
 * :meth:`InputBatches.judge`  metric snapshots -> every matching policy -> SQL, the
   audit ledger and a manifest per result; changes of a gate's state -> ``gates``
   (:mod:`govloop.streams.judge`)
@@ -46,6 +47,7 @@ from govloop.stores.sql.retry import in_session
 from govloop.streams.close import Publish
 from govloop.streams.concept import ConceptMonitor
 from govloop.streams.decode import Decoder, RawRecord, dead_letter, decode_one
+from govloop.streams.detectors import FeatureDetectors, Row
 from govloop.streams.ingest import Prepared
 from govloop.streams.judge import judge_events, judged
 from govloop.streams.monitor import DriftMonitor
@@ -107,10 +109,14 @@ class InputBatches:
         )
         self.drift = DriftMonitor(settings, redis, self.engine)
         self.concept = ConceptMonitor(settings, redis, self.engine)
+        self.detectors = FeatureDetectors(settings, redis, self.engine, self.drift.window_so_far)
+        self.drift.detectors = self.detectors
         self.short = {settings.topic(n): n for n in TOPICS}
         self.decode = Decoder(settings)
         #: The concept-drift observes, chained in the order their outcomes were released.
         self.observes = ObserveChain(self._observe)
+        #: The streaming data-drift detectors' observes, chained in batch order.
+        self.detects = ObserveChain(self._detect)
 
     async def start(self) -> None:
         """Create the tables if needed and record the policies in force."""
@@ -148,10 +154,13 @@ class InputBatches:
         waits for all of them.
         """
         applied = await ingest.write(prepared, self.store, self.drift)
-        if self.observes.idle_or_crowded(OBSERVE_BEHIND):
-            # all done (an error is raised here, not later), or too many in flight
-            await self.observes.wait(OBSERVE_BEHIND)
+        for chain in (self.observes, self.detects):
+            if chain.idle_or_crowded(OBSERVE_BEHIND):
+                # all done (an error is raised here, not later), or too many in flight
+                await chain.wait(OBSERVE_BEHIND)
         self.observes.later(applied.outcomes)
+        if prepared.rows:
+            self.detects.later([prepared.rows])
         await self._send_dead(prepared.dead)
         return applied.events
 
@@ -215,9 +224,16 @@ class InputBatches:
         for alert in await self.concept.observe(outcomes):
             await self.publish("drift", alert.model.encode(), alert.to_json())
 
+    async def _detect(self, batches: Sequence[dict[tuple[str, str], list[Row]]]) -> None:
+        """Feed a batch's features to the streaming detectors; publish their alerts."""
+        for rows in batches:
+            for alert in await self.detectors.observe(rows):
+                await self.publish("drift", alert.model.encode(), alert.to_json())
+
     async def observed(self) -> None:
         """Wait until every queued observe is done; raise the error of one that failed."""
         await self.observes.wait()
+        await self.detects.wait()
 
     async def flush(self) -> None:
         """Store what is staged (concept-drift observes, drift profiles): before offsets are

@@ -20,11 +20,13 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from govloop.errors import EventError
+from govloop.judging.features import observed_features
 from govloop.schemas import DeadLetter, Prediction
 from govloop.stores.redis.drift import Saving
 from govloop.stores.redis.records import feedback_record, prediction_record, skip_record
 from govloop.stores.redis.windows import Applied, Encoded, WindowStore
 from govloop.streams.decode import Decoder, dead_letter
+from govloop.streams.detectors import Row
 from govloop.streams.monitor import DriftMonitor, Located, Staged
 
 __all__ = ["YIELD_EVERY", "Prepared", "prepare", "write"]
@@ -41,6 +43,8 @@ class Prepared(NamedTuple):
     records: Encoded  # for the window store, in batch order
     staged: Staged  # predictions of partials that are not cached yet, with their features
     dead: list[DeadLetter]
+    #: each model version's predictions with their features, for the streaming detectors
+    rows: dict[tuple[str, str], list[Row]]
 
 
 async def prepare(
@@ -73,7 +77,18 @@ async def prepare(
             rows.append(feedback_record(event, tp, r.offset, epoch))  # type: ignore[arg-type]
     # what can be done without I/O is done here, so the write is quick to send
     staged = drift.stage_cached(drift.group(located))
-    return Prepared(store.encode(rows), staged, bad)
+    return Prepared(store.encode(rows), staged, bad, detector_rows(located))
+
+
+def detector_rows(located: Iterable[Located]) -> dict[tuple[str, str], list[Row]]:
+    """The streaming detectors' input: each model version's predictions, in batch order."""
+    out: dict[tuple[str, str], list[Row]] = {}
+    for p, tp, offset, epoch, _ in located:
+        numeric, categorical = observed_features(p)
+        out.setdefault((p.model, p.model_version), []).append(
+            Row(tp, offset, epoch, numeric, categorical)
+        )
+    return out
 
 
 async def write(prepared: Prepared, store: WindowStore, drift: DriftMonitor) -> Applied:

@@ -82,6 +82,15 @@ class DriftMonitor:
         self._event_time: dict[str, float] = {}  # newest event time staged per partition
         #: Longest a staged profile row waits to be stored (well inside the idle close).
         self.flush_seconds = min(0.5, settings.idle_close_seconds / 4)
+        #: The streaming detectors: features they watch raise their alerts there, and the
+        #: windowed round only explains them (status rows); None: the windowed round alerts.
+        self.detectors: Any = None
+
+    async def window_so_far(self, model: str, version: str, ts: float) -> Profile | None:
+        """The stored profile of the window holding event time ``ts`` (what is saved so far)."""
+        return await self.store.window_profile(
+            window_member(model, version, ts, self.settings.window_seconds)
+        )
 
     def group(self, located: Sequence[Located]) -> Staged:
         """Sort a batch's predictions into window partials and extract their features (no I/O)."""
@@ -226,6 +235,14 @@ class DriftMonitor:
             self.settings.drift_recover_windows,
             self.settings.drift_min_count,
         )
+        # features the streaming detectors watch: their episodes are the detectors', the
+        # windowed test only explains (status rows); embeddings alert here
+        episodes: dict[str, dict[str, dict[str, Any]]] = {}
+        if self.detectors is not None:
+            for key in keys:
+                episodes[key] = await self.detectors.episodes(*key.split("\x1f"))
+        if self.detectors is not None:  # they alert for every numeric and categorical one
+            outcome.alerts = [a for a in outcome.alerts if a.feature == "embedding"]
 
         def record(session: Session) -> None:
             for alert in outcome.alerts:
@@ -233,8 +250,12 @@ class DriftMonitor:
             for key, features in outcome.latest.items():
                 model, version = key.split("\x1f")
                 model_states = {**states[key], **outcome.states.get(key, {})}
+                watched = episodes.get(key, {})
                 for feature, r in features.items():
                     state = model_states.get(feature)
+                    if feature in watched:
+                        episode = watched[feature]
+                        state = episode if episode["state"] == "drift" else None
                     session.merge(
                         DriftStatusRow(
                             model=model,
@@ -244,7 +265,7 @@ class DriftMonitor:
                             statistic=r["statistic"],
                             threshold=r["threshold"],
                             p_value=r["p_value"],
-                            drifted=r["drifted"],
+                            drifted=r["drifted"] if feature not in watched else state is not None,
                             state="ok" if state is None else "drift",
                             since=None
                             if state is None
@@ -316,3 +337,5 @@ class DriftMonitor:
         await asyncio.to_thread(self._in_session, store)
         await self.store.set_pending_reference(key, None)
         log.warning("reference for %s %s: the first %d events", model, version, pending.n)
+        if self.detectors is not None:  # calibrate now, not at the next batch
+            await self.detectors.prepare(model, version)

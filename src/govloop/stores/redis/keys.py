@@ -14,10 +14,13 @@ __all__ = [
     "FAMILIES",
     "SEP",
     "autoref",
+    "calibrations",
     "closed",
     "closing",
     "closing_window",
     "concept",
+    "detect",
+    "detectors",
     "drift_partial",
     "drift_state",
     "family_of",
@@ -64,6 +67,11 @@ FAMILIES: dict[str, str] = {
     "autoref:": "string per model version: the reference built from its first events",
     # concept drift (Python: govloop.stores.redis.concept)
     "concept:": "string per model version and stream: the detectors' state",
+    # streaming data-drift detectors (Python: govloop.streams.detectors)
+    "detect:": "string per model version: its feature detectors' states, episodes and the "
+    "offsets applied",
+    "calib:": "hash per model version: each feature's detector calibration",
+    "detectors": "set: every streaming detector of the deployment (the false-alarm budget's N)",
 }
 
 
@@ -160,3 +168,18 @@ def concept(prefix: str, model: str, version: str, stream: str) -> str:
     'gl.concept:m\\x1f1\\x1ferror'
     """
     return f"{prefix}concept:{model}{SEP}{version}{SEP}{stream}"
+
+
+def detect(prefix: str, model_key: str) -> str:
+    """A model version's streaming data-drift detectors (``model\\x1fversion``)."""
+    return f"{prefix}detect:{model_key}"
+
+
+def calibrations(prefix: str, model_key: str) -> str:
+    """A model version's detector calibrations, one field per feature."""
+    return f"{prefix}calib:{model_key}"
+
+
+def detectors(prefix: str) -> str:
+    """The set of every streaming detector of the deployment."""
+    return f"{prefix}detectors"

@@ -11,8 +11,9 @@ What a reset clears, for one model (or one version of it), by family of
   (``closing:``, members of ``closing``), their segment sets (``slices:``)
   and the closed ones kept for sliding windows (``recent:``);
 * the staged drift profiles of those windows (``dprof:``), the drift state
-  (``dstate:``), the automatic reference being collected (``autoref:``) and
-  the concept-drift detectors (``concept:``);
+  (``dstate:``), the automatic reference being collected (``autoref:``),
+  the concept-drift detectors (``concept:``) and the streaming data-drift
+  detectors with their calibrations (``detect:``, ``calib:``);
 * its late count (field of ``late``) and its join outcomes waiting for the
   watermark (members of ``outcomes``).
 
@@ -42,9 +43,20 @@ __all__ = [
 ]
 
 #: Families whose keys start with a model version (``<family><model>\x1f<version>...``).
-_PER_MODEL = ("win:", "closing:", "slices:", "recent:", "dprof:", "dstate:", "autoref:", "concept:")
+_PER_MODEL = (
+    "win:",
+    "closing:",
+    "slices:",
+    "recent:",
+    "dprof:",
+    "dstate:",
+    "autoref:",
+    "concept:",
+    "detect:",
+    "calib:",
+)
 #: Of those, the ones named ``<model>\x1f<version>`` with nothing after it.
-_ONE_PER_VERSION = ("dstate:", "autoref:")
+_ONE_PER_VERSION = ("dstate:", "autoref:", "detect:", "calib:")
 #: Keys per SCAN round trip.
 _SCAN_BATCH = 1000
 
