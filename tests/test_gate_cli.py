@@ -208,9 +208,14 @@ def test_the_safety_example_can_pass_and_can_fail(offline: None, tmp_path: Path)
 @pytest.mark.parametrize(
     ("name", "untestable"),
     [
-        # Lighteval writes no standard error for a perplexity: those checks cannot be tested
-        ("lighteval-0.13.json", {"bits_per_byte", "byte_perplexity", "word_perplexity"}),
-        ("lighteval-0.8.json", set()),
+        # Lighteval writes no standard error for a perplexity: those checks cannot be tested;
+        # mmlu:college_physics (acc 0.25 +- 0.043: about 26 effective samples on the rarer
+        # side) is too small for the z-test on standard errors (docs/gates.md)
+        (
+            "lighteval-0.13.json",
+            {"bits_per_byte", "byte_perplexity", "word_perplexity", "acc"},
+        ),
+        ("lighteval-0.8.json", {"acc"}),
     ],
 )
 def test_the_lighteval_example_on_each_lighteval_layout(
