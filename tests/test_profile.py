@@ -39,8 +39,14 @@ def test_features_beyond_the_cap_are_counted_not_kept() -> None:
 
 
 def test_merge_of_partitions_equals_one_profile() -> None:
+    """Merged partitions answer like one profile: counts, moments, quantiles within rank error.
+
+    KLL compaction is randomised (no seed exposed), so the quantiles are checked by
+    their rank in the data, the sketch's own guarantee, not by value.  The partitions
+    hold different ranges of ``x``, so a merge that lost either one would be far off.
+    """
     rng = np.random.default_rng(1)
-    data = rows(rng, 4000)
+    data = sorted(rows(rng, 4000), key=lambda row: row[0]["x"])
     whole, left, right = Profile(), Profile(), Profile()
     whole.update_many(data)
     left.update_many(data[:1500])
@@ -49,11 +55,12 @@ def test_merge_of_partitions_equals_one_profile() -> None:
     assert left.n == whole.n == 4000
     assert left.categorical["c"].counts() == whole.categorical["c"].counts()
     assert abs(left.numeric["x"].mean - whole.numeric["x"].mean) < 1e-9
-    np.testing.assert_allclose(
-        left.numeric["x"].quantiles([0.1, 0.5, 0.9]),
-        whole.numeric["x"].quantiles([0.1, 0.5, 0.9]),
-        atol=0.05,
-    )
+    xs = np.array([x["x"] for x, _ in data])
+    qs = np.array([0.1, 0.5, 0.9])
+    for sketch in (left.numeric["x"], whole.numeric["x"]):
+        ranks = np.searchsorted(xs, sketch.quantiles(qs), side="right") / len(xs)
+        # twice the sketch's 99 % bound: a lost partition is off by 0.375 or more
+        assert np.all(np.abs(ranks - qs) <= 2 * sketch.rank_error), (ranks, sketch.rank_error)
 
 
 def test_round_trip_and_compare() -> None:
