@@ -43,8 +43,8 @@ Thresholds come from simulation, not from Gaussian theory
 (:mod:`govloop.stats.null_streams`): null streams are drawn from plausible truths
 given the reference (a bootstrap resample of it per stream; for categories, shares
 drawn from their Dirichlet posterior), so the reference's own sampling error is part
-of the calibration.  Each arm's threshold is first set at the same tail quantile of
-its own null statistic, then all move by one shift, found by bisection, so that the
+of the calibration.  Each arm's threshold is first set so that the arm alone would
+alarm at one common rate, then all move by one shift, found by bisection, so that the
 upper 90 % Poisson bound of the restarting detector's false-alarm rate (after a
 burn-in, every restart replayed) is at most the stated rate.  Rates too low to see in
 the simulation are extrapolated on the log scale from two rates that are (the run
@@ -250,9 +250,9 @@ class CalibratedDetector(DriftDetector):
     >>> stream = np.concatenate([rng.normal(0.0, 1.0, 3000), rng.normal(0.5, 1.0, 1000)])
     >>> alarms = detector.detect(stream)
     >>> [a.index for a in alarms][:3]
-    [2363, 3024, 3078]
+    [2363, 3024, 3080]
     >>> print(alarms[1].describe())
-    mean up by 0.8 sd (statistic 11.53 > 10.07)
+    mean up by 0.8 sd (statistic 11.53 > 10.82)
 
     The state is plain data; a detector rebuilt from it carries on exactly:
 

@@ -11,10 +11,13 @@ standardisation and shares of the reference itself.  The gap between a stream's
 truth and the detector's reference is thus the reference's sampling error, and the
 rate set here is the rate averaged over that error.
 
-The thresholds are ``w_j + c``: ``w_j`` puts every arm at the same tail quantile
-of its own null statistic, and the one shift ``c`` is the smallest for which the
-upper 90 % Poisson bound of the false-alarm rate of the restarting detector
-(alarms after a burn-in, every restart replayed exactly) is at most the target.
+The thresholds are ``w_j + c``: ``w_j`` gives every arm alone the same false-alarm
+rate (one over its mean first passage from zero), and the one shift ``c`` is the
+smallest for which the upper 90 % Poisson bound of the false-alarm rate of the
+restarting detector (alarms after a burn-in, every restart replayed exactly) is at
+most the target.  Equal rates, not equal tail quantiles: an arm for a small shift
+wanders long below its threshold, so at one tail quantile it alarms far less than
+an arm for a large shift and was paying for the others' alarms in delay.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ Rows = NDArray[np.intp]
 
 STREAMS, STEPS, BURN_IN = 256, 4096, 1024
 MIN_ALARMS = 40  # fewest alarms a rate is read from directly; rarer rates are extrapolated
-TAIL = 1e-3  # the per-arm equal-tail level
+OFFSET_RATE = 1 / 256  # the per-arm rate the thresholds are equalised at, before the shift
 
 
 class NullStreams:
@@ -65,9 +68,14 @@ def numeric_null(
     x: FloatArray, center: float, scale: float, coef: FloatArray, rng: np.random.Generator
 ) -> NullStreams:
     """Streams from bootstrap resamples of ``x``; arm increments ``a + b z + c z^2``."""
-    n, m = x.size, min(x.size, STEPS)
-    pools = rng.integers(0, n, (STREAMS, m))
-    picks = np.take_along_axis(pools, rng.integers(0, m, (STREAMS, STEPS)), axis=1)
+    n = x.size
+    # a stream's truth is a bootstrap resample of size n (slots); its values draw slots
+    # uniformly, and a slot holds one reference value, drawn the first time it is hit
+    slots = rng.integers(0, n, (STREAMS, STEPS))
+    picks = np.empty_like(slots)
+    for i in range(STREAMS):
+        hit, where = np.unique(slots[i], return_inverse=True)
+        picks[i] = rng.integers(0, n, hit.size)[where]
     z = (x[picks] - center) / scale
     series = [np.cumsum(z, axis=1), np.cumsum(z * z, axis=1)]
     a, b, c = coef
@@ -109,14 +117,36 @@ def thresholds(null: NullStreams, rate: float) -> FloatArray:
     worst: FloatArray | None = None
     for j in range(null.arms):
         s = _cusum(null.cumulative(j))
-        tail = s[:, BURN_IN::4].ravel()  # every 4th value: nearly as good, 4x faster
-        k = min(int((1 - TAIL) * tail.size), tail.size - 1)
-        offsets[j] = float(np.partition(tail, k)[k])
+        offsets[j] = _equal_rate_offset(np.maximum.accumulate(s, axis=1))
         s -= offsets[j]
         worst = s if worst is None else np.maximum(worst, s, out=worst)
     assert worst is not None
     search = _Search(null, offsets, np.maximum.accumulate(worst, axis=1))
     return offsets + search.shift(rate)
+
+
+def _equal_rate_offset(run_max: FloatArray) -> float:
+    """The threshold at which this arm alone alarms at ``OFFSET_RATE`` per event.
+
+    A restart puts the statistic back at zero, so the arm's alarm rate is one over its
+    mean first-passage time from zero: estimated as passages over time at risk (each
+    stream runs to its first passage or to its end).  Arms set at one rate and shifted
+    together keep equal rates, since a CUSUM's log run length grows by one per unit
+    of threshold whatever the arm (Lorden 1971), so each pays the same for the bank.
+    """
+
+    # each row is nondecreasing: one search over the rows laid end to end, row i lifted
+    # by i * span, finds every row's first passage at once
+    span = float(run_max[:, -1].max()) + 1.0
+    lifted = (run_max + span * np.arange(run_max.shape[0])[:, None]).ravel()
+    starts = np.arange(run_max.shape[0]) * STEPS
+
+    def rate(h: float) -> float:
+        at = np.searchsorted(lifted, h + span * np.arange(run_max.shape[0]), side="right")
+        alive = at - starts  # first passage index, or STEPS
+        return float(np.count_nonzero(alive < STEPS)) / max(float(alive.sum()), 1.0)
+
+    return _bisect(lambda h: rate(h) <= OFFSET_RATE, 0.0, 4.0)
 
 
 class _Search:
