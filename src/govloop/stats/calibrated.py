@@ -363,8 +363,9 @@ class CalibratedDetector(DriftDetector):
         self._sum, self._min = sums[last].copy(), mins[last].copy()
         self._drift_detected = hit >= 0
         if hit >= 0:
+            # what fired: of the arms over their thresholds, the likeliest alternative
             stat = self._sum - self._min
-            j = int(np.argmax(stat / self._h))
+            j = int(np.argmax(np.where(stat > self._h, stat, -np.inf)))
             self._fired.append(
                 Alarm(hit, self.calibration.arms[j], float(stat[j]), float(self._h[j]))
             )

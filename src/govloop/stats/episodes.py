@@ -140,7 +140,7 @@ def watch(
     >>> x = rng.normal(np.repeat([0.0, 1.0, 0.0], 2000), 1.0)
     >>> state, changes = watch(None, cal, x.tolist(), list(range(6000)))
     >>> [(c.state, c.pos) for c in changes], state["state"]
-    ([('drift', 2028), ('recovered', 4240)], 'ok')
+    ([('drift', 2028), ('recovered', 4228)], 'ok')
     """
     new = dict(state) if state is not None else new_watch()
     if len(values) != len(ts):
