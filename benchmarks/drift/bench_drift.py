@@ -5,7 +5,7 @@ streams in the same run, and the script prints markdown tables: median
 detection delay, missed detections, false alarms per 10,000 events and
 events per second, with ratios to the best peer.  See README.md beside it.
 
-    .venv/bin/python benchmarks/drift/bench_drift.py            # full run, ~15 min on 2 cores
+    .venv/bin/python benchmarks/drift/bench_drift.py            # full run, 10-20 min on 2 cores
     .venv/bin/python benchmarks/drift/bench_drift.py --quick    # ~60 s smoke run
 
 A second table compares the calibrated detector with an oracle: the
