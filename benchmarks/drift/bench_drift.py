@@ -5,8 +5,12 @@ streams in the same run, and the script prints markdown tables: median
 detection delay, missed detections, false alarms per 10,000 events and
 events per second, with ratios to the best peer.  See README.md beside it.
 
-    .venv/bin/python benchmarks/drift/bench_drift.py            # full run, ~3-5 min on 2 cores
-    .venv/bin/python benchmarks/drift/bench_drift.py --quick    # ~30 s smoke run
+    .venv/bin/python benchmarks/drift/bench_drift.py            # full run, 10-20 min on 2 cores
+    .venv/bin/python benchmarks/drift/bench_drift.py --quick    # ~60 s smoke run
+
+A second table compares the calibrated detector with an oracle: the
+likelihood-ratio CUSUM for exactly the post-change distribution, at the same
+false-alarm rate, for each family at half, the stated and double size.
 """
 
 from __future__ import annotations
@@ -27,73 +31,37 @@ from typing import Any
 
 import numpy as np
 from scipy.stats import poisson
+from streams import (
+    CONTROL_KINDS,
+    DETECTOR_KIND,
+    DRIFT_KINDS,
+    FAMILY,
+    KINDS,
+    LABELS,
+    SHIFTS,
+    Oracle,
+    Stream,
+    calibrate_oracle,
+    detector_values,
+    first_delay,
+    make_stream,
+    median_delay,
+    poisson_interval,
+    reference,
+    shift_stream,
+)
 
 from govloop.stats.adwin import ADWIN
+from govloop.stats.calibrated import calibrate
 from govloop.stats.cusum import CUSUM
 from govloop.stats.fleet import FleetBudget
 from govloop.stats.page_hinkley import PageHinkley
 from govloop.stats.profile import Profile, compare, drifted_features
 
-# -- streams ------------------------------------------------------------------------------------
-
-DRIFT_KINDS = ("sudden", "gradual", "variance", "categorical", "error")
-CONTROL_KINDS = ("control-numeric", "control-categorical", "control-error")
-KINDS = DRIFT_KINDS + CONTROL_KINDS
-FAMILY = {
-    "sudden": "numeric",
-    "gradual": "numeric",
-    "variance": "numeric",
-    "control-numeric": "numeric",
-    "categorical": "categorical",
-    "control-categorical": "categorical",
-    "error": "error",
-    "control-error": "error",
-}
-LABELS = np.array(["a", "b", "c"])
-CAT_BEFORE, CAT_AFTER = [0.5, 0.3, 0.2], [0.3, 0.3, 0.4]
-RAMP = 2_000  # events over which the gradual shift reaches its full size
-
-
-@dataclass(frozen=True)
-class Stream:
-    kind: str
-    seed: int
-    values: np.ndarray  # floats; category codes 0..2 for the categorical family
-    change: int | None  # index of the first changed event; None on a control
-
-    @property
-    def family(self) -> str:
-        return FAMILY[self.kind]
-
-
-def make_stream(kind: str, seed: int, n: int, n_control: int) -> Stream:
-    """One labelled stream; the change point is drawn uniformly in [n/2, n/2 + 1000)."""
-    rng = np.random.default_rng([seed, KINDS.index(kind)])
-    if kind in CONTROL_KINDS:
-        n, change = n_control, None
-    else:
-        change = n // 2 + int(rng.integers(0, 1_000))
-    cut = n if change is None else change
-    if FAMILY[kind] == "numeric":
-        x = rng.normal(0.0, 1.0, n)
-        if kind == "sudden":
-            x[cut:] += 0.5
-        elif kind == "gradual":
-            x += 0.5 * np.clip((np.arange(n) - cut + 1) / RAMP, 0.0, 1.0)
-        elif kind == "variance":
-            x[cut:] *= 2.0
-    elif FAMILY[kind] == "categorical":
-        x = np.concatenate(
-            [rng.choice(3, cut, p=CAT_BEFORE), rng.choice(3, n - cut, p=CAT_AFTER)]
-        ).astype(np.float64)
-    else:
-        x = np.concatenate([rng.random(cut) < 0.1, rng.random(n - cut) < 0.25]).astype(np.float64)
-    return Stream(kind, seed, x, change)
-
-
 # -- methods: each takes a stream and returns (alarm indices, seconds), or None if n/a -----------
 
-Result = tuple[list[int], float] | None
+#: (alarm indices, seconds) or (alarm indices, seconds, set-up seconds kept apart)
+Result = tuple[list[int], float] | tuple[list[int], float, float] | None
 
 
 def govloop_sequential(factory: Callable[[], Any]) -> Callable[[Stream, int], Result]:
@@ -106,6 +74,24 @@ def govloop_sequential(factory: Callable[[], Any]) -> Callable[[Stream, int], Re
         return alarms.tolist(), time.perf_counter() - t0
 
     return run
+
+
+def govloop_calibrated(s: Stream, window: int) -> Result:
+    """``govloop.stats.calibrated``: calibrated on 5,000 pre-change draws of the stream's
+    family (a generator of their own per stream) to 1 false alarm per 10,000 events,
+    seeded by the stream's seed.  The time is the detector's; the calibration's is
+    returned apart (it runs once per model version and feature, not per event)."""
+    kind = DETECTOR_KIND[s.family]
+    t0 = time.perf_counter()
+    calibration = calibrate(
+        reference(kind, (s.seed, KINDS.index(s.kind))), kind, false_alarms_per_10k=1.0, seed=s.seed
+    )
+    setup = time.perf_counter() - t0
+    values = detector_values(kind, s.values)
+    detector = calibration.detector()
+    t0 = time.perf_counter()
+    alarms = detector.update_many(values)
+    return alarms.tolist(), time.perf_counter() - t0, setup
 
 
 def govloop_episodes(s: Stream, window: int) -> Result:
@@ -229,6 +215,7 @@ METHODS: dict[str, Callable[[Stream, int], Result]] = {
     "govloop PageHinkley": govloop_sequential(PageHinkley),
     "govloop CUSUM": govloop_sequential(CUSUM),
     "govloop CUSUM h=8": govloop_sequential(lambda: CUSUM(threshold=8.0)),
+    "govloop calibrated": govloop_calibrated,
     "govloop windowed KS/chi2": govloop_windowed,
     "govloop worker concept episodes": govloop_episodes,
     "River ADWIN": river_detector(_river("ADWIN")),
@@ -248,6 +235,7 @@ CONFIGURED: dict[str, dict[str, float | None]] = {
     "govloop PageHinkley": {"numeric": 6.3, "error": 0.29},
     "govloop CUSUM": {"numeric": 16.7, "error": None},
     "govloop CUSUM h=8": {"numeric": 0.93, "error": None},
+    "govloop calibrated": {"numeric": 1.0, "categorical": 1.0, "error": 1.0},
     # the worker's concept detector, calibrated to 1 per 10,000 (govloop.streams.concept)
     "govloop worker concept episodes": {"numeric": None, "error": 1.0},
 }
@@ -265,6 +253,7 @@ class Outcome:
     change: int | None
     alarms: tuple[int, ...]
     seconds: float
+    setup: float = 0.0
 
 
 def run_task(task: tuple[str, int, int, int, int]) -> list[Outcome]:
@@ -275,9 +264,18 @@ def run_task(task: tuple[str, int, int, int, int]) -> list[Outcome]:
     for name, method in METHODS.items():
         result = method(stream, window)
         if result is not None:
-            alarms, seconds = result
+            alarms, seconds, *setup = result
             out.append(
-                Outcome(name, kind, seed, stream.values.size, stream.change, tuple(alarms), seconds)
+                Outcome(
+                    name,
+                    kind,
+                    seed,
+                    stream.values.size,
+                    stream.change,
+                    tuple(alarms),
+                    seconds,
+                    *setup,
+                )
             )
     return out
 
@@ -293,6 +291,7 @@ class Score:
     streams_with_false: int = 0
     events: int = 0
     seconds: float = 0.0
+    setup: float = 0.0  # calibration, kept out of events/s
 
     def add(self, o: Outcome, window: int) -> None:
         self.streams += 1
@@ -305,6 +304,7 @@ class Score:
         self.pre_windows += max(0, cut // window - 1)
         self.events += o.n
         self.seconds += o.seconds
+        self.setup += o.setup
         if o.change is not None:
             after = [a for a in o.alarms if a >= o.change]
             if after:
@@ -328,6 +328,16 @@ class Score:
     @property
     def rate(self) -> float:
         return self.events / self.seconds if self.seconds > 0 else math.nan
+
+    @property
+    def fa_interval(self) -> tuple[float, float]:
+        """95 % Poisson interval of the false alarms per 10,000 pre-change events."""
+        lo, hi = poisson_interval(self.false, self.pre_events)
+        return 1e4 * lo, 1e4 * hi
+
+    def fa_text(self) -> str:
+        lo, hi = self.fa_interval
+        return f"{fmt(self.fa_rate)} [{fmt(lo)}, {fmt(hi)}]"
 
 
 def score(
@@ -423,7 +433,7 @@ def print_kind(kinds: Scores, fam: Scores, kind: str) -> None:
                 f"{s.missed}/{s.streams}",
                 f"{s.false}",
                 fmt(s.fa_rate),
-                fmt(fam[(m, FAMILY[kind])].fa_rate),
+                fam[(m, FAMILY[kind])].fa_text(),
                 fmt(s.rate, 0),
                 ratio,
             ]
@@ -435,7 +445,7 @@ def print_kind(kinds: Scores, fam: Scores, kind: str) -> None:
             "missed",
             "false alarms",
             "FA/10k (pre-change)",
-            "FA/10k (family)",
+            "FA/10k (family) [95 % Poisson]",
             "events/s",
             "delay / best peer at <= family FA",
         ],
@@ -489,7 +499,9 @@ def print_false_alarm_check(fam: Scores) -> None:
                 target_text = "0.01 per window"
             else:
                 observed = s.fa_rate
-                seen, rate = f"{s.false} in {s.pre_events:,} events", f"{fmt(s.fa_rate, 3)}/10k"
+                lo, hi = s.fa_interval
+                seen = f"{s.false} in {s.pre_events:,} events"
+                rate = f"{fmt(s.fa_rate, 3)} [{fmt(lo, 3)}, {fmt(hi, 3)}]/10k"
                 target = CONFIGURED[m].get(family)
                 expected = None if target is None else target * s.pre_events / 1e4
                 target_text = "not documented" if target is None else f"{target}/10k"
@@ -509,7 +521,7 @@ def print_false_alarm_check(fam: Scores) -> None:
             "method",
             "family",
             "false alarms",
-            "rate",
+            "rate [95 % Poisson]",
             "streams with a false alarm",
             "configured",
             "verdict (Poisson, as if alarms were independent)",
@@ -584,6 +596,139 @@ def print_costs(totals: Scores) -> None:
                 ]
             )
     print_table(["method", "events", "ns/event", "events/s", "cost / River ADWIN"], rows)
+    mine = totals[("govloop calibrated", "all")]
+    print(
+        f"govloop calibrated: calibration (5,000 reference values, once per stream, outside "
+        f"events/s) took {mine.setup / mine.streams:.2f} s per stream on average over "
+        f"{mine.streams} streams.\n"
+    )
+
+
+# -- the oracle comparison: the calibrated detector against a CUSUM told the exact change -------
+
+ORACLE_SEED = 40_000
+ORACLE_PRE, ORACLE_POST = 5_000, 20_000
+ORACLE_KINDS = {"numeric": ("mean", "spread"), "categorical": ("share",), "binary": ("rate",)}
+OracleKey = tuple[str, str, bool]  # family, size label, two-sided
+
+
+def oracle_task(task: tuple[str, str, bool, bool]) -> Oracle:
+    family, label, two_sided, quick = task
+    sizes = ((200, 5_000), (1_000, 5_000)) if quick else ((400, 10_000), (4_000, 10_000))
+    seed = 1_000 * list(SHIFTS).index(family) + 10 * list(SHIFTS[family]).index(label) + two_sided
+    return calibrate_oracle(
+        SHIFTS[family][label], two_sided, 1.0, seed=seed, search=sizes[0], verify=sizes[1]
+    )
+
+
+def oracle_delay_task(
+    task: tuple[str, int, dict[OracleKey, Oracle]],
+) -> list[tuple[str, str, float, float, float]]:
+    """One reference and calibration of ``kind``; its detector (fresh each time) and the
+    oracles on one stream per (family, size): (family, size, calibrated, one-sided,
+    two-sided delays)."""
+    kind, seed, oracles = task
+    calibration = calibrate(reference(kind, (seed, 99)), kind, false_alarms_per_10k=1.0, seed=seed)
+    out = []
+    for family in ORACLE_KINDS[kind]:
+        for label, shift in SHIFTS[family].items():
+            values, change = shift_stream(shift, seed, ORACLE_PRE, ORACLE_POST)
+            mine = first_delay(
+                calibration.detector().update_many(detector_values(kind, values)), change
+            )
+            one = oracles[(family, label, False)].delay(values, change)
+            two = oracles[(family, label, True)].delay(values, change)
+            out.append((family, label, mine, one, two))
+    return out
+
+
+def ratio_cell(mine: float, oracle: float) -> tuple[str, str]:
+    if mine == math.inf:
+        return "calibrated misses", "no"
+    r = mine / oracle
+    return f"{r:.2f}", "yes" if r <= 1.3 else "no"
+
+
+def report_oracle(
+    oracles: dict[OracleKey, Oracle], delays: Sequence[tuple[str, str, float, float, float]]
+) -> None:
+    seeds = len(delays) // sum(len(SHIFTS[f]) for f in SHIFTS)
+    print(
+        f"### oracle comparison: median delay of govloop calibrated against a CUSUM told the "
+        f"exact change ({seeds} streams per row, seeds from {ORACLE_SEED:,}; "
+        f"{ORACLE_PRE:,} + U[0, 1,000) events before the change, {ORACLE_POST:,} after; "
+        f"misses counted as never)\n"
+    )
+    rows = []
+    for family in SHIFTS:
+        for label, shift in SHIFTS[family].items():
+            d = np.array([x[2:] for x in delays if x[0] == family and x[1] == label])
+            mine, one, two = (median_delay(d[:, j]) for j in range(3))
+            r1, ok1 = ratio_cell(mine, one)
+            r2, ok2 = ratio_cell(mine, two)
+            misses = "/".join(str(int(np.isinf(d[:, j]).sum())) for j in range(3))
+            rows.append(
+                [
+                    family,
+                    label,
+                    shift.describe(),
+                    fmt(mine, 0),
+                    fmt(one, 0),
+                    r1,
+                    ok1,
+                    fmt(two, 0),
+                    r2,
+                    ok2,
+                    misses,
+                ]
+            )
+    print_table(
+        [
+            "family",
+            "size",
+            "change",
+            "calibrated delay",
+            "one-sided oracle delay",
+            "ratio",
+            "<= 1.3",
+            "two-sided oracle delay",
+            "ratio",
+            "<= 1.3",
+            "misses (calibrated/one/two)",
+        ],
+        rows,
+    )
+    print(
+        "### the oracles' own calibration: threshold set on simulated null streams of the true "
+        "pre-change distribution (grid search, log-linear fit, one secant step), then the rate "
+        "measured on fresh null streams; target 1 false alarm per 10,000 events, restarting\n"
+    )
+    rows = []
+    for (family, label, two_sided), o in oracles.items():
+        lo, hi = o.interval
+        rows.append(
+            [
+                family,
+                label,
+                "two-sided" if two_sided else "one-sided",
+                f"{o.threshold:.3f}",
+                f"{o.events:,}",
+                f"{o.alarms:,}",
+                f"{o.per_10k:.3f} [{lo:.3f}, {hi:.3f}]",
+            ]
+        )
+    print_table(
+        [
+            "family",
+            "size",
+            "oracle",
+            "threshold",
+            "null events (verification)",
+            "false alarms",
+            "FA/10k [95 % Poisson]",
+        ],
+        rows,
+    )
 
 
 # -- side checks of the windowed path on seeds disjoint from the evaluation seeds ------------------
@@ -676,6 +821,7 @@ def micro_benchmark(n: int, reps: int, window: int) -> None:
         "govloop ADWIN",
         "govloop PageHinkley",
         "govloop CUSUM",
+        "govloop calibrated",
         "govloop windowed KS/chi2",
         "River ADWIN",
         "River PageHinkley",
@@ -686,7 +832,7 @@ def micro_benchmark(n: int, reps: int, window: int) -> None:
     for _ in range(reps):
         for m in cases:
             s = short if m in WINDOWED else stream
-            _, seconds = METHODS[m](s, window)  # type: ignore[misc]
+            _, seconds, *_ = METHODS[m](s, window)  # type: ignore[misc]
             best[m] = min(best.get(m, math.inf), seconds / s.values.size)
     print(
         f"### per-event cost, serial, a quiet N(0, 1) stream of {n:,} values "
@@ -711,13 +857,21 @@ def warm_up(window: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="smoke run: 2 seeds, short streams")
-    ap.add_argument("--seeds", type=int, default=None, help="seeds per stream kind (default 5)")
+    ap.add_argument("--quick", action="store_true", help="smoke run: few seeds, short streams")
+    ap.add_argument("--seeds", type=int, default=None, help="seeds per drift kind (default 30)")
+    ap.add_argument(
+        "--control-seeds", type=int, default=None, help="seeds per control kind (default 5)"
+    )
+    ap.add_argument(
+        "--oracle-seeds", type=int, default=None, help="streams per oracle row (default 60)"
+    )
     ap.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
     ap.add_argument("--window", type=int, default=1_000, help="tumbling window / fixed interval")
     args = ap.parse_args(argv)
-    seeds = args.seeds or (2 if args.quick else 5)
-    n, n_control = (6_000, 10_000) if args.quick else (20_000, 50_000)
+    seeds = args.seeds or (2 if args.quick else 30)
+    control_seeds = args.control_seeds or (1 if args.quick else 5)
+    oracle_seeds = args.oracle_seeds or (4 if args.quick else 60)
+    n, n_control = (6_000, 10_000) if args.quick else (12_000, 40_000)
     micro_n = 100_000 if args.quick else 1_000_000
     references, power_seeds = (20, 5) if args.quick else (200, 40)
 
@@ -735,15 +889,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     )
     print(
-        f"- streams: {seeds} seeds per kind; drift streams {n:,} events with the change drawn "
-        f"uniformly in [{n // 2:,}, {n // 2 + 1000:,}); controls {n_control:,} events; "
-        f"window / interval {args.window:,}; {args.jobs} worker processes\n"
+        f"- streams: {seeds} seeds per drift kind, {control_seeds} per control; drift streams "
+        f"{n:,} events with the change drawn uniformly in [{n // 2:,}, {n // 2 + 1000:,}); "
+        f"controls {n_control:,} events; window / interval {args.window:,}; "
+        f"{args.jobs} worker processes\n"
     )
 
     started = time.perf_counter()
     warm_up(args.window)
     tasks = [
-        (kind, seed, n, n_control, args.window) for kind in reversed(KINDS) for seed in range(seeds)
+        (kind, seed, n, n_control, args.window)
+        for kind in reversed(KINDS)
+        for seed in range(control_seeds if kind in CONTROL_KINDS else seeds)
     ]  # controls, the longest, first
     calibration_tasks = [
         (kind, CALIBRATION_SEED + i, n, args.window)
@@ -755,12 +912,29 @@ def main(argv: Sequence[str] | None = None) -> None:
         for kind in ("sudden", "gradual", "variance")
         for i in range(power_seeds)
     ]
+    oracle_keys = [(f, label, two) for f in SHIFTS for label in SHIFTS[f] for two in (False, True)]
+
+    def stage(name: str) -> None:
+        print(f"{name}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
+
+    stage("warm-up")
     with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
         outcomes = [o for batch in pool.imap_unordered(run_task, tasks) for o in batch]
+        stage("streams")
         calibration = pool.map(calibration_task, calibration_tasks, chunksize=10)
         power = pool.map(power_task, power_tasks, chunksize=5)
+        stage("windowed side checks")
+        found = pool.map(oracle_task, [(*k, args.quick) for k in oracle_keys])
+        stage("oracle thresholds")
+        oracles = dict(zip(oracle_keys, found, strict=True))
+        delay_tasks = [
+            (kind, ORACLE_SEED + i, oracles) for i in range(oracle_seeds) for kind in ORACLE_KINDS
+        ]
+        delays = [d for batch in pool.imap_unordered(oracle_delay_task, delay_tasks) for d in batch]
+        stage("oracle delays")
     outcomes.sort(key=lambda o: (KINDS.index(o.kind), o.seed, list(METHODS).index(o.method)))
     report(outcomes, args.window)
+    report_oracle(oracles, delays)
     report_side_checks(calibration, power)
     micro_benchmark(micro_n, 3, args.window)
     print(
