@@ -7,8 +7,12 @@ in {50, 200, 1000, 10000}, accuracy in {0.5, 0.8, 0.95, 0.99}, margin 0 / absolu
 0.01 / relative 0.02, at the boundary (the true drop equal to the margin), for
 accuracy (higher is better) and error rate (1 - accuracy, lower is better), at
 alpha 0.05 and 0.0005.  One row per (direction, margin, alpha): the worst cell and
-how many hold.  The standard-error path and one pattern rule are simulated
-through the gate itself.
+how many hold.  One pattern rule is simulated through the gate itself.
+
+The standard-error path (values in [0, 1], no counts) on the same cells, margins and
+alphas: for 0/1 scores (n unknown to the gate) exactly, as a sum over both binomials;
+for Beta scores (concentration 0.5, 5, 50; n known) by simulation, through the gate's
+own arithmetic (``bounded_p_values`` and the ``MIN_EFFECTIVE`` refusal) on arrays.
 """
 
 from __future__ import annotations
