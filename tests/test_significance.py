@@ -10,7 +10,7 @@ from scipy.stats import chi2_contingency, norm, ttest_ind_from_stats
 from scipy.stats import t as t_dist
 
 from govloop.gates import Evidence, MetricValue, RegressionRule, judge, parse_policy
-from govloop.gates.checks import MIN_EFFECTIVE, check_metric_rule
+from govloop.gates.checks import MIN_EFFECTIVE, MIN_RARER, check_metric_rule
 from govloop.stats import mean_estimate, proportion_drop, stderr_drop
 from govloop.stats.significance import bounded_p_values, bounded_stderr_drop, skew_corrected_p
 from govloop.stats.two_sample import rejection_region
@@ -226,23 +226,37 @@ def test_the_gate_uses_the_bounded_test_for_values_in_0_1() -> None:
 
 
 def test_the_cell_the_z_test_failed_now_holds_alpha() -> None:
-    # tight skewed scores (Beta, mean 0.95, concentration 50), n_b = 50, n_c = 1000, n known,
-    # no change: the z-test fails about 1.3 alpha here, the bounded test at most alpha
+    # skewed scores (Beta, mean 0.8, concentration 5), n_b = 100, n_c = 1000, n known, no
+    # change: the z-test fails about 1.3 alpha here; the bounded test, which tests every
+    # trial here (none refused), at most alpha
     rng = np.random.default_rng(12)
-    trials, nb, nc, a, b = 6000, 50, 1000, 0.95 * 50, 0.05 * 50
+    trials, nb, nc, a, b = 12000, 100, 1000, 0.8 * 5, 0.2 * 5
     xs, ys = rng.beta(a, b, (trials, nb)), rng.beta(a, b, (trials, nc))
     vb, vc = xs.mean(1), ys.mean(1)
     sb, sc = xs.std(1, ddof=1) / math.sqrt(nb), ys.std(1, ddof=1) / math.sqrt(nc)
-    ok = np.minimum(nb, vb * (1 - vb) / sb**2) * np.minimum(vb, 1 - vb) >= MIN_EFFECTIVE
-    ok &= np.minimum(nc, vc * (1 - vc) / sc**2) * np.minimum(vc, 1 - vc) >= MIN_EFFECTIVE
-    new = ok & (bounded_p_values(vb, sb, vc, sc, vb - vc, 0.0, nb, nc) < ALPHA)
-    old = norm.sf((vb - vc) / np.hypot(sb, sc)) < ALPHA  # the old gate tested every trial here
+    tested = np.ones(trials, dtype=bool)
+    for v, se, n in ((vb, sb, nb), (vc, sc, nc)):
+        rarer = np.minimum(v, 1 - v)
+        tested &= (v * (1 - v) / se**2 * rarer >= MIN_EFFECTIVE) & (n * rarer >= MIN_RARER)
+    assert tested.all()
+    new = bounded_p_values(vb, sb, vc, sc, vb - vc, 0.0, nb, nc) < ALPHA
+    old = norm.sf((vb - vc) / np.hypot(sb, sc)) < ALPHA  # the old gate's z-test
     tol = 3 * math.sqrt(ALPHA * (1 - ALPHA) / trials)
     assert new.mean() <= ALPHA + tol < old.mean()
+    rule = RegressionRule(kind="regression", metric="acc")
     for i in range(0, trials, 100):  # the arithmetic above is the gate's
         ev = Evidence(
             metrics={"acc": MetricValue(value=vc[i], stderr=sc[i], n=nc)},
             baseline={"acc": MetricValue(value=vb[i], stderr=sb[i], n=nb)},
         )
-        got = check_metric_rule(RegressionRule(kind="regression", metric="acc"), ev).outcome
-        assert (got == "fail") == bool(new[i]), i
+        assert (check_metric_rule(rule, ev).outcome == "fail") == bool(new[i]), i
+
+
+def test_a_small_sample_near_1_is_refused_when_n_is_known() -> None:
+    # 50 scores near 1 whose rare low ones were not seen: n * (1 - v) = 0.5 < MIN_RARER
+    ev = Evidence(
+        metrics={"acc": MetricValue(value=0.97, stderr=0.002, n=1000)},
+        baseline={"acc": MetricValue(value=0.99, stderr=0.0005, n=50)},
+    )
+    report = check_metric_rule(RegressionRule(kind="regression", metric="acc"), ev)
+    assert report.outcome == "inconclusive" and "on n = 50" in report.detail

@@ -22,7 +22,7 @@ from _rows import Row, rate_at_most, value_at_most
 from scipy.stats import binom
 
 from govloop.gates import Evidence, MetricValue, RegressionRule
-from govloop.gates.checks import MIN_EFFECTIVE, check_metric_rule
+from govloop.gates.checks import MIN_EFFECTIVE, MIN_RARER, check_metric_rule
 from govloop.stats.significance import bounded_p_values
 from govloop.stats.two_sample import rejection_region
 
@@ -121,18 +121,21 @@ DISTRIBUTIONS = (0.5, 5.0, 50.0)  # Beta concentrations of the per-sample scores
 BLOCKS = ((200, 4), (1000, 5), (10000, 10))  # each size as blocks of the one before
 
 
-def _valid(v: np.ndarray, se: np.ndarray, n: float) -> np.ndarray:
-    """The gate's own refusal (inconclusive, never a fail): a zero standard error, or under
-    MIN_EFFECTIVE effective samples (n_eff, or n when smaller) on the rarer side."""
+def _valid(v: np.ndarray, se: np.ndarray, n: float | None) -> np.ndarray:
+    """The gate's own refusal (inconclusive, never a fail): a zero standard error, under
+    MIN_EFFECTIVE effective samples on the rarer side, or (n known) n under MIN_RARER."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        n_eff = np.minimum(v * (1 - v) / (se * se), n)
-        return (se > 0) & (n_eff * np.minimum(v, 1 - v) >= MIN_EFFECTIVE)
+        rarer = np.minimum(v, 1 - v)
+        ok = (se > 0) & (v * (1 - v) / (se * se) * rarer >= MIN_EFFECTIVE)
+        return ok if n is None else ok & (n * rarer >= MIN_RARER)
 
 
-def _fails(vb, sb, nb, vc, sc, nc, margin: float, relative: bool, alpha: float) -> np.ndarray:
+def _fails(
+    vb, sb, nb, vc, sc, nc, margin: float, relative: bool, alpha: float, known: bool = True
+) -> np.ndarray:
     """Whether the gate fails each (baseline, candidate) pair: the gate's arithmetic
     (bounded_p_values) on arrays; tests/test_significance.py checks it against the gate."""
-    ok = _valid(vb, sb, nb) & _valid(vc, sc, nc)
+    ok = _valid(vb, sb, nb if known else None) & _valid(vc, sc, nc if known else None)
     with np.errstate(divide="ignore", invalid="ignore"):
         m = margin * vb if relative else margin
         p = bounded_p_values(vb, sb, vc, sc, vb - vc, m, nb, nc)
@@ -160,7 +163,9 @@ def _bernoulli_size(cell, alpha: float, ddof: int) -> float:
         v = k / n
         sides.append((v, np.sqrt(v * (1 - v) / (n - ddof)), float(n - ddof), binom.pmf(k, n, p)))
     (vb, sb, eb, wb), (vc, sc, ec, wc) = sides
-    fail = _fails(vb[:, None], sb[:, None], eb, vc[None, :], sc[None, :], ec, margin, rel, alpha)
+    fail = _fails(
+        vb[:, None], sb[:, None], eb, vc[None, :], sc[None, :], ec, margin, rel, alpha, False
+    )
     return float(wb @ fail @ wc)
 
 
@@ -269,7 +274,9 @@ def _stderr_power_row() -> Row:
     k = np.arange(1001)
     v = k / 1000
     se = np.sqrt(v * (1 - v) / 1000)
-    fail = _fails(v[:, None], se[:, None], 1000.0, v[None, :], se[None, :], 1000.0, 0, False, 0.05)
+    fail = _fails(
+        v[:, None], se[:, None], 1000.0, v[None, :], se[None, :], 1000.0, 0, False, 0.05, False
+    )
     size = float(binom.pmf(k, 1000, 0.90) @ fail @ binom.pmf(k, 1000, 0.85))
     return rate_at_least_exact(
         "power from standard errors only (0/1 scores), accuracy 0.90 -> 0.85, n=1000 each, "

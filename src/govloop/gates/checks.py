@@ -204,10 +204,13 @@ def _threshold(rule: Rule, name: str, evidence: Evidence) -> RuleReport:
 
 
 #: The test on standard errors needs this many effective samples on the rarer side of
-#: a metric in [0, 1] (``n_eff min(v, 1 - v)``, ``n_eff = v (1 - v) / se^2``, or the known
-#: n when smaller); below it a mean near 0 or 1 is too skewed for the corrected t reference
-#: (docs/gates.md; the validity benchmark measures the result).
+#: a metric in [0, 1] (``n_eff min(v, 1 - v)``, ``n_eff = v (1 - v) / se^2``); below it a
+#: mean near 0 or 1 is too skewed for the corrected t reference (docs/gates.md; the
+#: validity benchmark measures the result).
 MIN_EFFECTIVE = 50.0
+#: With a known n, also ``n min(v, 1 - v)`` at least this: scores near 0 or 1 whose rare
+#: low (high) values were not seen in a small sample look precise (n_eff large) and are not.
+MIN_RARER = 10.0
 
 
 def _counts(mv: MetricValue) -> tuple[int, int] | None:
@@ -258,12 +261,18 @@ def _drop_test(
     for side, mv, se in (("baseline", base, base_se), ("candidate", cur, cur_se)):
         v = mv.value
         if v is not None and 0 <= v <= 1:
-            size = v * (1 - v) / (se * se) if not mv.n else min(mv.n, v * (1 - v) / (se * se))
-            if size * min(v, 1 - v) < MIN_EFFECTIVE:
+            n_eff = v * (1 - v) / (se * se)
+            if n_eff * min(v, 1 - v) < MIN_EFFECTIVE:
                 return (
                     f"the {side}'s {v:.4g} +- {se:.2g} is too near 0 or 1 for the test "
-                    f"(about {size * min(v, 1 - v):.3g} effective samples on the rarer side, "
+                    f"(about {n_eff * min(v, 1 - v):.3g} effective samples on the rarer side, "
                     f"{MIN_EFFECTIVE:g} needed) and no counts are known"
+                )
+            if mv.n and mv.n * min(v, 1 - v) < MIN_RARER:
+                return (
+                    f"the {side}'s {v:.4g} on n = {mv.n} is too near 0 or 1 for the test "
+                    f"(n * {min(v, 1 - v):.3g} = {mv.n * min(v, 1 - v):.3g} on the rarer side, "
+                    f"{MIN_RARER:g} needed) and no counts are known"
                 )
     margin = rule.margin if not relative else rule.margin * abs(base.value)  # type: ignore[arg-type]
     bv, cv = base.value, cur.value
