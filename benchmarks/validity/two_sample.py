@@ -7,19 +7,23 @@ in {50, 200, 1000, 10000}, accuracy in {0.5, 0.8, 0.95, 0.99}, margin 0 / absolu
 0.01 / relative 0.02, at the boundary (the true drop equal to the margin), for
 accuracy (higher is better) and error rate (1 - accuracy, lower is better), at
 alpha 0.05 and 0.0005.  One row per (direction, margin, alpha): the worst cell and
-how many hold.  The standard-error path and one pattern rule are simulated
-through the gate itself.
+how many hold.  One pattern rule is simulated through the gate itself.
+
+The standard-error path (values in [0, 1], no counts) on the same cells, margins and
+alphas: for 0/1 scores (n unknown to the gate) exactly, as a sum over both binomials;
+for Beta scores (concentration 0.5, 5, 50; n known) by simulation, through the gate's
+own arithmetic (``bounded_p_values`` and the ``MIN_EFFECTIVE`` refusal) on arrays.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from _rows import Row, rate_at_most, value_at_most
+from scipy.stats import binom
 
 from govloop.gates import Evidence, MetricValue, RegressionRule
-from govloop.gates.checks import check_metric_rule
+from govloop.gates.checks import MIN_EFFECTIVE, MIN_RARER, check_metric_rule
+from govloop.stats.significance import bounded_p_values
 from govloop.stats.two_sample import rejection_region
 
 SIZES = (50, 200, 1000, 10000)
@@ -113,42 +117,173 @@ def _simulated_family(trials: int, k: int = 5, n: int = 50, seed: int = 11) -> R
     )
 
 
-def _stderr_fails(nb: int, nc: int, acc: float, trials: int, rng: np.random.Generator) -> int:
-    rule = RegressionRule(kind="regression", metric="acc")
-    a, b = acc * 5, (1 - acc) * 5
-    fails = 0
-    for _ in range(trials):
-        xs, ys = rng.beta(a, b, nb), rng.beta(a, b, nc)
-        ev = Evidence(
-            metrics={"acc": MetricValue(value=ys.mean(), stderr=ys.std(ddof=1) / math.sqrt(nc))},
-            baseline={"acc": MetricValue(value=xs.mean(), stderr=xs.std(ddof=1) / math.sqrt(nb))},
-        )
-        fails += check_metric_rule(rule, ev).outcome == "fail"
-    return fails
+DISTRIBUTIONS = (0.5, 5.0, 50.0)  # Beta concentrations of the per-sample scores
+BLOCKS = ((200, 4), (1000, 5), (10000, 10))  # each size as blocks of the one before
 
 
-def _stderr_rows(screen: int, trials: int, seed: int = 3) -> list[Row]:
-    """Estimates with standard errors and no counts (Lighteval-like): per-sample scores in
-    [0, 1] drawn from a Beta with mean acc and concentration 5 (skewed near 0 and 1), the
-    value their mean, the standard error their sd / sqrt(n).  No change; margin 0, alpha
-    0.05; an inconclusive check (too near 0 or 1 for a z-test) does not fail.  Every cell
-    is screened with a few trials; the worst is measured again with fresh ones, so the
-    row is not the luckiest of many noisy cells.  The stated bound is the docs': 1.5 alpha."""
-    rng = np.random.default_rng(seed)
-    cells = [(nb, nc, acc) for nb in SIZES for nc in SIZES for acc in ACCURACIES]
-    screened = [(_stderr_fails(*cell, screen, rng), cell) for cell in cells]
-    _, (nb, nc, acc) = max(screened)
-    fails = _stderr_fails(nb, nc, acc, trials, rng)
+def _valid(v: np.ndarray, se: np.ndarray, n: float | None) -> np.ndarray:
+    """The gate's own refusal (inconclusive, never a fail): a zero standard error, under
+    MIN_EFFECTIVE effective samples on the rarer side, or (n known) n under MIN_RARER."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rarer = np.minimum(v, 1 - v)
+        ok = (se > 0) & (v * (1 - v) / (se * se) * rarer >= MIN_EFFECTIVE)
+        return ok if n is None else ok & (n * rarer >= MIN_RARER)
+
+
+def _fails(
+    vb, sb, nb, vc, sc, nc, margin: float, relative: bool, alpha: float, known: bool = True
+) -> np.ndarray:
+    """Whether the gate fails each (baseline, candidate) pair: the gate's arithmetic
+    (bounded_p_values) on arrays; tests/test_significance.py checks it against the gate."""
+    ok = _valid(vb, sb, nb if known else None) & _valid(vc, sc, nc if known else None)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        m = margin * vb if relative else margin
+        p = bounded_p_values(vb, sb, vc, sc, vb - vc, m, nb, nc)
+    return ok & (p < alpha)
+
+
+def _cells(sizes: tuple[int, ...]) -> list[tuple[int, int, float, str, float, bool]]:
     return [
-        rate_at_most(
-            AREA,
-            f"type-I from standard errors (z-test), the worst of {len(cells)} cells "
-            f"(n_b={nb}, n_c={nc}, acc {acc}), skewed scores",
-            0.075,
-            fails,
-            trials,
-        )
+        (nb, nc, acc, label, margin, rel)
+        for nb in sizes
+        for nc in sizes
+        for acc in ACCURACIES
+        for label, margin, rel in MARGINS
     ]
+
+
+def _bernoulli_size(cell, alpha: float, ddof: int) -> float:
+    """Exact P(fail) for 0/1 scores whose standard error is sqrt(v (1 - v) / (n - ddof)),
+    the size n unknown to the gate: a sum over both binomials (tails beyond 1e-12 left out)."""
+    nb, nc, acc, _, margin, rel = cell
+    pb, pc = _boundary(acc, margin, rel, True)
+    sides = []
+    for n, p in ((nb, pb), (nc, pc)):
+        k = np.arange(int(binom.ppf(1e-12, n, p)), int(binom.isf(1e-12, n, p)) + 1)
+        v = k / n
+        sides.append((v, np.sqrt(v * (1 - v) / (n - ddof)), float(n - ddof), binom.pmf(k, n, p)))
+    (vb, sb, eb, wb), (vc, sc, ec, wc) = sides
+    fail = _fails(
+        vb[:, None], sb[:, None], eb, vc[None, :], sc[None, :], ec, margin, rel, alpha, False
+    )
+    return float(wb @ fail @ wc)
+
+
+def _bernoulli_rows(sizes: tuple[int, ...]) -> list[Row]:
+    rows = []
+    for ddof, how in ((0, "sqrt(p(1-p)/n)"), (1, "sample sd / sqrt(n)")):
+        for alpha in ALPHAS:
+            cells = _cells(sizes)
+            sized = [(_bernoulli_size(c, alpha, ddof), c) for c in cells]
+            size, (nb, nc, acc, label, _, _) = max(sized)
+            held = sum(x <= alpha for x, _ in sized)
+            rows.append(
+                value_at_most(
+                    AREA,
+                    f"type-I from standard errors, 0/1 scores, stderr {how}, n unknown, "
+                    f"alpha {alpha:g}: worst of {len(cells)} cells (n_b={nb}, n_c={nc}, "
+                    f"acc {acc}, {label}); {held} hold",
+                    alpha,
+                    size,
+                    how="exact binomial sum",
+                )
+            )
+    return rows
+
+
+def _center(s1: np.ndarray, s2: np.ndarray, n: int, mean: float) -> tuple[np.ndarray, np.ndarray]:
+    """Map every score of a pool by one affine map of [0, 1] into itself (x -> c x when the
+    pool's mean is too high, 1 - c (1 - x) when too low, c <= 1) so its mean is exact."""
+    got = s1.mean() / n
+    if got > mean:
+        c = mean / got
+        return c * s1, c * c * s2
+    c = (1 - mean) / (1 - got)
+    return n * (1 - c) + c * s1, n * (1 - c) ** 2 + 2 * c * (1 - c) * s1 + c * c * s2
+
+
+def _pools(mean: float, kappa: float, size: int, rng: np.random.Generator) -> dict:
+    """``size`` samples of (sum, sum of squares) of n Beta(mean kappa, (1 - mean) kappa)
+    scores for each n in SIZES: n = 50 drawn, each larger n the sum of blocks drawn with
+    replacement from the pool of the size before (sampling from the empirical law of the
+    blocks, each pool's mean made exact by :func:`_center`)."""
+    x = rng.beta(mean * kappa, (1 - mean) * kappa, (size, SIZES[0]))
+    pools = {SIZES[0]: _center(x.sum(1), (x * x).sum(1), SIZES[0], mean)}
+    prev = SIZES[0]
+    for n, k in BLOCKS:
+        idx = rng.integers(0, size, (size, k))
+        pools[n] = _center(pools[prev][0][idx].sum(1), pools[prev][1][idx].sum(1), n, mean)
+        prev = n
+    return pools
+
+
+def _mean_se(pool: dict, n: int, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    s1, s2 = pool[n][0][idx], pool[n][1][idx]
+    v = s1 / n
+    return v, np.sqrt(np.maximum(s2 - n * v * v, 0) / (n - 1) / n)
+
+
+def _beta_rates(kappa: float, cells: list, trials: int, rng: np.random.Generator) -> list:
+    """(fails at each alpha, cell) of Beta scores, n known to the gate (the value not a
+    whole fraction, so no counts)."""
+    out, pools = [], {}
+    for cell in cells:
+        nb, nc, acc, _, margin, rel = cell
+        pb, pc = _boundary(acc, margin, rel, True)
+        for key in (("b", pb), ("c", pc)):
+            if key not in pools:
+                pools[key] = _pools(key[1], kappa, trials, rng)
+        vb, sb = _mean_se(pools["b", pb], nb, rng.integers(0, trials, trials))
+        vc, sc = _mean_se(pools["c", pc], nc, rng.integers(0, trials, trials))
+        fails = [int(_fails(vb, sb, nb, vc, sc, nc, margin, rel, a).sum()) for a in ALPHAS]
+        out.append((fails, cell))
+    return out
+
+
+def _beta_rows(sizes: tuple[int, ...], screen: int, trials: int, seed: int = 3) -> list[Row]:
+    """Per-sample scores from a Beta with mean acc and concentration 0.5 (near 0/1), 5 or
+    50 (tight, skewed near 0 and 1); value their mean, standard error their sd / sqrt(n),
+    n given.  Every cell is screened with ``screen`` trials; the worst at each alpha is
+    measured again with fresh pools and ``trials`` trials, so the row is not the luckiest
+    of many noisy cells."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    cells = _cells(sizes)
+    for kappa in DISTRIBUTIONS:
+        screened = _beta_rates(kappa, cells, screen, rng)
+        for i, alpha in enumerate(ALPHAS):
+            _, cell = max(screened, key=lambda fc, i=i: fc[0][i])
+            fails = _beta_rates(kappa, [cell], trials, rng)[0][0][i]
+            nb, nc, acc, label, _, _ = cell
+            rows.append(
+                rate_at_most(
+                    AREA,
+                    f"type-I from standard errors, Beta scores (concentration {kappa:g}), n "
+                    f"known, alpha {alpha:g}: worst of {len(cells)} cells (n_b={nb}, "
+                    f"n_c={nc}, acc {acc}, {label})",
+                    alpha,
+                    fails,
+                    trials,
+                )
+            )
+    return rows
+
+
+def _stderr_power_row() -> Row:
+    """0/1 scores, stderr sqrt(p(1-p)/n), n unknown: exact, as in _bernoulli_size."""
+    k = np.arange(1001)
+    v = k / 1000
+    se = np.sqrt(v * (1 - v) / 1000)
+    fail = _fails(
+        v[:, None], se[:, None], 1000.0, v[None, :], se[None, :], 1000.0, 0, False, 0.05, False
+    )
+    size = float(binom.pmf(k, 1000, 0.90) @ fail @ binom.pmf(k, 1000, 0.85))
+    return rate_at_least_exact(
+        "power from standard errors only (0/1 scores), accuracy 0.90 -> 0.85, n=1000 each, "
+        "margin 0, alpha 0.05",
+        0.9,
+        size,
+    )
 
 
 def _power_row() -> Row:
@@ -167,8 +302,10 @@ def rows(quick: bool) -> list[Row]:
     out = _type_one_rows(sizes)
     out += _family_rows(200)
     out.append(_simulated_family(100 if quick else 2000))
-    out += _stderr_rows(20 if quick else 300, 300 if quick else 4000)
+    out += _bernoulli_rows(sizes)
+    out += _beta_rows(sizes, 20_000 if quick else 100_000, 100_000 if quick else 600_000)
     out.append(_power_row())
+    out.append(_stderr_power_row())
     return out
 
 
