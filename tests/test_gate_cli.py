@@ -84,7 +84,7 @@ def test_real_drop_fails_and_noise_does_not(offline: None) -> None:
     rules = {r["rule"]: r for r in doc["policies"][0]["rules"]}
     checks = {c["metric"]: c for c in rules["no-task-regression"]["evidence"]["checks"]}
     assert checks["lighteval|winogrande|5/acc"]["outcome"] == "fail"
-    assert checks["lighteval|winogrande|5/acc"]["p_value"] == pytest.approx(0.0041, abs=1e-4)
+    assert checks["lighteval|winogrande|5/acc"]["p_value"] == pytest.approx(0.0063, abs=1e-4)
     for metric in (
         "lighteval|piqa|0/acc",
         "lighteval|truthfulqa:mc|0/truthfulqa_mc1",

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import Field
 
-from govloop.gates.directions import direction
+from govloop.gates.directions import direction, unit_scores
 from govloop.gates.evidence import Evidence, MetricValue, Sample
 from govloop.gates.fairness import FairnessEvaluator
 from govloop.gates.outcomes import SEVERITY
@@ -231,9 +231,14 @@ def _exact(kb: int, nb: int, kc: int, nc: int, margin: float, rel: bool, hib: bo
 
 
 def _drop_test(
-    base: MetricValue, cur: MetricValue, rule: RegressionRule, higher_is_better: bool
+    base: MetricValue,
+    cur: MetricValue,
+    rule: RegressionRule,
+    higher_is_better: bool,
+    unit: bool = True,
 ) -> DropTest | str:
-    """The test of a drop, or why there is none."""
+    """The test of a drop, or why there is none; ``unit``: a value in [0, 1] is a mean of
+    [0, 1] scores (:func:`~govloop.gates.directions.unit_scores`)."""
     relative = rule.margin_type == "relative"
     bc, cc = _counts(base), _counts(cur)
     if bc is not None and cc is not None:
@@ -260,7 +265,7 @@ def _drop_test(
         )
     for side, mv, se in (("baseline", base, base_se), ("candidate", cur, cur_se)):
         v = mv.value
-        if v is not None and 0 <= v <= 1:
+        if unit and v is not None and 0 <= v <= 1:
             n_eff = v * (1 - v) / (se * se)
             if n_eff * min(v, 1 - v) < MIN_EFFECTIVE:
                 return (
@@ -276,7 +281,7 @@ def _drop_test(
                 )
     margin = rule.margin if not relative else rule.margin * abs(base.value)  # type: ignore[arg-type]
     bv, cv = base.value, cur.value
-    if bv is not None and cv is not None and 0 < bv < 1 and 0 < cv < 1:
+    if unit and bv is not None and cv is not None and 0 < bv < 1 and 0 < cv < 1:
         for side, mv in (("baseline", base), ("candidate", cur)):
             if mv.n is not None and mv.n < 2:
                 return f"the {side}'s standard error rests on n = {mv.n} sample: no test"
@@ -318,7 +323,7 @@ def _regression(
     if base is None or base.value is None:
         return _report(rule, name, cur.value, "inconclusive", _missing(name, base, where), {}, **kw)
     higher, said_by = direction(rule.higher_is_better, name, cur, base)
-    test = _drop_test(base, cur, rule, higher)
+    test = _drop_test(base, cur, rule, higher, unit_scores(name))
     move = f"{name} {base.value:.4g} -> {cur.value:.4g}"
     if not higher:
         move += " (lower is better)"

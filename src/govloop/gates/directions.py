@@ -34,7 +34,7 @@ from typing import Literal
 
 from govloop.gates.evidence import MetricValue
 
-__all__ = ["LOWER_IS_BETTER", "Direction", "direction", "known_direction"]
+__all__ = ["LOWER_IS_BETTER", "Direction", "direction", "known_direction", "unit_scores"]
 
 #: Metrics that are better when lower, by their own name (see the module docstring).
 LOWER_IS_BETTER = frozenset(
@@ -51,6 +51,10 @@ LOWER_IS_BETTER = frozenset(
     }
 )
 
+#: Metrics of the table that are not means of per-sample scores in [0, 1], whatever
+#: their value: a bits-per-byte of 0.97 is a ratio of sums, not a proportion.
+NOT_UNIT_SCORES = LOWER_IS_BETTER - {"error_rate"}
+
 #: Where a direction came from, as a regression check's evidence records it.
 Direction = Literal["policy", "results", "baseline", "known metric", "default"]
 
@@ -63,6 +67,17 @@ def known_direction(metric: str) -> bool | None:
     """
     own = metric.rsplit("/", 1)[-1].split(",", 1)[0]
     return False if own in LOWER_IS_BETTER else None
+
+
+def unit_scores(metric: str) -> bool:
+    """Whether a value of ``metric`` in [0, 1] may be read as a mean of [0, 1] scores
+    (the bounded test on standard errors assumes it): every metric but the table's
+    perplexities, bits per byte, edit rate and latencies.
+
+    >>> unit_scores("arc/acc,none"), unit_scores("wikitext/bits_per_byte,none")
+    (True, False)
+    """
+    return metric.rsplit("/", 1)[-1].split(",", 1)[0] not in NOT_UNIT_SCORES
 
 
 def direction(
