@@ -8,7 +8,9 @@ keep; the candidate's accumulated successes out of n feed a test martingale,
 and the rule fails when it reaches ``1/alpha_c``.  For a model that has not
 changed, the chance of *ever* failing, over any number of windows and looks,
 is at most the rule's ``alpha`` (see ``docs/gates.md``, "Online gates: valid
-under continuous monitoring").
+under continuous monitoring").  A pattern rule matching several metrics judges
+each on its anytime-valid p-value (:func:`sequential_p_value`), adjusted over the
+matches (``govloop.gates.checks``), so the bound holds for the family.
 
 A ``min_samples`` rule on a rate, online, counts the labels behind the
 accumulated rate (what the regression rules judge), not one window's.
