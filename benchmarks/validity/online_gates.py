@@ -14,7 +14,10 @@ deployments and windows.  Rows:
   window, by baseline size, with its order-statistic 95 % interval; and for
   other drops;
 * both again through the gate evaluator itself (``govloop.gates.judge`` on the
-  accumulated evidence), with fewer deployments.
+  accumulated evidence), with fewer deployments;
+* a pattern rule over k = 5 and k = 50 unchanged metrics (each match's anytime-valid
+  p-value, Holm-adjusted over the matches at every look), through
+  ``govloop.gates.checks.check_metric_rule``: P(ever fail) at most alpha.
 
     .venv/bin/python benchmarks/validity/bench_validity.py --only online_gates
 """
@@ -33,6 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _rows import Row, rate_at_most, value_at_most
 
 from govloop.gates import Evidence, MetricValue, judge, parse_policy
+from govloop.gates.checks import check_metric_rule
+from govloop.gates.rules import RegressionRule
 from govloop.stats.sequential import allowed_level, exceeds, lower_bound, upper_bound
 from govloop.stats.significance import proportion_drop
 
@@ -260,9 +265,60 @@ def _through_the_gate(rng: np.random.Generator, quick: bool) -> list[Row]:
     ]
 
 
+PATTERN = RegressionRule(kind="regression", metric="task*/acc")  # Holm, alpha 0.05
+
+
+def pattern_first_fail(
+    rng: np.random.Generator, k: int, *, p: float, n_base: int, window: int, windows: int
+) -> int:
+    """The window of the first fail of :data:`PATTERN` over ``k`` metrics of one unchanged
+    deployment (independent baselines and streams), ``windows + 1`` for never."""
+    names = [f"task{i:02d}/acc" for i in range(k)]
+    k_b = rng.binomial(n_base, p, size=k)
+    base = {
+        m: MetricValue(value=kb / n_base, n=n_base, successes=int(kb))
+        for m, kb in zip(names, k_b, strict=True)
+    }
+    s = np.cumsum(rng.binomial(window, p, size=(windows, k)), axis=0)
+    for t in range(1, windows + 1):
+        n = window * t
+        acc = {
+            m: MetricValue(value=c / n, n=n, successes=int(c))
+            for m, c in zip(names, s[t - 1], strict=True)
+        }
+        ev = Evidence(metrics=acc, baseline=base, cumulative=acc, looks=t)
+        if check_metric_rule(PATTERN, ev).outcome == "fail":
+            return t
+    return windows + 1
+
+
+def _pattern(rng: np.random.Generator, quick: bool) -> list[Row]:
+    out = []
+    for k, deployments in ((5, 30), (50, 10)) if quick else ((5, 200), (50, 80)):
+        windows = 100
+        first = [
+            pattern_first_fail(rng, k, p=0.9, n_base=5000, window=200, windows=windows)
+            for _ in range(deployments)
+        ]
+        out.append(
+            rate_at_most(
+                AREA,
+                f"P(ever fail), unchanged model, pattern rule over k={k} metrics, "
+                f"{windows} windows of 200 (Holm over anytime-valid p-values), "
+                "accuracy 0.9, margin 0, baseline 5,000",
+                ALPHA,
+                int(sum(f <= windows for f in first)),
+                deployments,
+                f"{deployments:,} deployments through govloop.gates.checks.check_metric_rule",
+            )
+        )
+    return out
+
+
 def rows(quick: bool) -> list[Row]:
     rng = np.random.default_rng(20300101)
-    return _type_one(rng, quick) + _power(rng, quick) + _through_the_gate(rng, quick)
+    head = _type_one(rng, quick) + _power(rng, quick) + _through_the_gate(rng, quick)
+    return head + _pattern(rng, quick)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from govloop.gates.evidence import Evidence, MetricValue, Sample
 from govloop.gates.fairness import FairnessEvaluator
 from govloop.gates.outcomes import SEVERITY
 from govloop.gates.rules import DriftRule, FairnessRule, RegressionRule, Rule, SafetyRule
-from govloop.gates.sequential import sequential_regression
+from govloop.gates.sequential import sequential_p_value, sequential_regression
 from govloop.schemas.results import Outcome, RuleResult
 from govloop.stats.significance import (
     DropTest,
@@ -126,6 +126,8 @@ def check_metric_rule(rule: Rule | RegressionRule, evidence: Evidence) -> RuleRe
 def _regressions(rule: RegressionRule, names: list[str], evidence: Evidence) -> list[RuleReport]:
     """Each match judged on its p-value adjusted over the family of matches (a match that
     cannot be tested counts in the family with p = 1, which only makes it stricter)."""
+    if evidence.cumulative is not None:
+        return _online_regressions(rule, names, evidence)
     first = [_regression(rule, name, evidence) for name in names]
     if len(names) == 1 or rule.correction == "none":
         return first
@@ -135,6 +137,39 @@ def _regressions(rule: RegressionRule, names: list[str], evidence: Evidence) -> 
     return [
         _regression(rule, name, evidence, (p, len(names))) if "p_value" in r.evidence else r
         for name, r, p in zip(names, first, adjusted, strict=True)
+    ]
+
+
+def _online_regressions(
+    rule: RegressionRule, names: list[str], evidence: Evidence
+) -> list[RuleReport]:
+    """Online (accumulated evidence): one match is judged by its e-value at ``alpha``; several
+    on their anytime-valid p-values, adjusted over the matches at every look.
+
+    Holm's adjustment of anytime-valid p-values keeps ``P(any match of an unchanged metric
+    ever fails) <= alpha``.  With ``m`` matches of which ``m0`` are unchanged: if Holm
+    rejects an unchanged match at a look, it rejects the unchanged match with the smallest
+    p-value, ranked at most ``m - m0 + 1``, so that p-value is at most ``alpha / m0``.  So
+    some unchanged match has ``p_t <= alpha / m0`` at some look; each does with
+    probability at most ``alpha / m0`` (``P(ever p_t <= x) <= x``), and the union over the
+    ``m0`` gives ``alpha``, whatever the dependence between the metrics.
+    Bonferroni's ``m p`` is larger than Holm's, so the same holds; ``none`` judges each
+    match at ``alpha`` by its e-value, and an unchanged family of ``k`` fails with
+    probability up to ``k alpha``.
+    """
+    kw: dict[str, Any] = {"op": _REGRESSION_OP, "threshold": rule.margin}
+    if len(names) == 1 or rule.correction == "none":
+        return [_report(rule, n, *sequential_regression(rule, n, evidence), **kw) for n in names]
+    raw = [sequential_p_value(rule, name, evidence) for name in names]
+    adjusted = adjusted_p_values([1.0 if p is None else p for p in raw], rule.correction)
+    return [
+        _report(
+            rule,
+            name,
+            *sequential_regression(rule, name, evidence, None if p is None else (p, q, len(names))),
+            **kw,
+        )
+        for name, p, q in zip(names, raw, adjusted, strict=True)
     ]
 
 

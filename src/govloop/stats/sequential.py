@@ -31,6 +31,11 @@ The allowed level comes from a fixed-sample baseline: :func:`lower_bound`
 error) at level ``alpha_b``; :func:`sequential_drop` puts it together with
 the margin and the direction, and spends ``alpha_b + alpha_c = alpha``, so
 ``P(ever failing an unchanged model) <= alpha``.
+
+:func:`anytime_p_value` is the smallest ``alpha`` at which :func:`sequential_drop`
+rejects: since the test at level ``x`` rejects an unchanged metric at some look with
+probability at most ``x``, ``P(p_t <= x at some look t) <= x``, so p-values of several
+metrics can be adjusted (Holm, Bonferroni) at every look.
 """
 
 from __future__ import annotations
@@ -41,14 +46,13 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.special import betainc, betaln
-from scipy.stats import beta as beta_dist
-from scipy.stats import norm
+from scipy.special import betainc, betaincinv, betaln, ndtri
 
 __all__ = [
     "PRIOR_SIZES",
     "SequentialDrop",
     "allowed_level",
+    "anytime_p_value",
     "exceeds",
     "log_evalue",
     "lower_bound",
@@ -85,19 +89,18 @@ def log_evalue(
     f = m - s
     inside = (level > 0) & (level < 1)
     qq = np.where(inside, level, 0.5)
-    parts = []
+    n0 = np.asarray(prior_sizes, dtype=float).reshape((-1,) + (1,) * qq.ndim)
+    a, b = qq * n0, (1 - qq) * n0  # one row per prior size
     with np.errstate(divide="ignore"):
-        for n0 in prior_sizes:
-            a, b = qq * n0, (1 - qq) * n0
-            parts.append(
-                betaln(a + s, b + f)
-                - betaln(a, b)
-                - s * np.log(qq)
-                - f * np.log1p(-qq)
-                + np.log(betainc(a + s, b + f, qq))
-                - np.log(betainc(a, b, qq))
-            )
-    mixed = np.logaddexp.reduce(np.stack(parts), axis=0) - math.log(len(prior_sizes))
+        parts = (
+            betaln(a + s, b + f)
+            - betaln(a, b)
+            - s * np.log(qq)
+            - f * np.log1p(-qq)
+            + np.log(betainc(a + s, b + f, qq))
+            - np.log(betainc(a, b, qq))
+        )
+    mixed = np.logaddexp.reduce(parts, axis=0) - math.log(len(prior_sizes))
     edge = np.where((level >= 1) & (f > 0), np.inf, 0.0)
     return np.asarray(np.where(inside, mixed, edge), dtype=float)
 
@@ -157,9 +160,9 @@ def lower_bound(
     0.8804
     """
     if successes is not None and n is not None and n > 0:
-        return 0.0 if successes <= 0 else float(beta_dist.ppf(alpha, successes, n - successes + 1))
+        return 0.0 if successes <= 0 else float(betaincinv(successes, n - successes + 1, alpha))
     if value is not None and stderr is not None:
-        return float(value - norm.isf(alpha) * stderr)
+        return float(value + ndtri(alpha) * stderr)
     raise ValueError("a lower bound needs counts (successes, n > 0) or a value and its stderr")
 
 
@@ -179,7 +182,7 @@ def upper_bound(
     if successes is not None and n is not None and n > 0:
         return 1 - lower_bound(alpha, successes=n - successes, n=n)
     if value is not None and stderr is not None:
-        return float(value + norm.isf(alpha) * stderr)
+        return float(value - ndtri(alpha) * stderr)
     raise ValueError("an upper bound needs counts (successes, n > 0) or a value and its stderr")
 
 
@@ -274,3 +277,89 @@ def sequential_drop(
         alpha_baseline=alpha_b,
         alpha_candidate=alpha_c,
     )
+
+
+def anytime_p_value(
+    cur_successes: int,
+    cur_n: int,
+    *,
+    margin: float = 0.0,
+    margin_type: Literal["absolute", "relative"] = "absolute",
+    higher_is_better: bool = True,
+    base_successes: int | None = None,
+    base_n: int | None = None,
+    base_value: float | None = None,
+    base_stderr: float | None = None,
+    baseline_share: float = 0.5,
+    prior_sizes: tuple[float, ...] = PRIOR_SIZES,
+    rtol: float = 1e-3,
+    floor: float = 1e-12,
+) -> float:
+    """The anytime-valid p-value of :func:`sequential_drop`: the smallest ``alpha`` at
+    which it rejects, in ``[floor, 1]``.
+
+    For an unchanged metric ``P(p_t <= x at any look t) <= x``: ``p_t <= x`` means the
+    test at level ``x`` rejects at look ``t`` (below), and that test rejects at any
+    look with probability at most ``x``.
+
+    *Rejection is monotone in alpha*, so "the smallest alpha" is a threshold: a larger
+    ``alpha`` gives a larger baseline ``alpha_b`` (a lower bound rises, an upper bound
+    falls, so the allowed level ``q`` of the drop test rises, mirrored or not) and a
+    smaller threshold ``1/alpha_c``; and ``M`` does not fall as ``q`` rises where it
+    can reach a threshold: ``M <= 1`` unless ``S/n < q``, and there each likelihood
+    ratio ``(theta/q)^S ((1-theta)/(1-q))^(n-S)`` grows with ``q``.  The prior moves
+    with ``q`` too, so that is an argument, not a proof: the tests check ``M`` is
+    non-decreasing in ``q`` on a grid of ``n``, ``S`` and ``q``.
+
+    Found by bisection on ``log alpha``: 1 when the test does not reject at
+    ``alpha = 1``; else between ``1/((1 - baseline_share) M_1)`` (``M_1`` the e-value
+    at ``alpha = 1``: no smaller alpha can reach its threshold) and 1, down to a
+    relative width ``rtol``.  The upper end is returned, an ``alpha`` at which the
+    test rejects, so the p-value is at most ``1 + rtol`` times the exact one and never
+    below it; one below ``floor`` is reported as ``floor``.
+
+    >>> p = anytime_p_value(680, 800, base_successes=18000, base_n=20000)
+    >>> p < 0.05, sequential_drop(680, 800, alpha=p, base_successes=18000, base_n=20000).rejected
+    (True, True)
+    >>> sequential_drop(680, 800, alpha=p / 1.001, base_successes=18000, base_n=20000).rejected
+    False
+    >>> anytime_p_value(720, 800, base_successes=18000, base_n=20000)  # no drop
+    1.0
+    >>> round(p, 4), round(anytime_p_value(700, 800, base_successes=18000, base_n=20000), 3)
+    (0.0089, 0.617)
+    >>> round(anytime_p_value(110, 800, higher_is_better=False,   # error rate 0.10 -> 0.1375
+    ...                       base_successes=2000, base_n=20000), 3)
+    0.11
+    """
+    if not 0 < rtol < 1 or not 0 < floor < 1:
+        raise ValueError("rtol and floor must be in (0, 1)")
+    kw: dict[str, object] = {
+        "margin": margin,
+        "margin_type": margin_type,
+        "higher_is_better": higher_is_better,
+        "base_successes": base_successes,
+        "base_n": base_n,
+        "base_value": base_value,
+        "base_stderr": base_stderr,
+        "baseline_share": baseline_share,
+        "prior_sizes": prior_sizes,
+    }
+
+    def test(alpha: float) -> SequentialDrop:
+        with np.errstate(over="ignore"):  # an e-value beyond float range is inf: rejected
+            return sequential_drop(cur_successes, cur_n, alpha=alpha, **kw)  # type: ignore[arg-type]
+
+    top = test(1.0)
+    if not top.rejected:
+        return 1.0
+    hi = 1.0
+    lo = max(floor, min(1.0, 1 / ((1 - baseline_share) * top.evalue)))
+    if test(lo).rejected:
+        return lo
+    while hi > lo * (1 + rtol):
+        mid = math.sqrt(lo * hi)
+        if test(mid).rejected:
+            hi = mid
+        else:
+            lo = mid
+    return hi
