@@ -340,10 +340,8 @@ def _regression(
     adjusted: tuple[float, int] | None = None,
 ) -> RuleReport:
     """One metric's regression check; ``adjusted`` is its (adjusted p-value, family size)
-    when the rule's pattern matched several metrics."""
-    if evidence.cumulative is not None:  # online: accumulated evidence, anytime-valid test
-        online = sequential_regression(rule, name, evidence)
-        return _report(rule, name, *online, op=_REGRESSION_OP, threshold=rule.margin)
+    when the rule's pattern matched several metrics.  Offline only: online evidence goes
+    to :func:`_online_regressions`."""
     op = _REGRESSION_OP
     kw: dict[str, Any] = {"op": op, "threshold": rule.margin}
     cur = evidence.metrics.get(name)
