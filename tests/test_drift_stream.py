@@ -145,7 +145,16 @@ def test_drift_episode_through_the_broker(settings: Settings, tmp_path: Path) ->
     drift, recovered = (a for a in alerts if isinstance(a, DriftAlert))
     assert T0 + timedelta(minutes=5) <= drift.ts < T0 + timedelta(minutes=5, seconds=30)
     assert T0 + timedelta(minutes=8) <= recovered.ts < T0 + timedelta(minutes=9)
-    assert drift.test == "ks" and drift.p_value is not None  # the window so far explains
+    # The window as the worker holds it when the alert is raised explains it: a KS
+    # test once it has `drift_min_count` values; before that (a 2.5 sd shift is seen
+    # within a few values, and how much of the window is counted by then depends on
+    # batching) the detector's own statistic stands.
+    window_values = drift.details.get("window_values")
+    if drift.test == "ks":
+        assert window_values >= s.drift_min_count and drift.p_value is not None, drift
+    else:
+        assert drift.test == "calibrated" and window_values is None, drift
+        assert drift.p_value is None and drift.statistic > drift.threshold, drift
     with Session(create_engine_for(s)) as session:
         refs = references(session, "clf")
         status = {r.feature: r for r in drift_status(session, "clf")}

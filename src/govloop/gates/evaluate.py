@@ -135,7 +135,7 @@ def judge(
     ...                baseline={"acc": MetricValue(value=0.701, stderr=0.012862)})
     >>> v = judge(p, now)
     >>> v.outcome, round(v.rules[0].evidence["p_value"], 4)
-    ('fail', 0.0178)
+    ('fail', 0.0232)
     >>> judge(p, {"acc": 0.652}).rules[0].detail
     'no baseline to compare with'
     """
